@@ -1,0 +1,60 @@
+//! Experiment manifests: the one place that knows every stage's section.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use synthscale_data::{DataConfig, DataError};
+
+/// An experiment manifest. Each stage owns its section; unknown sections are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `[data]`: sources, tokenizer, validation split, sequence length.
+    pub data: DataConfig,
+}
+
+/// A manifest with its paths resolved and every section validated.
+#[derive(Debug, Clone)]
+pub struct LoadedManifest {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl LoadedManifest {
+    /// Reads, parses and validates a manifest; relative paths in it resolve against the
+    /// manifest's folder.
+    pub fn load(path: &Path) -> Result<Self, DataError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let mut manifest: Manifest = toml::from_str(&text).map_err(|e| DataError::Manifest {
+            file: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        manifest.data.resolve_paths(base);
+        manifest.data.validate(path)?;
+        Ok(LoadedManifest {
+            path: path.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The manifest's name: its file stem.
+    pub fn name(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "manifest".into())
+    }
+
+    /// Where `data prepare` writes: `data.out_dir`, else `results/<name>/data`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.manifest
+            .data
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(self.name()).join("data"))
+    }
+}

@@ -1,0 +1,114 @@
+//! Small helpers of the binary: exit codes, number parsing, progress display.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use synthscale_data::DataError;
+
+/// A usage error found by the binary itself (exit code 2).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// 2 for bad input anywhere in the error's chain, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(d) = cause.downcast_ref::<DataError>() {
+            return if d.is_bad_input() { 2 } else { 1 };
+        }
+        if cause.downcast_ref::<BadInput>().is_some() {
+            return 2;
+        }
+    }
+    1
+}
+
+/// Parses a count such as `20000`, `20_000`, `250k`, `10M`, `1.5B` or `2e9`.
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    let t = s.trim().replace('_', "");
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1e6),
+        Some('b' | 'B' | 'g' | 'G') => (&t[..t.len() - 1], 1e9),
+        Some('t' | 'T') => (&t[..t.len() - 1], 1e12),
+        _ => (t.as_str(), 1.0),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a count (examples: 20000, 250k, 10M, 1.5B)"))?;
+    let v = v * mult;
+    if !(v.is_finite() && v > 0.0 && v < 1.8e19) {
+        return Err(format!("{s:?} must be a positive count"));
+    }
+    if v.fract() != 0.0 {
+        return Err(format!("{s:?} is not a whole number"));
+    }
+    Ok(v as u64)
+}
+
+/// A spinner on a terminal; hidden otherwise (callers then print plain lines).
+pub fn spinner() -> ProgressBar {
+    if std::io::stderr().is_terminal() {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                .expect("valid template"),
+        );
+        pb.enable_steady_tick(Duration::from_millis(120));
+        pb
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+/// Whether plain progress lines should be printed (no terminal to draw a bar on).
+pub fn plain_logs() -> bool {
+    !std::io::stderr().is_terminal()
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_parse_with_suffixes() {
+        assert_eq!(parse_count("20000"), Ok(20_000));
+        assert_eq!(parse_count("20_000"), Ok(20_000));
+        assert_eq!(parse_count("250k"), Ok(250_000));
+        assert_eq!(parse_count("1.5B"), Ok(1_500_000_000));
+        assert_eq!(parse_count("2e6"), Ok(2_000_000));
+        assert!(parse_count("0").is_err());
+        assert!(parse_count("-5").is_err());
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("ten").is_err());
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+}
