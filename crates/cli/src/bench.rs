@@ -8,9 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use synthscale_data::source::for_each_document;
-use synthscale_data::{
-    prepare, DataDir, Mixture, MixtureSampler, PrepareOptions, SamplerConfig,
-};
+use synthscale_data::{prepare, DataDir, Mixture, MixtureSampler, PrepareOptions, SamplerConfig};
 
 use crate::manifest::LoadedManifest;
 use crate::util::parse_count;

@@ -191,7 +191,14 @@ fn print_meta(dir: &Path, meta: &DataMeta) {
     println!();
     println!(
         "{:<16} {:<10} {:<14} {:>13} {:>13} {:>14} {:>12} {:>9}",
-        "source", "kind", "domain", "train docs", "val docs", "train tokens", "val tokens", "text MB"
+        "source",
+        "kind",
+        "domain",
+        "train docs",
+        "val docs",
+        "train tokens",
+        "val tokens",
+        "text MB"
     );
     let (mut tt, mut tv, mut tb) = (0u64, 0u64, 0u64);
     for s in &meta.sources {
@@ -241,7 +248,9 @@ fn parse_pairs(s: &str, flag: &str) -> anyhow::Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
     for part in s.split(',').filter(|p| !p.trim().is_empty()) {
         let (k, v) = part.split_once('=').ok_or_else(|| {
-            BadInput(format!("--{flag}: {part:?} is not name=number (e.g. sotu=0.5)"))
+            BadInput(format!(
+                "--{flag}: {part:?} is not name=number (e.g. sotu=0.5)"
+            ))
         })?;
         let v: f64 = v
             .trim()

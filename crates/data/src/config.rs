@@ -245,10 +245,7 @@ impl DataConfig {
             ));
         }
         if self.eot_token.is_empty() {
-            return Err(field(
-                "data.eot_token".into(),
-                "must not be empty".into(),
-            ));
+            return Err(field("data.eot_token".into(), "must not be empty".into()));
         }
         match &self.tokenizer {
             TokenizerSpec::File { path } => {
@@ -348,11 +345,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected_with_their_name() {
-        let err = DataConfig::from_toml(
-            "seq_len = 8\nsequence_len = 9\n",
-            Path::new("m.toml"),
-        )
-        .unwrap_err();
+        let err = DataConfig::from_toml("seq_len = 8\nsequence_len = 9\n", Path::new("m.toml"))
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("m.toml"), "{msg}");
         assert!(msg.contains("sequence_len"), "{msg}");

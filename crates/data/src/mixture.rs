@@ -41,7 +41,9 @@ impl Mixture {
                 return Err(DataError::field(
                     PathBuf::from("<mixture>"),
                     kind.as_str(),
-                    format!("share {share} asks for {kind} data, but the data has no {kind} source"),
+                    format!(
+                        "share {share} asks for {kind} data, but the data has no {kind} source"
+                    ),
                 ));
             }
             for s in of_kind {
@@ -167,7 +169,12 @@ impl<'a> MixtureSampler<'a> {
             }
             sum += w;
             let index = data.meta().source_index(name).ok_or_else(|| {
-                let known: Vec<_> = data.meta().sources.iter().map(|s| s.name.as_str()).collect();
+                let known: Vec<_> = data
+                    .meta()
+                    .sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
                 err(
                     &field,
                     format!(
@@ -297,8 +304,10 @@ impl<'a> MixtureSampler<'a> {
         let pos = c % l.windows;
         let w = permute(pos, l.windows, mix64(l.key ^ mix64(epoch.wrapping_add(1))));
         let start = w * self.cfg.seq_len as u64;
-        debug_assert!(start + self.cfg.seq_len as u64 + 1 <= l.train_tokens);
-        self.data.train_shard(l.index).read_into(start as usize, out);
+        debug_assert!(start + (self.cfg.seq_len as u64) < l.train_tokens);
+        self.data
+            .train_shard(l.index)
+            .read_into(start as usize, out);
     }
 }
 
@@ -513,7 +522,10 @@ mod tests {
                 s.next();
                 for (i, &wi) in w.iter().enumerate() {
                     let dev = s.counts[i] as f64 - wi * k as f64;
-                    assert!(dev.abs() < 1.0, "weights {w:?} k={k} lane {i}: deviation {dev}");
+                    assert!(
+                        dev.abs() < 1.0,
+                        "weights {w:?} k={k} lane {i}: deviation {dev}"
+                    );
                 }
             }
         }

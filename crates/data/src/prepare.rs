@@ -24,7 +24,9 @@ const BATCH_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone)]
 pub enum PrepareEvent {
     /// Training the BPE tokenizer on this many bytes of text.
-    TrainingTokenizer { bytes: u64 },
+    TrainingTokenizer {
+        bytes: u64,
+    },
     /// Tokenizing source `index` of `total`.
     SourceStarted {
         name: String,
@@ -32,7 +34,10 @@ pub enum PrepareEvent {
         total: usize,
     },
     /// Running totals of the current source.
-    Progress { documents: u64, bytes: u64 },
+    Progress {
+        documents: u64,
+        bytes: u64,
+    },
     SourceDone(SourceMeta),
 }
 
@@ -241,7 +246,12 @@ fn resolve_tokenizer(cfg: &DataConfig, emit: &dyn Fn(PrepareEvent)) -> Result<Te
                 })?;
             }
             emit(PrepareEvent::TrainingTokenizer { bytes });
-            TextTokenizer::train_bpe(texts.into_iter(), *vocab_size, *min_frequency, &cfg.eot_token)
+            TextTokenizer::train_bpe(
+                texts.into_iter(),
+                *vocab_size,
+                *min_frequency,
+                &cfg.eot_token,
+            )
         }
     }
 }
@@ -273,9 +283,8 @@ fn tokenize_source(
     dir: &Path,
     emit: &dyn Fn(PrepareEvent),
 ) -> Result<SourceMeta> {
-    let new_writer = |p: PathBuf| {
-        ShardWriter::create(&p, dtype, tok.vocab_size(), tok.eot_id(), tok.hash())
-    };
+    let new_writer =
+        |p: PathBuf| ShardWriter::create(&p, dtype, tok.vocab_size(), tok.eot_id(), tok.hash());
     let mut train = new_writer(train_path(dir, &src.name))?;
     let mut val = new_writer(val_path(dir, &src.name))?;
     let mut train_bytes = 0u64;

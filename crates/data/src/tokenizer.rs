@@ -73,12 +73,7 @@ impl TextTokenizer {
                     "end-of-text token {eot_token:?} (data.eot_token) is not in the vocabulary"
                 ),
             })?;
-        let max_id = inner
-            .get_vocab(true)
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0);
+        let max_id = inner.get_vocab(true).values().copied().max().unwrap_or(0);
         Ok(TextTokenizer {
             hash: sha256_hex(json.as_bytes()),
             json,
@@ -101,9 +96,12 @@ impl TextTokenizer {
         S: AsRef<str> + Send,
     {
         let origin = PathBuf::from(format!("<bpe vocab_size={vocab_size}>"));
+        // GPT-2's byte-level setup: no prefix space (so decoding is the identity), offsets
+        // trimmed, GPT-2's split regex.
+        let byte_level = ByteLevel::new(false, true, true);
         let mut tok = Tokenizer::new(BPE::default());
-        tok.with_pre_tokenizer(Some(ByteLevel::default()));
-        tok.with_decoder(Some(ByteLevel::default()));
+        tok.with_pre_tokenizer(Some(byte_level));
+        tok.with_decoder(Some(byte_level));
         let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
             .vocab_size(vocab_size)
             .min_frequency(min_frequency)
