@@ -211,6 +211,7 @@ fn bad_mixtures_exit_2() {
             "sum to 0.9",
         ),
         (&["--weights", "a=1", "--budget", "0"], "positive"),
+        (&["--weights", "a=1", "--budget=-5"], "positive"),
         (
             &["--weights", "a=1", "--budget", "100"],
             "less than one batch",

@@ -70,42 +70,40 @@ fn unit_hash(b: &[u8]) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The fingerprint of a config and its inputs: canonical paths, names and sizes of every
-/// input file. (Content hashes would cost a full read of large corpora on every call.)
-pub fn fingerprint(cfg: &DataConfig) -> Result<String> {
+/// The fingerprint of a config and its inputs: every setting but the paths, each source's
+/// files (relative to the source's path) with their sizes, and the tokenizer's hash when it
+/// comes from a file. Moving a project keeps it; editing a setting, adding, removing or
+/// resizing a file, or changing the tokenizer changes it. (Content hashes of the corpora
+/// would cost a full read of large corpora on every call.)
+pub fn fingerprint(cfg: &DataConfig, tokenizer_hash: Option<&str>) -> Result<String> {
     #[derive(Serialize)]
     struct Input<'a> {
         config: &'a DataConfig,
-        files: Vec<(String, Vec<(String, u64)>)>,
-        tokenizer_size: Option<u64>,
+        files: Vec<Vec<(String, u64)>>,
+        tokenizer_hash: Option<&'a str>,
     }
     let mut canon = cfg.clone();
     canon.out_dir = None;
     let mut files = Vec::new();
     for s in &mut canon.sources {
-        s.path = std::fs::canonicalize(&s.path).map_err(|e| DataError::read(&s.path, e))?;
         let mut list = Vec::new();
         for f in source_files(s)? {
             let size = std::fs::metadata(&f)
                 .map_err(|e| DataError::read(&f, e))?
                 .len();
-            list.push((f.display().to_string(), size));
+            let rel = f.strip_prefix(&s.path).unwrap_or(&f);
+            list.push((rel.display().to_string(), size));
         }
-        files.push((s.name.clone(), list));
+        files.push(list);
+        s.path = PathBuf::new();
     }
-    let mut tokenizer_size = None;
     if let TokenizerSpec::File { path } = &mut canon.tokenizer {
-        *path = std::fs::canonicalize(&*path).map_err(|e| DataError::read(&*path, e))?;
-        tokenizer_size = Some(
-            std::fs::metadata(&*path)
-                .map_err(|e| DataError::read(&*path, e))?
-                .len(),
-        );
+        *path = PathBuf::new();
     }
     let json = serde_json::to_string(&Input {
         config: &canon,
         files,
-        tokenizer_size,
+        tokenizer_hash,
     })
     .map_err(|e| DataError::Internal(e.to_string()))?;
     Ok(crate::tokenizer::sha256_hex(json.as_bytes()))
@@ -134,14 +132,17 @@ pub fn prepare(
             f(e)
         }
     };
-    let fp = fingerprint(cfg)?;
+    let file_tokenizer = match &cfg.tokenizer {
+        TokenizerSpec::File { path } => Some(TextTokenizer::from_file(path, &cfg.eot_token)?),
+        TokenizerSpec::Bpe { .. } => None,
+    };
+    let fp = fingerprint(cfg, file_tokenizer.as_ref().map(|t| t.hash()))?;
     if out.exists() && !opts.force {
         let meta = read_meta(out)?;
         if meta.fingerprint == fp {
             return Ok(PrepareOutcome::UpToDate(meta));
         }
-        if let TokenizerSpec::File { path } = &cfg.tokenizer {
-            let tok = TextTokenizer::from_file(path, &cfg.eot_token)?;
+        if let Some(tok) = &file_tokenizer {
             if tok.hash() != meta.tokenizer.hash {
                 return Err(DataError::TokenizerMismatch {
                     path: out.to_path_buf(),
@@ -160,7 +161,10 @@ pub fn prepare(
         });
     }
 
-    let tok = resolve_tokenizer(cfg, &emit)?;
+    let tok = match file_tokenizer {
+        Some(tok) => tok,
+        None => train_tokenizer(cfg, &emit)?,
+    };
     let dtype = resolve_dtype(cfg, &tok, manifest)?;
 
     let tmp = TempDir::create(out)?;
@@ -211,9 +215,12 @@ pub fn prepare(
     Ok(PrepareOutcome::Prepared(meta))
 }
 
-fn resolve_tokenizer(cfg: &DataConfig, emit: &dyn Fn(PrepareEvent)) -> Result<TextTokenizer> {
+/// Trains the BPE the config asks for.
+fn train_tokenizer(cfg: &DataConfig, emit: &dyn Fn(PrepareEvent)) -> Result<TextTokenizer> {
     match &cfg.tokenizer {
-        TokenizerSpec::File { path } => TextTokenizer::from_file(path, &cfg.eot_token),
+        TokenizerSpec::File { .. } => Err(DataError::Internal(
+            "train_tokenizer called for a tokenizer file".into(),
+        )),
         TokenizerSpec::Bpe {
             vocab_size,
             min_frequency,

@@ -151,6 +151,42 @@ fn prepare_is_deterministic_and_skips_when_up_to_date() {
 
     let again = prepare(&cfg, Path::new(M), &o1, &PrepareOptions::default()).unwrap();
     assert!(matches!(again, PrepareOutcome::UpToDate(_)));
+
+    // Moving the whole project keeps it up to date.
+    let moved = tempfile::tempdir().unwrap();
+    for f in ["a.jsonl", "b.txt"] {
+        std::fs::copy(dir.path().join(f), moved.path().join(f)).unwrap();
+    }
+    let mut cfg_moved = cfg.clone();
+    cfg_moved.sources[0].path = moved.path().join("a.jsonl");
+    cfg_moved.sources[1].path = moved.path().join("b.txt");
+    let r = prepare(&cfg_moved, Path::new(M), &o1, &PrepareOptions::default()).unwrap();
+    assert!(matches!(r, PrepareOutcome::UpToDate(_)));
+
+    // A changed input is not silently reused: an error, then --force rebuilds.
+    let thirty: Vec<_> = (500..530).map(|i| marked_doc(i, 4)).collect();
+    std::fs::write(moved.path().join("b.txt"), thirty.join("\n\n")).unwrap();
+    let err = prepare(&cfg_moved, Path::new(M), &o1, &PrepareOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert_eq!(
+        std::fs::read(o1.join("train/b.bin")).unwrap(),
+        std::fs::read(o2.join("train/b.bin")).unwrap()
+    );
+    let force = PrepareOptions {
+        force: true,
+        ..Default::default()
+    };
+    let r = prepare(&cfg_moved, Path::new(M), &o1, &force).unwrap();
+    assert!(matches!(r, PrepareOutcome::Prepared(_)));
+    assert_eq!(
+        r.meta().sources[1].train.documents + r.meta().sources[1].val.documents,
+        30
+    );
+    assert_eq!(
+        entries(dir.path()),
+        vec!["a.jsonl", "b.txt", "o1", "o2"],
+        "no leftovers"
+    );
 }
 
 #[test]
