@@ -1,0 +1,347 @@
+//! The decoder's weights and forward pass, built from differentiable candle ops only.
+//!
+//! candle's fused `softmax_last_dim`, `rms_norm` and `rope` record no backward (candle issues
+//! #2168, #3569, #3568), so norms, rotary positions and softmax are written here from
+//! elementwise ops and reductions that do; a test checks that every parameter receives a
+//! gradient. Weights are named as in Hugging Face's Llama, so export is a plain save.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+
+/// Whether a forward pass records the graph for backpropagation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    /// No gradient tracking: weights are detached, no graph is kept.
+    Eval,
+}
+
+/// A decoder with its parameters, in a fixed order.
+#[derive(Debug)]
+pub struct Decoder {
+    cfg: ModelConfig,
+    device: Device,
+    params: Vec<(String, Var)>,
+    index: HashMap<String, usize>,
+    /// Rotary tables, `[max_seq_len, head_dim / 2]`.
+    cos: Tensor,
+    sin: Tensor,
+}
+
+/// Names and shapes of every parameter, in the decoder's order.
+pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, f, v) = (cfg.d_model, cfg.d_ff, cfg.vocab_size);
+    let kv = cfg.n_kv_heads * cfg.head_dim();
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
+    for i in 0..cfg.n_layers {
+        let p = format!("model.layers.{i}");
+        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
+        out.push((format!("{p}.self_attn.q_proj.weight"), vec![d, d]));
+        out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, d]));
+        out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, d]));
+        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, d]));
+        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        out.push((format!("{p}.mlp.gate_proj.weight"), vec![f, d]));
+        out.push((format!("{p}.mlp.up_proj.weight"), vec![f, d]));
+        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, f]));
+    }
+    out.push(("model.norm.weight".to_string(), vec![d]));
+    if !cfg.tie_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![v, d]));
+    }
+    out
+}
+
+/// Whether a parameter is a norm gain (1-D), which weight decay usually skips.
+pub fn is_norm(name: &str) -> bool {
+    name.ends_with("layernorm.weight") || name == "model.norm.weight"
+}
+
+/// Whether a parameter is a vocabulary matrix (embedding or output head).
+pub fn is_embedding(name: &str) -> bool {
+    name == "model.embed_tokens.weight" || name == "lm_head.weight"
+}
+
+impl Decoder {
+    /// A freshly initialised decoder: normal(0, init_std) matrices, output projections
+    /// (`o_proj`, `down_proj`) scaled by 1/sqrt(2·n_layers) as in GPT-2, unit norm gains;
+    /// deterministic under `seed`.
+    pub fn new(cfg: &ModelConfig, seed: u64, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut tensors = HashMap::new();
+        for (name, shape) in param_shapes(cfg) {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = if is_norm(&name) {
+                vec![1.0; n]
+            } else {
+                let scaled = name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight");
+                let std = if scaled {
+                    cfg.init_std / (2.0 * cfg.n_layers as f64).sqrt()
+                } else {
+                    cfg.init_std
+                };
+                let normal = Normal::new(0.0f32, std as f32)
+                    .map_err(|e| ModelError::Config(format!("init_std: {e}")))?;
+                (0..n).map(|_| normal.sample(&mut rng)).collect()
+            };
+            tensors.insert(name, Tensor::from_vec(data, shape, device)?);
+        }
+        Self::from_tensors(cfg, tensors, Path::new("<init>"))
+    }
+
+    /// A decoder from named tensors (a checkpoint or an export); every name and shape must
+    /// match the config. `origin` names the file in messages.
+    pub fn from_tensors(
+        cfg: &ModelConfig,
+        mut tensors: HashMap<String, Tensor>,
+        origin: &Path,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let device = tensors
+            .values()
+            .next()
+            .map(|t| t.device().clone())
+            .unwrap_or(Device::Cpu);
+        let mut params = Vec::new();
+        let mut index = HashMap::new();
+        for (name, shape) in param_shapes(cfg) {
+            let t = tensors.remove(&name).ok_or_else(|| ModelError::Weights {
+                path: origin.to_path_buf(),
+                message: format!("no tensor {name}"),
+            })?;
+            if t.dims() != shape.as_slice() {
+                return Err(ModelError::Weights {
+                    path: origin.to_path_buf(),
+                    message: format!(
+                        "{name} has shape {:?}, the config needs {shape:?}",
+                        t.dims()
+                    ),
+                });
+            }
+            index.insert(name.clone(), params.len());
+            params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
+        }
+        if let Some(extra) = tensors.keys().next() {
+            return Err(ModelError::Weights {
+                path: origin.to_path_buf(),
+                message: format!("tensor {extra} is not part of this model"),
+            });
+        }
+        let (cos, sin) = rope_tables(cfg, &device)?;
+        Ok(Decoder {
+            cfg: cfg.clone(),
+            device,
+            params,
+            index,
+            cos,
+            sin,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every parameter with its name, in a fixed order.
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// The parameters as named tensors (for saving).
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect()
+    }
+
+    /// Sum of the sizes of the model's own variables.
+    pub fn count_params(&self) -> u64 {
+        self.params.iter().map(|(_, v)| v.elem_count() as u64).sum()
+    }
+
+    fn w(&self, name: &str, mode: Mode) -> Tensor {
+        let t = self.params[self.index[name]].1.as_tensor();
+        match mode {
+            Mode::Train => t.clone(),
+            Mode::Eval => t.detach(),
+        }
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (u32).
+    pub fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if t > self.cfg.max_seq_len {
+            return Err(ModelError::Config(format!(
+                "sequence of {t} tokens is longer than max_seq_len = {}",
+                self.cfg.max_seq_len
+            )));
+        }
+        let d = self.cfg.d_model;
+        let emb = self.w("model.embed_tokens.weight", mode);
+        let mut x = emb
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, d))?;
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        let mask = causal_mask(t, &self.device)?;
+        for i in 0..self.cfg.n_layers {
+            let p = format!("model.layers.{i}");
+            let h = rms_norm(
+                &x,
+                &self.w(&format!("{p}.input_layernorm.weight"), mode),
+                self.cfg.norm_eps,
+            )?;
+            let a = self.attention(&h, &p, mode, &cos, &sin, &mask)?;
+            x = (x + a)?;
+            let h = rms_norm(
+                &x,
+                &self.w(&format!("{p}.post_attention_layernorm.weight"), mode),
+                self.cfg.norm_eps,
+            )?;
+            let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode))?;
+            let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode))?;
+            let m = linear(
+                &(gate.silu()? * up)?,
+                &self.w(&format!("{p}.mlp.down_proj.weight"), mode),
+            )?;
+            x = (x + m)?;
+        }
+        let x = rms_norm(&x, &self.w("model.norm.weight", mode), self.cfg.norm_eps)?;
+        let head = if self.cfg.tie_embeddings {
+            emb
+        } else {
+            self.w("lm_head.weight", mode)
+        };
+        linear(&x, &head)
+    }
+
+    fn attention(
+        &self,
+        h: &Tensor,
+        p: &str,
+        mode: Mode,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (b, t, d) = h.dims3()?;
+        let (nh, nkv, hd) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim());
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+            Ok(x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = heads(
+            linear(h, &self.w(&format!("{p}.self_attn.q_proj.weight"), mode))?,
+            nh,
+        )?;
+        let k = heads(
+            linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode))?,
+            nkv,
+        )?;
+        let v = heads(
+            linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode))?,
+            nkv,
+        )?;
+        let q = rope(&q, cos, sin)?;
+        let k = repeat_kv(rope(&k, cos, sin)?, nh / nkv)?;
+        let v = repeat_kv(v, nh / nkv)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let att = softmax_last(&att)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode))
+    }
+
+    /// Mean cross-entropy of predicting `targets` `[batch, seq]` from `ids`.
+    pub fn loss(&self, ids: &Tensor, targets: &Tensor, mode: Mode) -> Result<Tensor> {
+        let logits = self.forward(ids, mode)?;
+        let (b, t, v) = logits.dims3()?;
+        Ok(candle_nn::loss::cross_entropy(
+            &logits.reshape((b * t, v))?,
+            &targets.flatten_all()?,
+        )?)
+    }
+}
+
+/// `x · wᵀ` for `x` `[b, t, in]` and `w` `[out, in]`.
+fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (b, t, i) = x.dims3()?;
+    let o = w.dim(0)?;
+    Ok(x.reshape((b * t, i))?.matmul(&w.t()?)?.reshape((b, t, o))?)
+}
+
+/// RMSNorm over the last dimension, from differentiable ops.
+fn rms_norm(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let inv = (ms + eps)?.sqrt()?.recip()?;
+    Ok(x.broadcast_mul(&inv)?.broadcast_mul(gain)?)
+}
+
+/// Softmax over the last dimension, from differentiable ops.
+fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&s)?)
+}
+
+/// Rotary positions, Hugging Face's (GPT-NeoX) half-split layout: the first and second
+/// halves of each head form the rotated pairs.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let hd = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, hd / 2)?;
+    let x2 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
+    let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+    let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+    Ok(Tensor::cat(&[a, b], D::Minus1)?)
+}
+
+fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, h, t, d) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, h, n_rep, t, d))?
+        .contiguous()?
+        .reshape((b, h * n_rep, t, d))?)
+}
+
+fn rope_tables(cfg: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let hd = cfg.head_dim();
+    let inv: Vec<f64> = (0..hd / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64))
+        .collect();
+    let mut cos = Vec::with_capacity(cfg.max_seq_len * hd / 2);
+    let mut sin = Vec::with_capacity(cfg.max_seq_len * hd / 2);
+    for p in 0..cfg.max_seq_len {
+        for f in &inv {
+            let a = p as f64 * f;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (cfg.max_seq_len, hd / 2), device)?,
+        Tensor::from_vec(sin, (cfg.max_seq_len, hd / 2), device)?,
+    ))
+}
+
+fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Ok(Tensor::from_vec(m, (t, t), device)?)
+}

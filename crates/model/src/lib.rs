@@ -1,0 +1,15 @@
+//! synthscale's decoder: a Llama-style language model in candle.
+//!
+//! - [`config`]: the shape, presets, the size rule, parameter and FLOP counts;
+//! - [`decoder`]: weights and the differentiable forward pass;
+//! - [`export`]: Hugging Face Llama layout.
+
+pub mod config;
+pub mod decoder;
+pub mod error;
+pub mod export;
+
+pub use config::{ModelConfig, PRESETS};
+pub use decoder::{Decoder, Mode};
+pub use error::{ModelError, Result};
+pub use export::{export_hf, hf_config};

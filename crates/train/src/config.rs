@@ -1,0 +1,502 @@
+//! One run's config (`run.toml`): model shape, data and mixture, optimizer, schedule,
+//! evaluation and checkpoints. The trainer owns it and never sees a sweep manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use synthscale_data::config::SourceKind;
+use synthscale_data::{DataMeta, Mixture};
+use synthscale_model::ModelConfig;
+
+use crate::error::{Result, TrainError};
+
+/// The model: a preset, a parameter target for the size rule, or an explicit shape; any
+/// field given alongside a preset or target overrides it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    /// A preset name (`synthscale_model::PRESETS`: 0.1M … 800M).
+    pub preset: Option<String>,
+    /// Non-embedding parameters for the size rule.
+    pub params: Option<u64>,
+    pub d_model: Option<usize>,
+    pub n_layers: Option<usize>,
+    pub n_heads: Option<usize>,
+    pub n_kv_heads: Option<usize>,
+    pub d_ff: Option<usize>,
+    pub tie_embeddings: Option<bool>,
+    pub init_std: Option<f64>,
+    pub rope_theta: Option<f64>,
+}
+
+/// What to train on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSpec {
+    /// A directory written by `synthscale data prepare`; relative to the run config.
+    pub dir: PathBuf,
+    /// Weights per source name; or give `shares`.
+    pub weights: BTreeMap<String, f64>,
+    /// Shares per kind (natural, rephrased, textbook), split over each kind's sources in
+    /// proportion to their training tokens.
+    pub shares: BTreeMap<SourceKind, f64>,
+    /// Training tokens; rounded down to whole optimizer steps.
+    pub token_budget: u64,
+    /// Tokens per sequence; 0 takes the data directory's `seq_len`.
+    pub seq_len: usize,
+}
+
+/// Learning-rate schedule shapes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Linear warm-up, then cosine to `min_lr_ratio · lr` at the last step (Loshchilov &
+    /// Hutter 2017; the schedule of Chinchilla and nanoGPT).
+    #[default]
+    Cosine,
+    /// Warm-up–stable–decay: linear warm-up, constant, then a linear decay to
+    /// `min_lr_ratio · lr` over the last `decay_fraction` of steps (Hu et al. 2024, MiniCPM).
+    Wsd,
+    /// Linear warm-up, then constant.
+    Constant,
+}
+
+/// AdamW and the batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Floor of the decay as a fraction of `lr` (nanoGPT: min_lr ≈ lr/10, per Chinchilla).
+    pub min_lr_ratio: f64,
+    pub schedule: Schedule,
+    /// Warm-up steps; when 0, `warmup_fraction` of all steps.
+    pub warmup_steps: u64,
+    pub warmup_fraction: f64,
+    /// WSD only: fraction of steps spent decaying.
+    pub decay_fraction: f64,
+    /// Decoupled weight decay (Loshchilov & Hutter 2019).
+    pub weight_decay: f64,
+    /// Apply weight decay to RMSNorm gains (most recipes do not).
+    pub decay_norms: bool,
+    /// Apply weight decay to the embedding and output head (OLMo 2 does not).
+    pub decay_embeddings: bool,
+    pub beta1: f64,
+    /// 0.95, as GPT-3, Chinchilla and OLMo use for stability at small batch sizes.
+    pub beta2: f64,
+    pub eps: f64,
+    /// Global gradient-norm clip; 0 disables.
+    pub grad_clip: f64,
+    /// Tokens per optimizer step (a multiple of seq_len × micro_batch_size).
+    pub batch_tokens: u64,
+    /// Sequences per forward/backward pass; batch_tokens / seq_len / micro_batch_size passes
+    /// are accumulated per step.
+    pub micro_batch_size: usize,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: 3e-3,
+            min_lr_ratio: 0.1,
+            schedule: Schedule::Cosine,
+            warmup_steps: 0,
+            warmup_fraction: 0.05,
+            decay_fraction: 0.2,
+            weight_decay: 0.1,
+            decay_norms: false,
+            decay_embeddings: false,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            batch_tokens: 16 * 256,
+            micro_batch_size: 16,
+        }
+    }
+}
+
+/// Evaluation on every validation domain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (and always at the end); 0: only at the end.
+    pub interval: u64,
+    /// At most this many tokens per domain (whole sequences from the start of the domain's
+    /// held-out tokens, the same every time).
+    pub max_tokens: u64,
+    /// Sequences per evaluation batch.
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            interval: 100,
+            max_tokens: 32_768,
+            batch_size: 16,
+        }
+    }
+}
+
+/// Checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Checkpoint every this many steps (and always at the end); 0: only at the end.
+    pub interval: u64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { interval: 200 }
+    }
+}
+
+/// Where the run computes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// A run config as written by the user or by a sweep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Seeds the initialisation and the data order.
+    pub seed: u64,
+    pub device: DeviceSpec,
+    pub model: ModelSpec,
+    pub data: DataSpec,
+    pub optim: OptimConfig,
+    pub eval: EvalConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+/// Everything the trainer needs, resolved against the data: written first into the run
+/// directory as `config.toml`, and compared on every restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvedConfig {
+    pub seed: u64,
+    pub device: DeviceSpec,
+    pub data_dir: PathBuf,
+    /// sha256 of the tokenizer the data was built with.
+    pub tokenizer_hash: String,
+    pub mixture: BTreeMap<String, f64>,
+    pub token_budget: u64,
+    pub seq_len: usize,
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+    pub eval: EvalConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+impl RunConfig {
+    /// Reads a run config; relative paths resolve against its folder.
+    pub fn load(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        let mut c: RunConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
+            file: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        if c.data.dir.is_relative() {
+            c.data.dir = path.parent().unwrap_or(Path::new(".")).join(&c.data.dir);
+        }
+        Ok(c)
+    }
+
+    /// Checks every bound against the data directory's description and resolves the
+    /// model shape, sequence length and mixture. `file` names the config in messages.
+    pub fn resolve(
+        &self,
+        meta: &DataMeta,
+        tokenizer_hash: &str,
+        file: &Path,
+    ) -> Result<ResolvedConfig> {
+        let field = |f: &str, m: String| TrainError::Field {
+            file: file.to_path_buf(),
+            field: f.to_string(),
+            message: m,
+        };
+        let seq_len = if self.data.seq_len == 0 {
+            meta.seq_len
+        } else {
+            self.data.seq_len
+        };
+        let o = &self.optim;
+        if !(o.lr.is_finite() && o.lr > 0.0 && o.lr < 10.0) {
+            return Err(field("optim.lr", format!("{} is outside (0, 10)", o.lr)));
+        }
+        for (name, v, lo, hi) in [
+            ("optim.min_lr_ratio", o.min_lr_ratio, 0.0, 1.0),
+            ("optim.warmup_fraction", o.warmup_fraction, 0.0, 1.0),
+            ("optim.decay_fraction", o.decay_fraction, 0.0, 1.0),
+            ("optim.beta1", o.beta1, 0.0, 0.999_999),
+            ("optim.beta2", o.beta2, 0.0, 0.999_999_9),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err(field(name, format!("{v} is outside [{lo}, {hi}]")));
+            }
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return Err(field(
+                "optim.weight_decay",
+                format!("{} must be ≥ 0", o.weight_decay),
+            ));
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return Err(field("optim.eps", format!("{} must be > 0", o.eps)));
+        }
+        if !(o.grad_clip.is_finite() && o.grad_clip >= 0.0) {
+            return Err(field(
+                "optim.grad_clip",
+                format!("{} must be ≥ 0", o.grad_clip),
+            ));
+        }
+        if o.micro_batch_size == 0 {
+            return Err(field("optim.micro_batch_size", "must be at least 1".into()));
+        }
+        let per_micro = seq_len as u64 * o.micro_batch_size as u64;
+        if o.batch_tokens == 0 || o.batch_tokens % per_micro != 0 {
+            return Err(field(
+                "optim.batch_tokens",
+                format!(
+                    "{} is not a positive multiple of seq_len × micro_batch_size = {seq_len} × {} = {per_micro}",
+                    o.batch_tokens, o.micro_batch_size
+                ),
+            ));
+        }
+        if self.data.token_budget < o.batch_tokens {
+            return Err(field(
+                "data.token_budget",
+                format!(
+                    "{} tokens is less than one optimizer step of optim.batch_tokens = {}",
+                    self.data.token_budget, o.batch_tokens
+                ),
+            ));
+        }
+        if self.eval.batch_size == 0 {
+            return Err(field("eval.batch_size", "must be at least 1".into()));
+        }
+        if self.eval.max_tokens < seq_len as u64 {
+            return Err(field(
+                "eval.max_tokens",
+                format!(
+                    "{} is less than one sequence of {seq_len} tokens",
+                    self.eval.max_tokens
+                ),
+            ));
+        }
+        let mixture = self.mixture(meta, file)?;
+        let model = self.model_config(meta.tokenizer.vocab_size as usize, seq_len, file)?;
+        Ok(ResolvedConfig {
+            seed: self.seed,
+            device: self.device,
+            data_dir: self.data.dir.clone(),
+            tokenizer_hash: tokenizer_hash.to_string(),
+            mixture: mixture.weights.into_iter().collect(),
+            token_budget: self.data.token_budget,
+            seq_len,
+            model,
+            optim: self.optim.clone(),
+            eval: self.eval.clone(),
+            checkpoint: self.checkpoint.clone(),
+        })
+    }
+
+    fn mixture(&self, meta: &DataMeta, file: &Path) -> Result<Mixture> {
+        let d = &self.data;
+        match (d.weights.is_empty(), d.shares.is_empty()) {
+            (false, true) => Ok(Mixture {
+                weights: d.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            }),
+            (true, false) => {
+                let shares: Vec<_> = d.shares.iter().map(|(k, v)| (*k, *v)).collect();
+                Ok(Mixture::from_kind_shares(meta, &shares)?)
+            }
+            _ => Err(TrainError::Field {
+                file: file.to_path_buf(),
+                field: "data.weights".into(),
+                message: "give exactly one of data.weights (per source) or data.shares (per kind)"
+                    .into(),
+            }),
+        }
+    }
+
+    fn model_config(&self, vocab: usize, seq_len: usize, file: &Path) -> Result<ModelConfig> {
+        let m = &self.model;
+        let field = |f: &str, msg: String| TrainError::Field {
+            file: file.to_path_buf(),
+            field: f.to_string(),
+            message: msg,
+        };
+        let mut c = match (&m.preset, m.params) {
+            (Some(_), Some(_)) => {
+                return Err(field(
+                    "model.preset",
+                    "give model.preset or model.params, not both".into(),
+                ))
+            }
+            (Some(p), None) => {
+                ModelConfig::preset(p, vocab).map_err(|e| field("model.preset", e.to_string()))?
+            }
+            (None, Some(n)) => ModelConfig::for_params(n, vocab)
+                .map_err(|e| field("model.params", e.to_string()))?,
+            (None, None) => match (m.d_model, m.n_layers, m.n_heads) {
+                (Some(d), Some(l), Some(h)) => ModelConfig::from_shape(d, l, h, vocab),
+                _ => {
+                    return Err(field(
+                        "model",
+                        "give model.preset, model.params, or d_model, n_layers and n_heads".into(),
+                    ))
+                }
+            },
+        };
+        if let Some(v) = m.d_model {
+            c.d_model = v;
+            if m.d_ff.is_none() {
+                c.d_ff = synthscale_model::config::swiglu_width(v);
+            }
+        }
+        if let Some(v) = m.n_layers {
+            c.n_layers = v;
+        }
+        if let Some(v) = m.n_heads {
+            c.n_heads = v;
+            c.n_kv_heads = v;
+        }
+        if let Some(v) = m.n_kv_heads {
+            c.n_kv_heads = v;
+        }
+        if let Some(v) = m.d_ff {
+            c.d_ff = v;
+        }
+        if let Some(v) = m.tie_embeddings {
+            c.tie_embeddings = v;
+        }
+        if let Some(v) = m.init_std {
+            c.init_std = v;
+        }
+        if let Some(v) = m.rope_theta {
+            c.rope_theta = v;
+        }
+        c.max_seq_len = seq_len;
+        c.validate().map_err(|e| field("model", e.to_string()))?;
+        Ok(c)
+    }
+}
+
+impl ResolvedConfig {
+    /// Sequences per optimizer step.
+    pub fn batch_sequences(&self) -> usize {
+        (self.optim.batch_tokens / self.seq_len as u64) as usize
+    }
+
+    /// Forward/backward passes per optimizer step.
+    pub fn accumulation(&self) -> usize {
+        self.batch_sequences() / self.optim.micro_batch_size
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.token_budget / self.optim.batch_tokens
+    }
+
+    pub fn warmup_steps(&self) -> u64 {
+        if self.optim.warmup_steps > 0 {
+            self.optim.warmup_steps
+        } else {
+            (self.optim.warmup_fraction * self.steps() as f64).round() as u64
+        }
+    }
+
+    /// The learning rate at optimizer step `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let o = &self.optim;
+        let total = self.steps().max(1);
+        let warm = self.warmup_steps().min(total);
+        let min_lr = o.lr * o.min_lr_ratio;
+        if step < warm {
+            return o.lr * (step + 1) as f64 / warm as f64;
+        }
+        match o.schedule {
+            Schedule::Constant => o.lr,
+            Schedule::Cosine => {
+                // The last step (total − 1) lands exactly on the floor.
+                let span = (total - warm).saturating_sub(1).max(1) as f64;
+                let progress = ((step - warm) as f64 / span).min(1.0);
+                min_lr + 0.5 * (o.lr - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            Schedule::Wsd => {
+                let decay = ((o.decay_fraction * total as f64).round() as u64).min(total - warm);
+                let start = total - decay;
+                if step < start || decay == 0 {
+                    o.lr
+                } else {
+                    let progress = (step - start + 1) as f64 / decay as f64;
+                    o.lr + (min_lr - o.lr) * progress
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(schedule: Schedule, steps: u64, warmup: u64) -> ResolvedConfig {
+        ResolvedConfig {
+            seed: 0,
+            device: DeviceSpec::Cpu,
+            data_dir: PathBuf::new(),
+            tokenizer_hash: String::new(),
+            mixture: BTreeMap::new(),
+            token_budget: steps * 1024,
+            seq_len: 64,
+            model: ModelConfig::default(),
+            optim: OptimConfig {
+                lr: 1.0,
+                min_lr_ratio: 0.1,
+                schedule,
+                warmup_steps: warmup,
+                decay_fraction: 0.25,
+                batch_tokens: 1024,
+                micro_batch_size: 16,
+                ..OptimConfig::default()
+            },
+            eval: EvalConfig::default(),
+            checkpoint: CheckpointConfig::default(),
+        }
+    }
+
+    #[test]
+    fn cosine_warms_up_linearly_then_reaches_the_floor() {
+        // Oracle: the closed forms lr·(s+1)/W in warm-up, and
+        // min + (lr − min)·(1 + cos(π·p))/2 after, p = (s − W)/(S − W − 1).
+        let r = resolved(Schedule::Cosine, 110, 10);
+        assert!((r.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((r.lr_at(9) - 1.0).abs() < 1e-12);
+        assert!((r.lr_at(10) - 1.0).abs() < 1e-12);
+        let p = 50.0 / 99.0;
+        assert!(
+            (r.lr_at(60) - (0.1 + 0.45 * (1.0 + (std::f64::consts::PI * p).cos()))).abs() < 1e-12
+        );
+        assert!((r.lr_at(109) - 0.1).abs() < 1e-12);
+        assert!(r.lr_at(108) > 0.1 && r.lr_at(108) < 0.1003);
+    }
+
+    #[test]
+    fn wsd_is_flat_then_decays_linearly_to_the_floor() {
+        let r = resolved(Schedule::Wsd, 100, 10);
+        assert!((r.lr_at(50) - 1.0).abs() < 1e-12);
+        assert!((r.lr_at(74) - 1.0).abs() < 1e-12);
+        // 25 decay steps from step 75: step 75 is 1/25 of the way, step 99 reaches the floor.
+        assert!((r.lr_at(75) - (1.0 - 0.9 / 25.0)).abs() < 1e-12);
+        assert!((r.lr_at(99) - 0.1).abs() < 1e-12);
+    }
+}

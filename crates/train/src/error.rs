@@ -1,0 +1,75 @@
+//! The trainer's one error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A run-config field broke a bound (checked before training starts).
+    #[error("{}: field `{field}`: {message}", file.display())]
+    Field {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+
+    /// The run config is not valid TOML for the schema.
+    #[error("{}: {message}", file.display())]
+    Config { file: PathBuf, message: String },
+
+    /// The run directory holds a run of another config.
+    #[error("{}: {message}", path.display())]
+    RunDir { path: PathBuf, message: String },
+
+    /// Loss or gradient norm not finite; the last good checkpoint is kept.
+    #[error(
+        "non-finite {what} ({value}) at step {step}; the run stopped, its last good checkpoint \
+         (step {last_checkpoint}) is kept — lower the learning rate or check the data"
+    )]
+    NonFinite {
+        what: &'static str,
+        value: f64,
+        step: u64,
+        last_checkpoint: u64,
+    },
+
+    /// A checkpoint that cannot be read back.
+    #[error("{}: corrupt checkpoint: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Data(#[from] synthscale_data::DataError),
+
+    #[error(transparent)]
+    Model(#[from] synthscale_model::ModelError),
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl TrainError {
+    /// Whether the user can fix this by changing their input.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            TrainError::Field { .. } | TrainError::Config { .. } | TrainError::RunDir { .. } => {
+                true
+            }
+            TrainError::Data(e) => e.is_bad_input(),
+            TrainError::Model(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;

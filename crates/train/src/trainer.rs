@@ -1,0 +1,322 @@
+//! One training run: resolve the config, resume from the last checkpoint, step through the
+//! mixture stream with accumulation and clipping, evaluate every domain, checkpoint, and
+//! mark the run `DONE`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use synthscale_data::{eval_batches, DataDir, Mixture, MixtureSampler, SamplerConfig};
+use synthscale_model::{Decoder, Mode};
+
+use crate::checkpoint::{self, TrainState};
+use crate::config::{DeviceSpec, ResolvedConfig, RunConfig};
+use crate::error::{Result, TrainError};
+use crate::metrics::{Metric, MetricsLog};
+use crate::optim::{clip, global_norm, AdamW};
+
+/// The file that marks a finished run.
+pub const DONE: &str = "DONE";
+/// The resolved config, written first into the run directory.
+pub const CONFIG: &str = "config.toml";
+/// Exit code after a requested stop (SIGTERM, SIGUSR1, SIGINT) has checkpointed: sysexits'
+/// EX_TEMPFAIL, "try again later" — a scheduler requeues on it.
+pub const EXIT_REQUEUE: u8 = 75;
+
+/// What the trainer reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Training is about to start at `step` of `steps`.
+    Start {
+        config: &'a ResolvedConfig,
+        step: u64,
+        steps: u64,
+        params: u64,
+    },
+    Step(&'a Metric),
+    Eval(&'a Metric),
+    Checkpoint {
+        step: u64,
+    },
+}
+
+/// How a call to [`train`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Trained to the end of the budget.
+    Done { steps: u64 },
+    /// The run directory was already marked `DONE`; nothing was done.
+    AlreadyDone,
+    /// A stop was requested; a checkpoint at `step` was written.
+    Stopped { step: u64 },
+}
+
+/// Options of [`train`].
+#[derive(Default)]
+pub struct TrainOptions<'a> {
+    pub on_event: Option<&'a dyn Fn(Event)>,
+    /// Set (by a signal handler) to checkpoint at the next step boundary and return.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Nominal peak FLOP/s of the device MFU is measured against.
+///
+/// CPU: cores × 2.5 GHz × 32 FP32 FLOP/cycle (two 8-lane FMA units, AVX2) — a nominal
+/// figure for the x86 cores this runs on, stated so MFU numbers can be compared.
+pub fn peak_flops(device: DeviceSpec) -> f64 {
+    match device {
+        DeviceSpec::Cpu => {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            cores as f64 * 2.5e9 * 32.0
+        }
+        // H100/H200 SXM dense BF16 (NVIDIA datasheets).
+        DeviceSpec::Cuda => 989e12,
+    }
+}
+
+fn device(spec: DeviceSpec, file: &Path) -> Result<Device> {
+    match spec {
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda => Err(TrainError::Field {
+            file: file.to_path_buf(),
+            field: "device".into(),
+            message: "\"cuda\" needs a binary built with --features cuda".into(),
+        }),
+    }
+}
+
+/// Trains the run described by `config_path` in `run_dir`, resuming if it has a checkpoint.
+pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
+    let emit = |e: Event| {
+        if let Some(f) = opts.on_event {
+            f(e)
+        }
+    };
+    if run_dir.join(DONE).exists() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let run_cfg = RunConfig::load(config_path)?;
+    let data = DataDir::open(&run_cfg.data.dir)?;
+    let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
+    let dev = device(cfg.device, config_path)?;
+    prepare_run_dir(run_dir, &cfg)?;
+
+    // The data stream, the evaluation sets.
+    let mixture = Mixture {
+        weights: cfg.mixture.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+    };
+    let sampler = MixtureSampler::new(
+        &data,
+        &mixture,
+        SamplerConfig {
+            seq_len: cfg.seq_len,
+            batch_size: cfg.batch_sequences(),
+            token_budget: cfg.token_budget,
+            seed: cfg.seed,
+        },
+        config_path,
+    )?;
+    let steps = sampler.steps();
+    let eval_sets: Vec<(String, Vec<synthscale_data::Batch>)> = data
+        .meta()
+        .domains()
+        .into_keys()
+        .map(|d| {
+            let tokens = data.validation_tokens(&d).unwrap_or_default();
+            let n = (cfg.eval.max_tokens / cfg.seq_len as u64) as usize;
+            let batches = eval_batches(&tokens, cfg.seq_len, cfg.eval.batch_size, n);
+            (d, batches)
+        })
+        .collect();
+
+    // Model and optimizer: from the checkpoint, or fresh.
+    let (model, mut opt, mut state) = match checkpoint::find(run_dir) {
+        Some(dir) => checkpoint::load(&dir, &cfg.model, &cfg.optim, &dev)?,
+        None => {
+            let model = Decoder::new(&cfg.model, cfg.seed, &dev)?;
+            let opt = AdamW::new(model.params(), &cfg.optim)?;
+            let state = TrainState {
+                step: 0,
+                tokens: 0,
+                seed: cfg.seed,
+                optimizer_t: 0,
+            };
+            (model, opt, state)
+        }
+    };
+    let mut log = MetricsLog::open(run_dir, state.step)?;
+    emit(Event::Start {
+        config: &cfg,
+        step: state.step,
+        steps,
+        params: model.count_params(),
+    });
+
+    let flops_per_token = cfg.model.flops_per_token(cfg.seq_len) as f64;
+    let peak = peak_flops(cfg.device);
+    let accum = cfg.accumulation();
+    let micro = cfg.optim.micro_batch_size;
+    let mut last_checkpoint = state.step;
+    let stop_requested = || opts.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+
+    for batch in sampler.stream(state.step) {
+        if stop_requested() {
+            checkpoint::save(run_dir, &model, &opt, &state)?;
+            emit(Event::Checkpoint { step: state.step });
+            return Ok(Outcome::Stopped { step: state.step });
+        }
+        let started = Instant::now();
+        let lr = cfg.lr_at(state.step);
+        let mut grads: Vec<Option<Tensor>> = vec![None; model.params().len()];
+        let mut loss_sum = 0.0f64;
+        let t = cfg.seq_len;
+        for a in 0..accum {
+            let rows = a * micro..(a + 1) * micro;
+            let ids = Tensor::from_slice(
+                &batch.inputs[rows.start * t..rows.end * t],
+                (micro, t),
+                &dev,
+            )?;
+            let tgt = Tensor::from_slice(
+                &batch.targets[rows.start * t..rows.end * t],
+                (micro, t),
+                &dev,
+            )?;
+            let loss = model.loss(&ids, &tgt, Mode::Train)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64;
+            let store = (loss / accum as f64)?.backward()?;
+            for (slot, (_, var)) in grads.iter_mut().zip(model.params()) {
+                if let Some(g) = store.get(var.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(acc) => (acc + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+        }
+        let train_loss = loss_sum / accum as f64;
+        if !train_loss.is_finite() {
+            return Err(TrainError::NonFinite {
+                what: "training loss",
+                value: train_loss,
+                step: state.step + 1,
+                last_checkpoint,
+            });
+        }
+        let mut grads: Vec<Tensor> = grads
+            .into_iter()
+            .zip(model.params())
+            .map(|(g, (_, v))| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+            .collect::<candle_core::Result<_>>()?;
+        let norm = global_norm(&grads)?;
+        if !norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                what: "gradient norm",
+                value: norm,
+                step: state.step + 1,
+                last_checkpoint,
+            });
+        }
+        clip(&mut grads, norm, cfg.optim.grad_clip)?;
+        opt.step(model.params(), &grads, lr)?;
+        state.step += 1;
+        state.tokens += cfg.optim.batch_tokens;
+        state.optimizer_t = opt.t();
+        let secs = started.elapsed().as_secs_f64();
+        let tps = cfg.optim.batch_tokens as f64 / secs;
+        let m = Metric {
+            step: state.step,
+            tokens: state.tokens,
+            flops: state.tokens as f64 * flops_per_token,
+            lr: Some(lr),
+            train_loss: Some(train_loss),
+            grad_norm: Some(norm),
+            tokens_per_s: Some(tps),
+            mfu: Some(tps * flops_per_token / peak),
+            eval_domain: None,
+            val_loss: None,
+        };
+        log.write(&m)?;
+        emit(Event::Step(&m));
+
+        let last = state.step == steps;
+        let every = |k: u64| k > 0 && state.step % k == 0;
+        if last || every(cfg.eval.interval) {
+            for (domain, batches) in &eval_sets {
+                let val = evaluate(&model, batches, &dev)?;
+                let m = Metric {
+                    step: state.step,
+                    tokens: state.tokens,
+                    flops: state.tokens as f64 * flops_per_token,
+                    lr: None,
+                    train_loss: None,
+                    grad_norm: None,
+                    tokens_per_s: None,
+                    mfu: None,
+                    eval_domain: Some(domain.clone()),
+                    val_loss: Some(val),
+                };
+                log.write(&m)?;
+                emit(Event::Eval(&m));
+            }
+        }
+        if last || every(cfg.checkpoint.interval) {
+            checkpoint::save(run_dir, &model, &opt, &state)?;
+            last_checkpoint = state.step;
+            emit(Event::Checkpoint { step: state.step });
+        }
+    }
+    checkpoint::write_synced(&run_dir.join(DONE), format!("{}\n", state.step).as_bytes())?;
+    Ok(Outcome::Done { steps })
+}
+
+/// Mean loss per token over evaluation batches, without tracking gradients.
+pub fn evaluate(model: &Decoder, batches: &[synthscale_data::Batch], dev: &Device) -> Result<f64> {
+    let mut sum = 0.0f64;
+    let mut n = 0usize;
+    for b in batches {
+        let ids = Tensor::from_slice(&b.inputs, (b.batch_size, b.seq_len), dev)?;
+        let tgt = Tensor::from_slice(&b.targets, (b.batch_size, b.seq_len), dev)?;
+        let loss = model.loss(&ids, &tgt, Mode::Eval)?.to_scalar::<f32>()? as f64;
+        sum += loss * b.batch_size as f64;
+        n += b.batch_size;
+    }
+    Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
+}
+
+/// Creates the run directory and writes `config.toml` first; a directory holding another
+/// run's config is refused.
+fn prepare_run_dir(run_dir: &Path, cfg: &ResolvedConfig) -> Result<()> {
+    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::RunDir {
+        path: run_dir.to_path_buf(),
+        message: format!("cannot create the run directory: {e}"),
+    })?;
+    let path = run_dir.join(CONFIG);
+    let text = toml::to_string(cfg).map_err(|e| TrainError::Checkpoint {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if path.exists() {
+        let old = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+        let same = toml::from_str::<ResolvedConfig>(&old).is_ok_and(|o| &o == cfg);
+        if !same {
+            return Err(TrainError::RunDir {
+                path: run_dir.to_path_buf(),
+                message: format!(
+                    "holds a run with another config ({}); use another run directory",
+                    path.display()
+                ),
+            });
+        }
+        return Ok(());
+    }
+    let tmp: PathBuf = run_dir.join(format!("{CONFIG}.tmp"));
+    checkpoint::write_synced(&tmp, text.as_bytes()).map_err(|e| TrainError::RunDir {
+        path: run_dir.to_path_buf(),
+        message: format!("the run directory is not writable: {e}"),
+    })?;
+    std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))
+}
