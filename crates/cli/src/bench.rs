@@ -18,6 +18,9 @@ pub enum BenchCommand {
     /// Tokenization (MB/s, tokens/s, on all cores and on one), `data prepare` end to end,
     /// and the mixture sampler (tokens/s), on a manifest's sources.
     Data(BenchDataArgs),
+    /// Training steps (forward, backward, AdamW) of a decoder of the given shape on random
+    /// tokens: tokens/s, step time, MFU, peak memory.
+    Train(BenchTrainArgs),
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +62,7 @@ struct DataBench {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Data(a) => bench_data(&a),
+        BenchCommand::Train(a) => bench_train(&a),
     }
 }
 
@@ -147,4 +151,126 @@ fn bench_data(a: &BenchDataArgs) -> anyhow::Result<ExitCode> {
     };
     println!("{}", serde_json::to_string(&r)?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct BenchTrainArgs {
+    #[arg(long, default_value_t = 256)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 8192)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+}
+
+#[derive(Serialize)]
+struct TrainBench {
+    bench: &'static str,
+    params: u64,
+    d_model: usize,
+    layers: usize,
+    heads: usize,
+    vocab: usize,
+    seq_len: usize,
+    batch: usize,
+    steps: usize,
+    threads: usize,
+    step_ms: f64,
+    tokens_per_s: f64,
+    mfu: f64,
+    peak_rss_mb: f64,
+    last_loss: f64,
+}
+
+/// Forward, backward and an AdamW update on random tokens, as a training step does.
+pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
+    use candle_core::{Device, Tensor};
+    use synthscale_model::{Decoder, Mode, ModelConfig};
+    use synthscale_train::config::OptimConfig;
+    use synthscale_train::optim::AdamW;
+
+    let mut cfg = ModelConfig::from_shape(a.d_model, a.layers, a.heads, a.vocab);
+    cfg.max_seq_len = a.seq_len;
+    cfg.validate()?;
+    let dev = Device::Cpu;
+    let model = Decoder::new(&cfg, 0, &dev)?;
+    let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut tokens = || -> Vec<u32> {
+        (0..a.batch * a.seq_len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % a.vocab as u64) as u32
+            })
+            .collect()
+    };
+    let mut last_loss = 0.0;
+    let mut timed = 0.0;
+    for s in 0..a.warmup + a.steps {
+        let ids = Tensor::from_vec(tokens(), (a.batch, a.seq_len), &dev)?;
+        let tgt = Tensor::from_vec(tokens(), (a.batch, a.seq_len), &dev)?;
+        let t = Instant::now();
+        let loss = model.loss(&ids, &tgt, Mode::Train)?;
+        let grads = loss.backward()?;
+        let g: Vec<Tensor> = model
+            .params()
+            .iter()
+            .map(|(_, v)| grads.get(v.as_tensor()).cloned().unwrap())
+            .collect();
+        opt.step(model.params(), &g, 1e-3)?;
+        last_loss = loss.to_scalar::<f32>()? as f64;
+        if s >= a.warmup {
+            timed += t.elapsed().as_secs_f64();
+        }
+    }
+    let step_s = timed / a.steps as f64;
+    let tps = (a.batch * a.seq_len) as f64 / step_s;
+    let r = TrainBench {
+        bench: "train",
+        params: cfg.params(),
+        d_model: a.d_model,
+        layers: a.layers,
+        heads: a.heads,
+        vocab: a.vocab,
+        seq_len: a.seq_len,
+        batch: a.batch,
+        steps: a.steps,
+        threads: rayon::current_num_threads(),
+        step_ms: step_s * 1e3,
+        tokens_per_s: tps,
+        mfu: tps * cfg.flops_per_token(a.seq_len) as f64
+            / synthscale_train::trainer::peak_flops(synthscale_train::config::DeviceSpec::Cpu),
+        peak_rss_mb: peak_rss_mb(),
+        last_loss,
+    };
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident memory (VmHWM), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

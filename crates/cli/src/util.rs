@@ -21,6 +21,12 @@ impl std::error::Error for BadInput {}
 /// 2 for bad input anywhere in the error's chain, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if let Some(t) = cause.downcast_ref::<synthscale_train::TrainError>() {
+            return if t.is_bad_input() { 2 } else { 1 };
+        }
+        if let Some(m) = cause.downcast_ref::<synthscale_model::ModelError>() {
+            return if m.is_bad_input() { 2 } else { 1 };
+        }
         if let Some(d) = cause.downcast_ref::<DataError>() {
             return if d.is_bad_input() { 2 } else { 1 };
         }

@@ -95,14 +95,14 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             f(e)
         }
     };
-    if run_dir.join(DONE).exists() {
-        return Ok(Outcome::AlreadyDone);
-    }
     let run_cfg = RunConfig::load(config_path)?;
     let data = DataDir::open(&run_cfg.data.dir)?;
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
     let dev = device(cfg.device, config_path)?;
     prepare_run_dir(run_dir, &cfg)?;
+    if run_dir.join(DONE).exists() {
+        return Ok(Outcome::AlreadyDone);
+    }
 
     // The data stream, the evaluation sets.
     let mixture = Mixture {

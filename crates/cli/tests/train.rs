@@ -1,0 +1,338 @@
+//! `synthscale train` end to end: a run killed with SIGKILL after a checkpoint and resumed
+//! logs exactly the metrics of an uninterrupted run; SIGTERM checkpoints and exits 75;
+//! a finished run is left alone; bad configs fail before training.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_synthscale"))
+}
+
+const WORDS: &[&str] = &[
+    "the", "river", "carried", "small", "boats", "past", "a", "quiet", "town", "where", "people",
+    "made", "bread", "and", "wrote", "letters", "to", "friends", "far", "away", "every", "morning",
+];
+
+/// A data directory with a BPE of at most 512 tokens (fewer: the text has 22 words).
+fn data_dir(dir: &Path) -> PathBuf {
+    // A Markov chain over words: the next word is fixed by the previous one 9 times in 10,
+    // so a model can learn far below the unigram entropy (about 0.6 nats per word).
+    let mut x = 12345u64;
+    let mut lines = String::new();
+    let mut w = 0usize;
+    for d in 0..300 {
+        let mut text = String::new();
+        for _ in 0..120 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (x >> 33) as usize;
+            w = if r % 10 == 0 {
+                r / 10 % WORDS.len()
+            } else {
+                (w * 5 + 3) % WORDS.len()
+            };
+            text.push_str(WORDS[w]);
+            text.push(' ');
+        }
+        lines.push_str(&serde_json::json!({"id": d, "text": text}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(dir.join("c.jsonl"), lines).unwrap();
+    std::fs::write(
+        dir.join("data.toml"),
+        "[data]\ntokenizer = { kind = \"bpe\", vocab_size = 512 }\nvalidation_fraction = 0.1\n\
+         seq_len = 32\n[[data.sources]]\nname = \"c\"\nkind = \"natural\"\ndomain = \"web\"\n\
+         path = \"c.jsonl\"\n",
+    )
+    .unwrap();
+    let out = dir.join("data");
+    let st = bin()
+        .args(["data", "prepare"])
+        .arg(dir.join("data.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    out
+}
+
+/// A run config for a tiny model: 400 steps of 256 tokens, 2 micro-batches per step.
+/// `extra_model` and `extra_optim` lines replace base lines with the same key.
+fn run_config(dir: &Path, extra_model: &str, extra_optim: &str) -> PathBuf {
+    let p = dir.join(format!(
+        "run-{}.toml",
+        extra_model.len() * 31 + extra_optim.len()
+    ));
+    let model = override_lines("d_model = 32\nn_layers = 2\nn_heads = 2", extra_model);
+    let optim = override_lines(
+        "lr = 3e-3\nbatch_tokens = 256\nmicro_batch_size = 4\nwarmup_steps = 10",
+        extra_optim,
+    );
+    let text = format!(
+        "seed = 7\n[model]\n{model}\n\
+         [data]\ndir = \"data\"\nweights = {{ c = 1.0 }}\ntoken_budget = 102400\n\
+         [optim]\n{optim}\n\
+         [eval]\ninterval = 50\nmax_tokens = 512\nbatch_size = 8\n\
+         [checkpoint]\ninterval = 10\n"
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn override_lines(base: &str, extra: &str) -> String {
+    let key = |l: &str| l.split_once('=').map(|(k, _)| k.trim().to_string());
+    let extra_keys: Vec<_> = extra.lines().filter_map(key).collect();
+    let mut out: Vec<&str> = base
+        .lines()
+        .filter(|l| key(l).is_none_or(|k| !extra_keys.contains(&k)))
+        .collect();
+    out.extend(extra.lines().filter(|l| !l.trim().is_empty()));
+    out.join("\n")
+}
+
+/// Metrics with the wall-clock fields (tokens/s, MFU) removed.
+fn metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("tokens_per_s");
+            o.remove("mfu");
+            v
+        })
+        .collect()
+}
+
+fn checkpoint_step(run: &Path) -> u64 {
+    std::fs::read_to_string(run.join("checkpoint/state.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+fn train(cfg: &Path, run: &Path) -> std::process::Output {
+    bin()
+        .arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--run-dir")
+        .arg(run)
+        .output()
+        .unwrap()
+}
+
+/// Starts a run and waits until it has checkpointed at least `step`.
+fn start_until(cfg: &Path, run: &Path, step: u64) -> std::process::Child {
+    let mut child = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--run-dir")
+        .arg(run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while checkpoint_step(run) < step {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no checkpoint at step {step}"
+        );
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the run ended ({st}) before step {step}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+#[test]
+fn killed_and_resumed_runs_log_the_uninterrupted_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cfg = run_config(dir.path(), "", "");
+
+    let a = dir.path().join("a");
+    let out = train(&cfg, &a);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(a.join("DONE").exists() && a.join("config.toml").exists());
+    let full = metrics(&a);
+    let train_lines = full
+        .iter()
+        .filter(|m| m.get("train_loss").is_some())
+        .count();
+    assert_eq!(train_lines, 400);
+    let evals: Vec<_> = full
+        .iter()
+        .filter(|m| m.get("val_loss").is_some())
+        .collect();
+    assert_eq!(evals.len(), 8, "every 50 steps, one domain");
+    assert_eq!(evals[0]["eval_domain"], "web");
+    // The model learns: the last validation loss is well below the first.
+    let first = evals[0]["val_loss"].as_f64().unwrap();
+    let last = evals[7]["val_loss"].as_f64().unwrap();
+    assert!(last < first, "val loss {first} → {last}");
+    assert!(
+        last < 1.5,
+        "val loss {last}: the chain's entropy is about 0.6 nats a word"
+    );
+
+    // SIGKILL after a checkpoint, then resume.
+    let b = dir.path().join("b");
+    let mut child = start_until(&cfg, &b, 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!b.join("DONE").exists(), "the kill must land mid-run");
+    let out = train(&cfg, &b);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at step"));
+    assert_eq!(
+        metrics(&b),
+        full,
+        "resumed metrics differ from the uninterrupted run"
+    );
+
+    // SIGTERM: checkpoint at the next step boundary, exit 75, resume to the same end.
+    let c = dir.path().join("c");
+    let child = start_until(&cfg, &c, 20);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let st = child.wait_with_output().unwrap();
+    assert_eq!(st.status.code(), Some(75));
+    assert!(!c.join("DONE").exists());
+    let stopped_at = checkpoint_step(&c);
+    assert!(stopped_at >= 20);
+    let m = metrics(&c);
+    assert_eq!(
+        m.last().unwrap()["step"].as_u64().unwrap(),
+        stopped_at,
+        "checkpoint at the boundary"
+    );
+    let out = train(&cfg, &c);
+    assert!(out.status.success());
+    assert_eq!(metrics(&c), full);
+
+    // A finished run is left alone.
+    let before = std::fs::read(a.join("metrics.jsonl")).unwrap();
+    let out = train(&cfg, &a);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already done"));
+    assert_eq!(std::fs::read(a.join("metrics.jsonl")).unwrap(), before);
+
+    // Export the finished run in Hugging Face's layout.
+    let hf = dir.path().join("hf");
+    let out = bin()
+        .arg("export")
+        .arg(&a)
+        .arg("-o")
+        .arg(&hf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForCausalLM");
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/data.json")).unwrap()).unwrap();
+    assert_eq!(config["vocab_size"], meta["tokenizer"]["vocab_size"]);
+    assert!(hf.join("model.safetensors").exists() && hf.join("tokenizer.json").exists());
+
+    // Another config in the same run directory is refused.
+    let other = run_config(dir.path(), "", "weight_decay = 0.0");
+    let out = train(&other, &a.with_file_name("b"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another config"));
+}
+
+#[test]
+fn bad_run_configs_fail_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "",
+            "batch_tokens = 100",
+            &["optim.batch_tokens", "32 × 4 = 128"],
+        ),
+        ("n_kv_heads = 3", "", &["model", "n_kv_heads"]),
+        ("", "lr = -1.0", &["optim.lr"]),
+        ("dmodel = 4", "", &["unknown field `dmodel`"]),
+    ];
+    for (model, optim, needles) in cases {
+        let cfg = run_config(dir.path(), model, optim);
+        let run = dir.path().join("bad");
+        let out = train(&cfg, &run);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{model}{optim}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{err:?} lacks {n:?}");
+        }
+        assert!(!run.exists(), "nothing may be written for a bad config");
+    }
+    // A budget smaller than one step.
+    let cfg = run_config(dir.path(), "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("token_budget = 102400", "token_budget = 100");
+    std::fs::write(&cfg, text).unwrap();
+    let out = train(&cfg, &dir.path().join("bad"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data.token_budget"));
+    // An unwritable run directory.
+    let cfg = run_config(dir.path(), "", "");
+    let out = train(&cfg, Path::new("/proc/synthscale-cannot-write-here"));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run directory"));
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    // Weights of 1e20 overflow f32 in the first RMSNorm (x² > 3.4e38).
+    let cfg = run_config(dir.path(), "init_std = 1e20", "");
+    let run = dir.path().join("nan");
+    let out = train(&cfg, &run);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("non-finite") && err.contains("step 1"),
+        "{err}"
+    );
+    assert!(!run.join("DONE").exists() && !run.join("checkpoint").exists());
+}
