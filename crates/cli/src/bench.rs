@@ -188,8 +188,15 @@ struct TrainBench {
     batch: usize,
     steps: usize,
     threads: usize,
+    /// Mean over the timed steps.
     step_ms: f64,
+    /// The fastest timed step: robust to other load on the machine.
+    best_step_ms: f64,
+    forward_ms: f64,
+    backward_ms: f64,
+    optimizer_ms: f64,
     tokens_per_s: f64,
+    best_tokens_per_s: f64,
     mfu: f64,
     peak_rss_mb: f64,
     last_loss: f64,
@@ -220,25 +227,36 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
             .collect()
     };
     let mut last_loss = 0.0;
-    let mut timed = 0.0;
+    // Per timed step: forward, backward, optimizer seconds.
+    let mut times: Vec<[f64; 3]> = Vec::new();
     for s in 0..a.warmup + a.steps {
         let ids = Tensor::from_vec(tokens(), (a.batch, a.seq_len), &dev)?;
         let tgt = Tensor::from_vec(tokens(), (a.batch, a.seq_len), &dev)?;
-        let t = Instant::now();
+        let t0 = Instant::now();
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
+        last_loss = loss.to_scalar::<f32>()? as f64;
+        let t1 = Instant::now();
         let grads = loss.backward()?;
+        let t2 = Instant::now();
         let g: Vec<Tensor> = model
             .params()
             .iter()
             .map(|(_, v)| grads.get(v.as_tensor()).cloned().unwrap())
             .collect();
         opt.step(model.params(), &g, 1e-3)?;
-        last_loss = loss.to_scalar::<f32>()? as f64;
+        let t3 = Instant::now();
         if s >= a.warmup {
-            timed += t.elapsed().as_secs_f64();
+            times.push([
+                (t1 - t0).as_secs_f64(),
+                (t2 - t1).as_secs_f64(),
+                (t3 - t2).as_secs_f64(),
+            ]);
         }
     }
-    let step_s = timed / a.steps as f64;
+    let total = |t: &[f64; 3]| t[0] + t[1] + t[2];
+    let step_s = times.iter().map(total).sum::<f64>() / a.steps as f64;
+    let best_s = times.iter().map(total).fold(f64::INFINITY, f64::min);
+    let mean = |i: usize| times.iter().map(|t| t[i]).sum::<f64>() / a.steps as f64 * 1e3;
     let tps = (a.batch * a.seq_len) as f64 / step_s;
     let r = TrainBench {
         bench: "train",
@@ -252,7 +270,12 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         steps: a.steps,
         threads: rayon::current_num_threads(),
         step_ms: step_s * 1e3,
+        best_step_ms: best_s * 1e3,
+        forward_ms: mean(0),
+        backward_ms: mean(1),
+        optimizer_ms: mean(2),
         tokens_per_s: tps,
+        best_tokens_per_s: (a.batch * a.seq_len) as f64 / best_s,
         mfu: tps * cfg.flops_per_token(a.seq_len) as f64
             / synthscale_train::trainer::peak_flops(synthscale_train::config::DeviceSpec::Cpu),
         peak_rss_mb: peak_rss_mb(),

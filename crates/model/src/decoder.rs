@@ -14,6 +14,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use crate::ops;
 
 /// Whether a forward pass records the graph for backpropagation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,10 +207,9 @@ impl Decoder {
             )?;
             let a = self.attention(&h, &p, mode, &cos, &sin, &mask)?;
             x = (x + a)?;
-            let h = rms_norm(
+            let h = self.norm(
                 &x,
                 &self.w(&format!("{p}.post_attention_layernorm.weight"), mode),
-                self.cfg.norm_eps,
             )?;
             let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode))?;
             let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode))?;
@@ -219,7 +219,7 @@ impl Decoder {
             )?;
             x = (x + m)?;
         }
-        let x = rms_norm(&x, &self.w("model.norm.weight", mode), self.cfg.norm_eps)?;
+        let x = self.norm(&x, &self.w("model.norm.weight", mode))?;
         let head = if self.cfg.tie_embeddings {
             emb
         } else {
@@ -258,8 +258,12 @@ impl Decoder {
         let k = repeat_kv(rope(&k, cos, sin)?, nh / nkv)?;
         let v = repeat_kv(v, nh / nkv)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let att = softmax_last(&att)?;
+        let scores = q.matmul(&k.t()?)?;
+        let att = if self.fused() {
+            ops::causal_softmax(&scores, scale)?
+        } else {
+            softmax_last(&(scores * scale)?.broadcast_add(mask)?)?
+        };
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode))
     }
@@ -268,10 +272,25 @@ impl Decoder {
     pub fn loss(&self, ids: &Tensor, targets: &Tensor, mode: Mode) -> Result<Tensor> {
         let logits = self.forward(ids, mode)?;
         let (b, t, v) = logits.dims3()?;
-        Ok(candle_nn::loss::cross_entropy(
-            &logits.reshape((b * t, v))?,
-            &targets.flatten_all()?,
-        )?)
+        let (logits, targets) = (logits.reshape((b * t, v))?, targets.flatten_all()?);
+        if self.fused() {
+            Ok(ops::cross_entropy(&logits, &targets)?)
+        } else {
+            Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
+        }
+    }
+
+    /// Whether the fused ops of [`ops`] run: on CPU (they have no GPU kernels yet).
+    fn fused(&self) -> bool {
+        self.device.is_cpu()
+    }
+
+    fn norm(&self, x: &Tensor, gain: &Tensor) -> Result<Tensor> {
+        if self.fused() {
+            Ok(ops::rms_norm(x, gain, self.cfg.norm_eps)?)
+        } else {
+            rms_norm(x, gain, self.cfg.norm_eps)
+        }
     }
 }
 

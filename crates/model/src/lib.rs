@@ -2,12 +2,14 @@
 //!
 //! - [`config`]: the shape, presets, the size rule, parameter and FLOP counts;
 //! - [`decoder`]: weights and the differentiable forward pass;
-//! - [`export`]: Hugging Face Llama layout.
+//! - [`export`]: Hugging Face Llama layout;
+//! - [`ops`]: fused CPU ops with their own backward passes.
 
 pub mod config;
 pub mod decoder;
 pub mod error;
 pub mod export;
+pub mod ops;
 
 pub use config::{ModelConfig, PRESETS};
 pub use decoder::{Decoder, Mode};
