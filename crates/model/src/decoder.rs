@@ -213,10 +213,12 @@ impl Decoder {
             )?;
             let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode))?;
             let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode))?;
-            let m = linear(
-                &(gate.silu()? * up)?,
-                &self.w(&format!("{p}.mlp.down_proj.weight"), mode),
-            )?;
+            let act = if self.fused() {
+                ops::swiglu(&gate, &up)?
+            } else {
+                (gate.silu()? * up)?
+            };
+            let m = linear(&act, &self.w(&format!("{p}.mlp.down_proj.weight"), mode))?;
             x = (x + m)?;
         }
         let x = self.norm(&x, &self.w("model.norm.weight", mode))?;
@@ -242,20 +244,22 @@ impl Decoder {
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = heads(
-            linear(h, &self.w(&format!("{p}.self_attn.q_proj.weight"), mode))?,
-            nh,
-        )?;
-        let k = heads(
-            linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode))?,
-            nkv,
-        )?;
-        let v = heads(
-            linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode))?,
-            nkv,
-        )?;
-        let q = rope(&q, cos, sin)?;
-        let k = repeat_kv(rope(&k, cos, sin)?, nh / nkv)?;
+        let q = linear(h, &self.w(&format!("{p}.self_attn.q_proj.weight"), mode))?;
+        let k = linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode))?;
+        let v = linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode))?;
+        let v = heads(v, nkv)?;
+        let (q, k) = if self.fused() {
+            (
+                ops::rope_to_heads(&q.reshape((b, t, nh, hd))?, cos, sin)?,
+                ops::rope_to_heads(&k.reshape((b, t, nkv, hd))?, cos, sin)?,
+            )
+        } else {
+            (
+                rope(&heads(q, nh)?, cos, sin)?,
+                rope(&heads(k, nkv)?, cos, sin)?,
+            )
+        };
+        let k = repeat_kv(k, nh / nkv)?;
         let v = repeat_kv(v, nh / nkv)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let scores = q.matmul(&k.t()?)?;

@@ -352,6 +352,229 @@ impl CustomOp3 for RmsNormGrad {
     }
 }
 
+/// SwiGLU's gate: silu(gate) ⊙ up, elementwise (Shazeer 2020).
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+}
+
+struct SwiGlu;
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "synthscale-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(s1, l1, "swiglu")?;
+        let u = f32_slice(s2, l2, "swiglu")?;
+        if g.len() != u.len() {
+            candle_core::bail!("swiglu: gate and up differ in size");
+        }
+        let mut out = vec![0f32; g.len()];
+        const CHUNK: usize = 1 << 14;
+        out.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+            .for_each(|(o, (g, u))| {
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g * sigmoid(g) * u;
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let packed = gate.apply_op3_no_bwd(up, &grad.contiguous()?, &SwiGluGrad)?;
+        let n = gate.elem_count();
+        let dg = packed.narrow(0, 0, n)?.reshape(gate.shape())?;
+        let du = packed.narrow(0, n, n)?.reshape(up.shape())?;
+        Ok((Some(dg), Some(du)))
+    }
+}
+
+/// d/dgate = g ⊙ up ⊙ σ(x)(1 + x(1 − σ(x))), d/dup = g ⊙ silu(x); output both, flattened.
+struct SwiGluGrad;
+
+impl CustomOp3 for SwiGluGrad {
+    fn name(&self) -> &'static str {
+        "synthscale-swiglu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "swiglu backward")?;
+        let u = f32_slice(s2, l2, "swiglu backward")?;
+        let g = f32_slice(s3, l3, "swiglu backward")?;
+        let n = x.len();
+        let mut out = vec![0f32; 2 * n];
+        let (dx, du) = out.split_at_mut(n);
+        const CHUNK: usize = 1 << 14;
+        dx.par_chunks_mut(CHUNK)
+            .zip(du.par_chunks_mut(CHUNK))
+            .zip(
+                x.par_chunks(CHUNK)
+                    .zip(u.par_chunks(CHUNK))
+                    .zip(g.par_chunks(CHUNK)),
+            )
+            .for_each(|((dx, du), ((x, u), g))| {
+                for i in 0..x.len() {
+                    let s = sigmoid(x[i]);
+                    dx[i] = g[i] * u[i] * s * (1.0 + x[i] * (1.0 - s));
+                    du[i] = g[i] * x[i] * s;
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from(2 * n)))
+    }
+}
+
+/// Rotary positions applied while moving heads forward: `x` `[b, t, h, d]` (a linear
+/// layer's output, reshaped) → `[b, h, t, d]` rotated in the half-split layout, with
+/// `cos`, `sin` `[t, d/2]`. Saves the transpose copy and the eight ops of the composed form.
+pub fn rope_to_heads(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&cos.contiguous()?, &sin.contiguous()?, RopeToHeads)
+}
+
+struct RopeToHeads;
+
+/// Rotates (or, with `inverse`, rotates back) one `[d]` vector at position `pos`.
+fn rotate(src: &[f32], dst: &mut [f32], cos: &[f32], sin: &[f32], inverse: bool) {
+    let h = src.len() / 2;
+    let sgn = if inverse { -1.0 } else { 1.0 };
+    for j in 0..h {
+        let (a, b) = (src[j], src[j + h]);
+        let (c, s) = (cos[j], sgn * sin[j]);
+        dst[j] = a * c - b * s;
+        dst[j + h] = b * c + a * s;
+    }
+}
+
+impl CustomOp3 for RopeToHeads {
+    fn name(&self) -> &'static str {
+        "synthscale-rope-to-heads"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, t, h, d) = l1.shape().dims4()?;
+        let x = f32_slice(s1, l1, "rope")?;
+        let cos = f32_slice(s2, l2, "rope")?;
+        let sin = f32_slice(s3, l3, "rope")?;
+        if cos.len() < t * d / 2 || sin.len() < t * d / 2 {
+            candle_core::bail!("rope: tables shorter than {t} positions");
+        }
+        let mut out = vec![0f32; x.len()];
+        // One task per (batch, head): a [t, d] block of the output.
+        out.par_chunks_mut(t * d).enumerate().for_each(|(bh, o)| {
+            let (bi, hi) = (bh / h, bh % h);
+            for p in 0..t {
+                let src = &x[((bi * t + p) * h + hi) * d..][..d];
+                let hd = d / 2;
+                rotate(
+                    src,
+                    &mut o[p * d..(p + 1) * d],
+                    &cos[p * hd..][..hd],
+                    &sin[p * hd..][..hd],
+                    false,
+                );
+            }
+        });
+        let _ = b;
+        Ok((CpuStorage::F32(out), Shape::from((b, h, t, d))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?.apply_op3_no_bwd(
+            cos,
+            sin,
+            &RopeFromHeadsGrad {
+                shape: x.dims().to_vec(),
+            },
+        )?;
+        Ok((Some(g), None, None))
+    }
+}
+
+/// The adjoint: `[b, h, t, d]` gradients rotated back and laid out as `[b, t, h, d]`.
+struct RopeFromHeadsGrad {
+    shape: Vec<usize>,
+}
+
+impl CustomOp3 for RopeFromHeadsGrad {
+    fn name(&self) -> &'static str {
+        "synthscale-rope-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, h, t, d) = l1.shape().dims4()?;
+        let g = f32_slice(s1, l1, "rope backward")?;
+        let cos = f32_slice(s2, l2, "rope backward")?;
+        let sin = f32_slice(s3, l3, "rope backward")?;
+        let mut out = vec![0f32; g.len()];
+        let hd = d / 2;
+        // One task per (batch, position): a [h, d] block of the output.
+        out.par_chunks_mut(h * d).enumerate().for_each(|(bp, o)| {
+            let (bi, p) = (bp / t, bp % t);
+            for hi in 0..h {
+                let src = &g[((bi * h + hi) * t + p) * d..][..d];
+                rotate(
+                    src,
+                    &mut o[hi * d..(hi + 1) * d],
+                    &cos[p * hd..][..hd],
+                    &sin[p * hd..][..hd],
+                    true,
+                );
+            }
+        });
+        let _ = b;
+        Ok((CpuStorage::F32(out), Shape::from(self.shape.clone())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,5 +696,74 @@ mod tests {
             );
             assert!(d < 1e-4, "{d}");
         }
+    }
+
+    #[test]
+    fn swiglu_matches_silu_times_up() {
+        let g = Var::from_tensor(&rand(&[7, 300], 7)).unwrap();
+        let u = Var::from_tensor(&rand(&[7, 300], 8)).unwrap();
+        let fused = swiglu(g.as_tensor(), u.as_tensor()).unwrap();
+        let reference = (g.as_tensor().silu().unwrap() * u.as_tensor()).unwrap();
+        assert!(max_diff(&fused, &reference) < 1e-6);
+        let k = rand(&[7, 300], 9);
+        let g1 = (fused * &k).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &k)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&g, &u] {
+            assert!(
+                max_diff(
+                    g1.get(v.as_tensor()).unwrap(),
+                    g2.get(v.as_tensor()).unwrap()
+                ) < 1e-5
+            );
+        }
+    }
+
+    #[test]
+    fn rope_to_heads_matches_transpose_then_rotate() {
+        let (b, t, h, d) = (2, 9, 3, 8);
+        let x = Var::from_tensor(&rand(&[b, t, h, d], 10)).unwrap();
+        let ang: Vec<f32> = (0..t * d / 2)
+            .map(|i| (i / (d / 2)) as f32 * 0.3 / (1 + i % (d / 2)) as f32)
+            .collect();
+        let cos = Tensor::from_vec(
+            ang.iter().map(|a| a.cos()).collect::<Vec<_>>(),
+            (t, d / 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let sin = Tensor::from_vec(
+            ang.iter().map(|a| a.sin()).collect::<Vec<_>>(),
+            (t, d / 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let fused = rope_to_heads(x.as_tensor(), &cos, &sin).unwrap();
+        let xt = x.as_tensor().transpose(1, 2).unwrap().contiguous().unwrap();
+        let x1 = xt.narrow(D::Minus1, 0, d / 2).unwrap();
+        let x2 = xt.narrow(D::Minus1, d / 2, d / 2).unwrap();
+        let a = (x1.broadcast_mul(&cos).unwrap() - x2.broadcast_mul(&sin).unwrap()).unwrap();
+        let bb = (x2.broadcast_mul(&cos).unwrap() + x1.broadcast_mul(&sin).unwrap()).unwrap();
+        let reference = Tensor::cat(&[a, bb], D::Minus1).unwrap();
+        assert_eq!(fused.dims(), reference.dims());
+        assert!(max_diff(&fused, &reference) < 1e-6);
+        let k = rand(&[b, h, t, d], 11);
+        let g1 = (fused * &k).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &k)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(
+            max_diff(
+                g1.get(x.as_tensor()).unwrap(),
+                g2.get(x.as_tensor()).unwrap()
+            ) < 1e-5
+        );
     }
 }
