@@ -18,6 +18,9 @@ pub enum BenchCommand {
     /// Tokenization (MB/s, tokens/s, on all cores and on one), `data prepare` end to end,
     /// and the mixture sampler (tokens/s), on a manifest's sources.
     Data(BenchDataArgs),
+    /// The scaling-law fitter: Epoch AI's Chinchilla fit (240 points, 4500 L-BFGS starts),
+    /// timed on all threads and on one.
+    Fit(crate::bench_fit::BenchFitArgs),
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +62,7 @@ struct DataBench {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Data(a) => bench_data(&a),
+        BenchCommand::Fit(a) => crate::bench_fit::run(&a),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `synthscale` binary: argument parsing and glue between the stage crates.
 
 mod bench;
+mod bench_fit;
 mod data_cmd;
+mod fit_cmd;
 mod manifest;
 mod util;
 
@@ -25,6 +27,9 @@ enum Command {
     /// Prepare and inspect tokenized data: corpora → token shards → mixtures.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Fit a scaling law (rectified, power, chinchilla) to logged losses, with intervals,
+    /// a held-out check and derived answers.
+    Fit(Box<fit_cmd::FitArgs>),
     /// Measure throughput; prints one JSON line of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -44,6 +49,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Fit(args) => fit_cmd::run(*args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
