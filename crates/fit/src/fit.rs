@@ -327,6 +327,21 @@ pub fn out_of_bounds(
     None
 }
 
+/// Relative spread of predictions below which a fitted curve counts as flat.
+const FLAT: f64 = 1e-4;
+
+/// Whether the curve at θ is flat over the data: a law with no decline to fit has parameters
+/// that run off along a flat valley (B → 0 or beta → ∞) wherever the optimizer stops.
+fn is_flat(law: Law, theta: &[f64], points: &[Point]) -> bool {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in points {
+        let v = law.log_pred(theta, p);
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    hi - lo < FLAT
+}
+
 /// The smallest number of points a law can be fitted to: one more than its free parameters.
 pub fn min_points(law: Law, opts: &FitOptions) -> usize {
     free_params(law, opts) + 1
@@ -411,10 +426,13 @@ fn select(
 ) -> Result<Fit> {
     let starts = outcomes.len();
     let starts_converged = outcomes.iter().filter(|o| o.converged).count();
+    let pinned = opts.pin_e.is_some();
     let mut ok: Vec<&StartOutcome> = outcomes
         .iter()
         .filter(|o| {
-            o.cost < f64::MAX && out_of_bounds(law, &o.theta, opts.pin_e.is_some()).is_none()
+            o.cost < f64::MAX
+                && out_of_bounds(law, &o.theta, pinned).is_none()
+                && !is_flat(law, &o.theta, points)
         })
         .collect();
     if ok.is_empty() {
@@ -422,12 +440,19 @@ fn select(
             .iter()
             .filter(|o| o.cost < f64::MAX)
             .min_by(|a, b| a.cost.total_cmp(&b.cost));
-        let detail = match best.and_then(|o| out_of_bounds(law, &o.theta, opts.pin_e.is_some())) {
-            Some((name, v, lo, hi)) => format!(
-                "none of {starts} starts ended inside the law's bounds; the best ran `{name}` to {v:.4} \
-                 (bounds [{lo}, {hi}]); the data may not follow this law (try another law or --pin-e)"
-            ),
+        let detail = match best {
             None => format!("none of {starts} starts reached a finite objective"),
+            Some(o) => match out_of_bounds(law, &o.theta, pinned) {
+                Some((name, v, lo, hi)) => format!(
+                    "none of {starts} starts ended inside the law's bounds; the best ran `{name}` to {v:.4} \
+                     (bounds [{lo}, {hi}]); the data may not follow this law (try another law or --pin-e)"
+                ),
+                None => format!(
+                    "every one of {starts} starts ended on a curve that is flat over the data (its \
+                     predictions vary by less than {FLAT:e} relative): the loss does not fall with D \
+                     (or N) here, so the law's parameters are not determined"
+                ),
+            },
         };
         return Err(FitError::NotConverged {
             group: group.to_string(),

@@ -7,7 +7,7 @@
 //!   With `--flops-col`, tokens are `D = C/(6N)` (Epoch AI's reading of Chinchilla's data).
 //! - **Wide per-step log**: a CSV with no loss column but a token column (`tokens`, or any
 //!   column whose name ends in `tokens`, such as `throughput/total_tokens`) and several
-//!   evaluation columns: each column whose name contains the curve pattern (default `loss`,
+//!   evaluation columns (and no column named `loss`): each column whose name contains the curve pattern (default `loss`,
 //!   any case, e.g. `eval/c4_en-validation/CrossEntropyLoss`) is one curve, named in the
 //!   `curve` column. Empty cells (steps without that evaluation) and rows at 0 tokens
 //!   (the evaluation before training) are skipped. A column whose name ends in `flops`
@@ -274,8 +274,11 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
     let file = stem(path);
     let has = |c: &str| header.iter().any(|h| h == c);
     let pattern = opts.curves.to_lowercase();
-    let is_wide =
-        !has(&opts.loss_col) && header.iter().any(|h| h.to_lowercase().contains(&pattern));
+    // A table with a plain `loss` column but another --loss-col is a long table missing a
+    // column (reported as such), not a log.
+    let is_wide = !has(&opts.loss_col)
+        && !has("loss")
+        && header.iter().any(|h| h.to_lowercase().contains(&pattern));
     if !is_wide {
         let mut columns = header.clone();
         columns.push("file".into());
