@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::bootstrap::{percentile_interval, resample_fits, BootstrapOptions};
 use crate::derived;
 use crate::error::{FitError, Result};
-use crate::fit::{fit, Fit, FitOptions};
+use crate::fit::{fit, free_params, min_points, Fit, FitOptions};
 use crate::input::{group_name, Group};
 use crate::law::{Law, Point};
 
@@ -287,6 +287,17 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
     validate(opts)?;
     let law = opts.law;
     let level = opts.bootstrap.level;
+    // Every group's size is checked before any fitting starts: a bad group fails fast.
+    let min = min_points(law, &opts.fit);
+    if let Some(g) = groups.iter().find(|g| g.points.len() < min) {
+        return Err(FitError::TooFewPoints {
+            group: g.name(),
+            law: law.name(),
+            n: g.points.len(),
+            min,
+            free: free_params(law, &opts.fit),
+        });
+    }
     let mut fitted = Vec::with_capacity(groups.len());
     let mut reports = Vec::with_capacity(groups.len());
     for g in groups {
