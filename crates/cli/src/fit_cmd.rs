@@ -258,6 +258,9 @@ fn print_report(r: &StudyReport, secs: f64) {
         println!("E pinned at {e}");
     }
     println!();
+    if r.groups.len() > 1 {
+        print_summary(r);
+    }
     for g in &r.groups {
         print_group(r, g);
     }
@@ -294,6 +297,40 @@ fn print_report(r: &StudyReport, secs: f64) {
         }
         println!();
     }
+}
+
+/// One line per group: the fitted parameters and the goodness of fit.
+fn print_summary(r: &StudyReport) {
+    let width = r
+        .groups
+        .iter()
+        .map(|g| g.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 60);
+    let mut head = format!("{:<width$} {:>6}", "group", "points");
+    for name in r.law.param_names() {
+        head.push_str(&format!(" {name:>10}"));
+    }
+    head.push_str(&format!(" {:>12} {:>9}", "objective", "rmsd_log"));
+    let holdout = r.groups.iter().any(|g| g.holdout.is_some());
+    if holdout {
+        head.push_str(&format!(" {:>12}", "held-out err"));
+    }
+    println!("{head}");
+    for g in &r.groups {
+        let name: String = g.name.chars().take(width).collect();
+        let mut line = format!("{name:<width$} {:>6}", g.n_points);
+        for p in r.law.param_names() {
+            line.push_str(&format!(" {:>10}", num(g.params[*p])));
+        }
+        line.push_str(&format!(" {:>12.6e} {:>9.5}", g.objective, g.rmsd_log));
+        if let Some(h) = &g.holdout {
+            line.push_str(&format!(" {:>11.3}%", 100.0 * h.mean_rel_error));
+        }
+        println!("{line}");
+    }
+    println!();
 }
 
 fn print_group(r: &StudyReport, g: &GroupReport) {

@@ -156,7 +156,8 @@ pub struct ComputeOptimal {
 /// Derived answers of one group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Derived {
-    /// Plateaus: one curve, or one per model size in the data for the joint law.
+    /// Plateaus: one curve, or for the joint law one per model size in the data (three
+    /// sizes, smallest, geometric middle and largest, when there are more than six).
     pub plateau: Vec<Plateau>,
     /// Compute-optimal splits (joint law only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -417,6 +418,32 @@ fn distinct(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
+/// Model sizes within this relative distance are one size (sizes read off plots, like
+/// Epoch AI's, differ in their last digits).
+const SAME_SIZE: f64 = 1e-3;
+/// More distinct sizes than this, and curves are read at three sizes only.
+const MAX_SIZES: usize = 6;
+
+/// The model sizes at which curves in D are read for the joint law (plateaus, speed-ups):
+/// each distinct size in the data, or, past [`MAX_SIZES`] of them, the smallest, the
+/// geometric middle and the largest. `[None]` for one-variable laws.
+fn curve_sizes(law: Law, points: &[Point]) -> Vec<Option<f64>> {
+    if !law.uses_params() {
+        return vec![None];
+    }
+    let mut sizes: Vec<f64> = Vec::new();
+    for n in distinct(points.iter().map(|p| p.n).collect()) {
+        if sizes.last().is_none_or(|&m| n / m - 1.0 >= SAME_SIZE) {
+            sizes.push(n);
+        }
+    }
+    if sizes.len() > MAX_SIZES {
+        let (lo, hi) = (sizes[0], sizes[sizes.len() - 1]);
+        sizes = vec![lo, (lo * hi).sqrt(), hi];
+    }
+    sizes.into_iter().map(Some).collect()
+}
+
 fn derive(
     law: Law,
     theta: &[f64],
@@ -425,15 +452,7 @@ fn derive(
     opts: &StudyOptions,
 ) -> Derived {
     let level = opts.bootstrap.level;
-    let sizes: Vec<Option<f64>> = if law.uses_params() {
-        distinct(points.iter().map(|p| p.n).collect())
-            .into_iter()
-            .map(Some)
-            .collect()
-    } else {
-        vec![None]
-    };
-    let plateau = sizes
+    let plateau = curve_sizes(law, points)
         .into_iter()
         .map(|n| {
             let nn = n.unwrap_or(1.0);
@@ -573,21 +592,13 @@ fn speedups(
             continue;
         };
         let base = &fitted[bi];
-        let sizes: Vec<Option<f64>> = if law.uses_params() {
-            distinct(groups[bi].points.iter().map(|p| p.n).collect())
-                .into_iter()
-                .map(Some)
-                .collect()
-        } else {
-            vec![None]
-        };
-        for n in sizes {
+        for n in curve_sizes(law, &groups[bi].points) {
             let nn = n.unwrap_or(1.0);
             let targets = if opts.target_losses.is_empty() {
                 let dmax = groups[bi]
                     .points
                     .iter()
-                    .filter(|p| n.is_none_or(|n| p.n == n))
+                    .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
                     .map(|p| p.d)
                     .fold(0.0, f64::max);
                 vec![law.predict(&base.fit.theta, nn, dmax)]
