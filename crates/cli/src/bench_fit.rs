@@ -45,12 +45,11 @@ pub fn epoch_points(path: &std::path::Path) -> anyhow::Result<Vec<Point>> {
     let opts = InputOptions {
         params_col: "Model Size".into(),
         flops_col: Some("Training FLOP".into()),
+        drop_highest_loss: 5,
         ..InputOptions::default()
     };
     let table = read_inputs(&[path.to_path_buf()], &opts)?;
-    let mut points = table.groups(Law::Chinchilla, &opts)?.remove(0).points;
-    points.sort_by(|a, b| b.loss.total_cmp(&a.loss));
-    Ok(points.split_off(5.min(points.len())))
+    Ok(table.groups(Law::Chinchilla, &opts)?.remove(0).points)
 }
 
 pub fn run(a: &BenchFitArgs) -> anyhow::Result<ExitCode> {

@@ -88,6 +88,10 @@ pub struct FitArgs {
     /// Wide per-step logs: columns whose name contains this (any case) are curves.
     #[arg(long, default_value = "loss")]
     pub curves: String,
+    /// Drop the K highest-loss points of each group before fitting (Epoch AI drops 5 from
+    /// Chinchilla's data).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub drop_highest_loss: usize,
     /// Held-out extrapolation check.
     #[arg(long, value_enum, default_value = "none")]
     pub holdout: HoldoutArg,
@@ -148,6 +152,7 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
         curves: a.curves.clone(),
         filters: a.filters.clone(),
         group_by: (!a.group_by.is_empty()).then(|| a.group_by.clone()),
+        drop_highest_loss: a.drop_highest_loss,
     };
     let opts = StudyOptions {
         law,

@@ -48,6 +48,9 @@ pub struct InputOptions {
     /// group; wide logs: `curve`, and `file` for one-variable laws; run directories:
     /// `eval_domain`, and `run` for one-variable laws).
     pub group_by: Option<Vec<String>>,
+    /// Drop this many highest-loss points of each group (Epoch AI drops the 5 highest-loss
+    /// points of Chinchilla's data as outliers from the first steps of training).
+    pub drop_highest_loss: usize,
 }
 
 impl Default for InputOptions {
@@ -60,6 +63,7 @@ impl Default for InputOptions {
             curves: "loss".into(),
             filters: Vec::new(),
             group_by: None,
+            drop_highest_loss: 0,
         }
     }
 }
@@ -682,7 +686,21 @@ impl Table {
         Ok(order
             .into_iter()
             .map(|k| {
-                let points = by_key.remove(&k).expect("present");
+                let mut points = by_key.remove(&k).expect("present");
+                if opts.drop_highest_loss > 0 {
+                    // Stable: ties keep input order; the rest stay in input order.
+                    let mut order: Vec<usize> = (0..points.len()).collect();
+                    order.sort_by(|&a, &b| points[b].loss.total_cmp(&points[a].loss));
+                    let mut drop = vec![false; points.len()];
+                    for &i in order.iter().take(opts.drop_highest_loss) {
+                        drop[i] = true;
+                    }
+                    let mut i = 0;
+                    points.retain(|_| {
+                        i += 1;
+                        !drop[i - 1]
+                    });
+                }
                 Group { keys: k, points }
             })
             .collect())

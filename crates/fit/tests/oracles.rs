@@ -18,17 +18,24 @@ fn epoch_points() -> Vec<Point> {
     let opts = InputOptions {
         params_col: "Model Size".into(),
         flops_col: Some("Training FLOP".into()),
+        drop_highest_loss: 5,
         ..InputOptions::default()
     };
     let table = read_inputs(&[fixture("epoch_chinchilla/svg_extracted_data.csv")], &opts).unwrap();
-    let mut pts = table
+    assert_eq!(table.rows.len(), 245);
+    let pts = table
         .groups(Law::Chinchilla, &opts)
         .unwrap()
         .remove(0)
         .points;
-    assert_eq!(pts.len(), 245);
-    pts.sort_by(|a, b| b.loss.total_cmp(&a.loss));
-    pts.split_off(5)
+    assert_eq!(pts.len(), 240);
+    // The five dropped are the five highest losses (5.01 … 3.45; the next is 3.41).
+    let kept_max = pts.iter().map(|p| p.loss).fold(0.0, f64::max);
+    assert!(
+        (kept_max - 3.4059279641864753).abs() < 1e-12,
+        "largest kept loss {kept_max}"
+    );
+    pts
 }
 
 /// Oracle: Epoch AI, "Chinchilla Scaling: A replication attempt" (Besiroglu et al. 2024),
