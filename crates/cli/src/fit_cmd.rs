@@ -16,7 +16,7 @@ use synthscale_fit::{
     StudyOptions, StudyReport,
 };
 
-use crate::util::plain_logs;
+use crate::util::{plain_logs, spinner};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LawArg {
@@ -190,7 +190,11 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
             a.bootstrap
         );
     }
-    let report = run_study(&groups, &opts)?;
+    let pb = spinner();
+    pb.set_message(format!("fitting {} group(s)", groups.len()));
+    let report = run_study(&groups, &opts);
+    pb.finish_and_clear();
+    let report = report?;
     print_report(&report, t.elapsed().as_secs_f64());
     if let Some(path) = &a.json {
         let file = FitFile {
