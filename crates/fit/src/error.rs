@@ -65,6 +65,20 @@ pub enum FitError {
         free: usize,
     },
 
+    /// A group whose points hold too few distinct token counts or model sizes to determine
+    /// the law's parameters.
+    #[error(
+        "group {group}: {n} distinct values of `{axis}`, but the {law} law needs at least {min} \
+         to determine its parameters"
+    )]
+    TooFewSizes {
+        group: String,
+        law: &'static str,
+        axis: &'static str,
+        n: usize,
+        min: usize,
+    },
+
     /// No start of the grid reached a finite fit inside the law's bounds.
     #[error("group {group}: the {law} fit did not converge: {detail}")]
     NotConverged {

@@ -347,6 +347,42 @@ pub fn min_points(law: Law, opts: &FitOptions) -> usize {
     free_params(law, opts) + 1
 }
 
+/// The fewest distinct values of D (and N) that determine the law's parameters: one-variable
+/// laws need as many distinct D as free parameters; the joint law needs three distinct N
+/// and three distinct D (two each with E pinned), or its N-part and D-part trade off freely.
+pub fn min_sizes(law: Law, opts: &FitOptions) -> (usize, usize) {
+    let pinned = usize::from(opts.pin_e.is_some());
+    match law {
+        Law::Chinchilla => (3 - pinned, 3 - pinned),
+        _ => (free_params(law, opts), 0),
+    }
+}
+
+fn count_distinct(mut v: Vec<f64>) -> usize {
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v.len()
+}
+
+/// Errors unless `points` hold enough distinct sizes for the law ([`min_sizes`]).
+pub fn check_sizes(law: Law, points: &[Point], opts: &FitOptions, group: &str) -> Result<()> {
+    let (min_d, min_n) = min_sizes(law, opts);
+    let nd = count_distinct(points.iter().map(|p| p.d).collect());
+    let nn = count_distinct(points.iter().map(|p| p.n).collect());
+    for (axis, n, min) in [("tokens", nd, min_d), ("params", nn, min_n)] {
+        if n < min {
+            return Err(FitError::TooFewSizes {
+                group: group.to_string(),
+                law: law.name(),
+                axis,
+                n,
+                min,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Free parameters of the law under `opts`.
 pub fn free_params(law: Law, opts: &FitOptions) -> usize {
     law.theta_names().len() - usize::from(opts.pin_e.is_some())
@@ -394,6 +430,7 @@ fn fit_starts_with(
             free: free_params(law, opts),
         });
     }
+    check_sizes(law, points, opts, group)?;
     let data = Prepared::new(points);
     let outcomes: Vec<StartOutcome> = if parallel {
         starts

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::bootstrap::{percentile_interval, resample_fits, BootstrapOptions};
 use crate::derived;
 use crate::error::{FitError, Result};
-use crate::fit::{fit, free_params, min_points, Fit, FitOptions};
+use crate::fit::{check_sizes, fit, free_params, min_points, Fit, FitOptions};
 use crate::input::{group_name, Group};
 use crate::law::{Law, Point};
 
@@ -298,6 +298,9 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
             min,
             free: free_params(law, &opts.fit),
         });
+    }
+    for g in groups {
+        check_sizes(law, &g.points, &opts.fit, &g.name())?;
     }
     let mut fitted = Vec::with_capacity(groups.len());
     let mut reports = Vec::with_capacity(groups.len());

@@ -197,6 +197,34 @@ fn pinned_e_is_kept_and_frees_one_parameter() {
 }
 
 #[test]
+fn too_few_distinct_sizes_is_an_error_naming_the_axis() {
+    // Ten points at one model size: the joint law's N-part is not determined.
+    let pts: Vec<Point> = power_curve(400.0, 1.8, 0.3, 1.0, &ds())
+        .into_iter()
+        .map(|p| Point { n: 1e8, ..p })
+        .collect();
+    match fit(Law::Chinchilla, &pts, &FitOptions::default(), "one size") {
+        Err(FitError::TooFewSizes {
+            axis: "params",
+            n: 1,
+            min: 3,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Repeated evaluations at three token counts cannot fix the rectified law's four.
+    let three: Vec<Point> = ds()[..3]
+        .iter()
+        .flat_map(|&d| power_curve(400.0, 1.8, 0.3, 1.0, &[d, d]))
+        .collect();
+    let err = fit(Law::Rectified, &three, &FitOptions::default(), "g").unwrap_err();
+    assert!(
+        err.to_string().contains("3 distinct values of `tokens`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_rising_curve_does_not_converge_to_a_power_law() {
     let pts: Vec<Point> = ds()
         .iter()
