@@ -408,3 +408,26 @@ fn run_directories_read_eval_lines() {
         "N = flops / (6 tokens)"
     );
 }
+
+/// Intervals are a function of the data and the seed alone: the same seed gives the same
+/// intervals whatever the thread timing, another seed other intervals.
+#[test]
+fn bootstrap_intervals_reproduce_from_the_seed() {
+    let mut rng = synthscale_fit::bootstrap::SplitMix64::new(5);
+    let pts: Vec<Point> = power_curve(400.0, 1.8, 0.3, 1.0, &ds())
+        .into_iter()
+        .map(|p| Point {
+            loss: p.loss * (0.01 * rng.normal()).exp(),
+            ..p
+        })
+        .collect();
+    let groups = vec![group(&[("domain", "web")], pts)];
+    let a = run_study(&groups, &quick(Law::Power)).unwrap();
+    let b = run_study(&groups, &quick(Law::Power)).unwrap();
+    assert_eq!(a.groups[0].ci95, b.groups[0].ci95);
+    let mut other = quick(Law::Power);
+    other.bootstrap.seed = 1;
+    let c = run_study(&groups, &other).unwrap();
+    assert_ne!(a.groups[0].ci95, c.groups[0].ci95);
+    assert_eq!(a.groups[0].bootstrap_fitted, [50, 50]);
+}
