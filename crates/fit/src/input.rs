@@ -255,7 +255,8 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
         .headers()
         .map_err(|e| parse_err(1, e))?
         .iter()
-        .map(|s| s.trim().to_string())
+        // A byte-order mark (spreadsheet exports) is no part of the first column's name.
+        .map(|s| s.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
     if header.is_empty() || header.iter().all(|h| h.is_empty()) {
         return Err(FitError::Empty {

@@ -260,13 +260,15 @@ fn long_csv_groups_filters_and_bad_cells() {
             csv.push_str(&format!("r{i},1e8,{d},{},{mix},code\n", l + 0.1));
         }
     }
-    let p = write(dir.path(), "results.csv", &csv);
+    // Written with a byte-order mark, as spreadsheets export CSV.
+    let p = write(dir.path(), "results.csv", &format!("\u{feff}{csv}"));
     let opts = InputOptions {
         group_by: Some(vec!["mixture".into()]),
         filters: vec![("eval_domain".into(), "web".into())],
         ..InputOptions::default()
     };
     let table = read_inputs(std::slice::from_ref(&p), &opts).unwrap();
+    assert_eq!(table.columns[0], "run_id");
     let groups = table.groups(Law::Power, &opts).unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[0].name(), "mixture=natural");
