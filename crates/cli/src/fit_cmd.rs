@@ -345,7 +345,7 @@ fn print_summary(r: &StudyReport) {
 fn print_group(r: &StudyReport, g: &GroupReport) {
     println!(
         "{}  ({} points; objective {:.6e}, rmsd_log {:.5}; {}/{} starts in bounds)",
-        g.name, g.n_points, g.objective, g.rmsd_log, g.starts[2], g.starts[0]
+        g.name, g.n_points, g.objective, g.rmsd_log, g.starts.in_bounds, g.starts.tried
     );
     for name in r.law.param_names() {
         println!(
@@ -355,10 +355,10 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
             ci(g.ci95.get(*name))
         );
     }
-    if g.bootstrap_fitted[1] > 0 {
+    if g.bootstrap.drawn > 0 {
         println!(
             "  (95% bootstrap intervals from {} of {} resamples)",
-            g.bootstrap_fitted[0], g.bootstrap_fitted[1]
+            g.bootstrap.fitted, g.bootstrap.drawn
         );
     }
     if let Some(h) = &g.holdout {

@@ -78,6 +78,8 @@ fn fit_writes_the_json_contract_and_a_table() {
     assert_eq!(g["group"]["mixture"], "natural");
     assert_eq!(g["law"], "power");
     assert_eq!(g["n_points"], 8);
+    assert_eq!(g["starts"]["tried"], 270);
+    assert_eq!(g["bootstrap"]["fitted"], 50);
     for key in ["objective", "rmsd_log"] {
         assert!(g[key].as_f64().unwrap() >= 0.0);
     }

@@ -164,6 +164,26 @@ pub struct Derived {
     pub compute_optimal: Vec<ComputeOptimal>,
 }
 
+/// What the starts of one group's grid did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StartCounts {
+    /// Starts tried.
+    pub tried: usize,
+    /// Starts whose L-BFGS stopped on its tolerances.
+    pub converged: usize,
+    /// Starts that ended finite, inside the law's bounds, on a curve not flat over the data.
+    pub in_bounds: usize,
+}
+
+/// Bootstrap resamples of one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ResampleCounts {
+    /// Resamples drawn.
+    pub drawn: usize,
+    /// Resamples that fitted (a resample with too few distinct sizes does not).
+    pub fitted: usize,
+}
+
 /// One fitted group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupReport {
@@ -183,12 +203,12 @@ pub struct GroupReport {
     pub rmsd_log: f64,
     /// Points fitted.
     pub n_points: usize,
-    /// Starts tried / converged on tolerances / ended finite and in bounds.
-    pub starts: [usize; 3],
+    /// What the starts of the grid did.
+    pub starts: StartCounts,
     /// 95% (or `level`) bootstrap intervals of every parameter (empty without bootstrap).
     pub ci95: BTreeMap<String, [f64; 2]>,
-    /// Resamples that fitted, of those drawn.
-    pub bootstrap_fitted: [usize; 2],
+    /// Bootstrap resamples drawn, and how many of them fitted.
+    pub bootstrap: ResampleCounts,
     /// Held-out check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holdout: Option<HoldoutReport>,
@@ -336,9 +356,16 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
             objective: f.objective,
             rmsd_log: f.rmsd_log,
             n_points: f.n_points,
-            starts: [f.starts, f.starts_converged, f.starts_in_bounds],
+            starts: StartCounts {
+                tried: f.starts,
+                converged: f.starts_converged,
+                in_bounds: f.starts_in_bounds,
+            },
             ci95,
-            bootstrap_fitted: [ok.len(), resamples.len()],
+            bootstrap: ResampleCounts {
+                drawn: resamples.len(),
+                fitted: ok.len(),
+            },
             holdout,
             derived,
         });
