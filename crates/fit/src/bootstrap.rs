@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::fit::{fit_starts_serial, FitOptions};
+use crate::fit::{fit_resample, FitOptions};
 use crate::law::{Law, Point};
 
 /// How intervals are drawn.
@@ -105,20 +105,10 @@ pub fn resample_fits(
             for _ in 0..points.len() {
                 counts[rng.below(points.len())] += 1;
             }
-            // Expand to points with repeats: `fit_starts` takes plain points, and groups are
-            // small. Points drawn 0 times are simply absent.
-            let mut sample = Vec::with_capacity(points.len());
-            for (p, &c) in points.iter().zip(&counts) {
-                for _ in 0..c {
-                    sample.push(*p);
-                }
-            }
             // Restarts run one after another inside a resample; the resamples run in parallel.
-            // A resample can hold too few distinct points for the law; it then says nothing
+            // A resample can hold too few distinct sizes for the law; it then says nothing
             // and is dropped (the caller reports how many resamples fitted).
-            fit_starts_serial(law, &sample, restarts, fit_opts, group)
-                .ok()
-                .map(|f| f.theta)
+            fit_resample(law, points, &counts, restarts, fit_opts, group).ok()
         })
         .collect()
 }

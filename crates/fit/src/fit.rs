@@ -404,15 +404,26 @@ pub fn fit_starts(
     fit_starts_with(law, points, starts, opts, group, true)
 }
 
-/// As [`fit_starts`], on the calling thread (for callers that parallelize above it).
-pub fn fit_starts_serial(
+/// Refits a bootstrap resample, on the calling thread (resamples run in parallel above
+/// it): point `i` counted `counts[i]` times, from `starts`. Returns the best θ.
+pub fn fit_resample(
     law: Law,
     points: &[Point],
+    counts: &[u32],
     starts: &[Vec<f64>],
     opts: &FitOptions,
     group: &str,
-) -> Result<Fit> {
-    fit_starts_with(law, points, starts, opts, group, false)
+) -> Result<Vec<f64>> {
+    let drawn: Vec<Point> = points
+        .iter()
+        .zip(counts)
+        .filter(|(_, &c)| c > 0)
+        .map(|(p, _)| *p)
+        .collect();
+    // A repeat weighs in the objective as often as it was drawn, evaluated once.
+    let data = Prepared::weighted(points, counts);
+    let total = counts.iter().map(|&c| c as usize).sum();
+    fit_data(law, &drawn, &data, total, starts, opts, group, false).map(|f| f.theta)
 }
 
 fn fit_starts_with(
@@ -423,28 +434,52 @@ fn fit_starts_with(
     group: &str,
     parallel: bool,
 ) -> Result<Fit> {
+    fit_data(
+        law,
+        points,
+        &Prepared::new(points),
+        points.len(),
+        starts,
+        opts,
+        group,
+        parallel,
+    )
+}
+
+/// The fit proper: `points` are the distinct points (for checks), `data` what the objective
+/// sums over (with multiplicities), `total` the number of points counted with them.
+#[allow(clippy::too_many_arguments)]
+fn fit_data(
+    law: Law,
+    points: &[Point],
+    data: &Prepared,
+    total: usize,
+    starts: &[Vec<f64>],
+    opts: &FitOptions,
+    group: &str,
+    parallel: bool,
+) -> Result<Fit> {
     opts.validate()?;
     let min = min_points(law, opts);
-    if points.len() < min {
+    if total < min {
         return Err(FitError::TooFewPoints {
             group: group.to_string(),
             law: law.name(),
-            n: points.len(),
+            n: total,
             min,
             free: free_params(law, opts),
         });
     }
     check_sizes(law, points, opts, group)?;
-    let data = Prepared::new(points);
     let outcomes: Vec<StartOutcome> = if parallel {
         starts
             .par_iter()
-            .map(|s| run_start(law, &data, s, opts))
+            .map(|s| run_start(law, data, s, opts))
             .collect()
     } else {
         starts
             .iter()
-            .map(|s| run_start(law, &data, s, opts))
+            .map(|s| run_start(law, data, s, opts))
             .collect()
     };
     select(law, points, outcomes, opts, group)
