@@ -21,6 +21,9 @@ pub enum BenchCommand {
     /// Training steps (forward, backward, AdamW) of a decoder of the given shape on random
     /// tokens: tokens/s, step time, MFU, peak memory.
     Train(BenchTrainArgs),
+    /// The scaling-law fitter: Epoch AI's Chinchilla fit (240 points, 4500 L-BFGS starts),
+    /// timed on all threads and on one.
+    Fit(crate::bench_fit::BenchFitArgs),
 }
 
 #[derive(Args, Debug)]
@@ -63,6 +66,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Data(a) => bench_data(&a),
         BenchCommand::Train(a) => bench_train(&a),
+        BenchCommand::Fit(a) => crate::bench_fit::run(&a),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The `synthscale` binary: argument parsing and glue between the stage crates.
 
 mod bench;
+mod bench_fit;
 mod data_cmd;
+mod fit_cmd;
 mod manifest;
 mod train_cmd;
 mod util;
@@ -35,6 +37,9 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Export a run's checkpoint in Hugging Face's Llama layout.
     Export(train_cmd::ExportArgs),
+    /// Fit a scaling law (rectified, power, chinchilla) to logged losses, with intervals,
+    /// a held-out check and derived answers.
+    Fit(Box<fit_cmd::FitArgs>),
     /// Measure throughput; prints one JSON line of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -72,6 +77,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Train(a) => train_cmd::run_train(&a),
         Command::Export(a) => train_cmd::run_export(&a),
+        Command::Fit(args) => fit_cmd::run(*args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

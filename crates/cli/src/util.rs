@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use synthscale_data::DataError;
+use synthscale_fit::FitError;
 
 /// A usage error found by the binary itself (exit code 2).
 #[derive(Debug)]
@@ -29,6 +30,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(d) = cause.downcast_ref::<DataError>() {
             return if d.is_bad_input() { 2 } else { 1 };
+        }
+        if let Some(f) = cause.downcast_ref::<FitError>() {
+            return if f.is_bad_input() { 2 } else { 1 };
         }
         if cause.downcast_ref::<BadInput>().is_some() {
             return 2;

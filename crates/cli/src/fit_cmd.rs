@@ -1,0 +1,405 @@
+//! `synthscale fit`: scaling laws fitted to logged losses, printed as a table and written
+//! as JSON.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use synthscale_fit::input::{parse_filter, SourceFile};
+use synthscale_fit::study::GroupReport;
+use synthscale_fit::{
+    read_inputs, run_study, BootstrapOptions, FitError, FitOptions, Holdout, InputOptions, Law,
+    StudyOptions, StudyReport,
+};
+
+use crate::util::{plain_logs, spinner};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LawArg {
+    /// L(D) = B/(D_l + D^beta) + E (Lin et al. 2024; SynthLLM's law).
+    Rectified,
+    /// L(D) = B/D^beta + E.
+    Power,
+    /// L(N,D) = E + A/N^alpha + B/D^beta (Chinchilla approach 3, Epoch AI's procedure).
+    Chinchilla,
+}
+
+impl From<LawArg> for Law {
+    fn from(l: LawArg) -> Law {
+        match l {
+            LawArg::Rectified => Law::Rectified,
+            LawArg::Power => Law::Power,
+            LawArg::Chinchilla => Law::Chinchilla,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HoldoutArg {
+    /// No held-out check.
+    None,
+    /// Fit each group without its largest D (joint law: largest N), report the relative
+    /// error of the prediction there.
+    Largest,
+}
+
+/// Fit a scaling law to every group of points, from the law's full start grid, with
+/// bootstrap intervals and derived answers.
+///
+/// Inputs: CSV tables with `tokens` and `loss` columns (and `params` for the joint law),
+/// synthscale run directories (`metrics.jsonl`, or a folder of run folders), or wide
+/// per-step CSV logs of other trainers, where every column whose name contains `--curves`
+/// is one curve. The fit minimizes the sum of Huber losses of log residuals with L-BFGS
+/// from every start of the law's grid.
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// Input files or run directories.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The law to fit.
+    #[arg(long, value_enum)]
+    pub law: LawArg,
+    /// Columns that split rows into groups, one fit each (comma-separated) [default: one
+    /// group for tables; per curve for logs; per run and eval_domain for run directories].
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// Keep only rows where column = value (repeatable; numbers compare as numbers).
+    #[arg(long = "where", value_parser = parse_filter)]
+    pub filters: Vec<(String, String)>,
+    /// Also write the full report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Column with training tokens D.
+    #[arg(long, default_value = "tokens")]
+    pub tokens_col: String,
+    /// Column with the loss.
+    #[arg(long, default_value = "loss")]
+    pub loss_col: String,
+    /// Column with model parameters N (joint law).
+    #[arg(long, default_value = "params")]
+    pub params_col: String,
+    /// Column with training FLOPs C; tokens are then D = C/(6N).
+    #[arg(long)]
+    pub flops_col: Option<String>,
+    /// Wide per-step logs: columns whose name contains this (any case) are curves.
+    #[arg(long, default_value = "loss")]
+    pub curves: String,
+    /// Drop the K highest-loss points of each group before fitting (Epoch AI drops 5 from
+    /// Chinchilla's data).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub drop_highest_loss: usize,
+    /// Held-out extrapolation check.
+    #[arg(long, value_enum, default_value = "none")]
+    pub holdout: HoldoutArg,
+    /// Huber threshold on log residuals.
+    #[arg(long, default_value_t = 1e-3)]
+    pub huber_delta: f64,
+    /// Bootstrap resamples for 95% intervals (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Pin the asymptote E to this loss instead of fitting it.
+    #[arg(long)]
+    pub pin_e: Option<f64>,
+    /// Doubling plateau: a doubling of D that gains less than this fraction of the loss.
+    #[arg(long, default_value_t = 0.01)]
+    pub plateau_eps: f64,
+    /// Margin plateau: within this fraction above the asymptote.
+    #[arg(long, default_value_t = 0.01)]
+    pub plateau_margin: f64,
+    /// Speed-ups over baseline groups, e.g. `mixture=natural` (the column must be a
+    /// --group-by column): D_baseline(L*) / D_mixture(L*) for every other group of a family.
+    #[arg(long, value_parser = parse_filter)]
+    pub baseline: Option<(String, String)>,
+    /// Target losses L* for speed-ups (comma-separated) [default: the baseline's fitted
+    /// loss at its largest D].
+    #[arg(long, value_delimiter = ',')]
+    pub target_loss: Vec<f64>,
+    /// Optimal synthetic ratio at each (N, D): the --group-by column holding each group's
+    /// synthetic share (at least three distinct values per family).
+    #[arg(long)]
+    pub ratio_col: Option<String>,
+    /// Compute-optimal N and D for these FLOP budgets (joint law; comma-separated)
+    /// [default: 1, 10, 100 × the largest 6ND in each group].
+    #[arg(long, value_delimiter = ',')]
+    pub flops_budget: Vec<f64>,
+}
+
+/// The JSON written by `--json`: the report plus what reproduces it.
+#[derive(Serialize)]
+struct FitFile<'a> {
+    tool: &'static str,
+    version: &'static str,
+    data: &'a [SourceFile],
+    rows: usize,
+    #[serde(flatten)]
+    report: &'a StudyReport,
+}
+
+pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
+    let law: Law = a.law.into();
+    let input = InputOptions {
+        tokens_col: a.tokens_col.clone(),
+        loss_col: a.loss_col.clone(),
+        params_col: a.params_col.clone(),
+        flops_col: a.flops_col.clone(),
+        curves: a.curves.clone(),
+        filters: a.filters.clone(),
+        group_by: (!a.group_by.is_empty()).then(|| a.group_by.clone()),
+        drop_highest_loss: a.drop_highest_loss,
+    };
+    let opts = StudyOptions {
+        law,
+        fit: FitOptions {
+            huber_delta: a.huber_delta,
+            pin_e: a.pin_e,
+            ..FitOptions::default()
+        },
+        bootstrap: BootstrapOptions {
+            resamples: a.bootstrap,
+            seed: a.seed,
+            ..BootstrapOptions::default()
+        },
+        holdout: match a.holdout {
+            HoldoutArg::None => Holdout::None,
+            HoldoutArg::Largest => Holdout::Largest,
+        },
+        plateau_eps: a.plateau_eps,
+        plateau_margin: a.plateau_margin,
+        baseline: a.baseline.clone(),
+        target_losses: a.target_loss.clone(),
+        ratio_col: a.ratio_col.clone(),
+        flops_budgets: a.flops_budget.clone(),
+    };
+    let t = Instant::now();
+    let table = read_inputs(&a.inputs, &input)?;
+    let groups = table.groups(law, &input)?;
+    if plain_logs() {
+        eprintln!(
+            "fitting the {} law to {} group(s), {} points, {} starts each, {} bootstrap resamples",
+            law.name(),
+            groups.len(),
+            groups.iter().map(|g| g.points.len()).sum::<usize>(),
+            law.start_grid().len(),
+            a.bootstrap
+        );
+    }
+    let pb = spinner();
+    pb.set_message(format!("fitting {} group(s)", groups.len()));
+    let report = run_study(&groups, &opts);
+    pb.finish_and_clear();
+    let report = report?;
+    print_report(&report, t.elapsed().as_secs_f64());
+    if let Some(path) = &a.json {
+        let file = FitFile {
+            tool: "synthscale fit",
+            version: env!("CARGO_PKG_VERSION"),
+            data: &table.sources,
+            rows: groups.iter().map(|g| g.points.len()).sum(),
+            report: &report,
+        };
+        write_json(path, &file)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes beside the destination and renames: never a half-written report.
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("serializing the report")?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let write_err = |source| FitError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    tmp.write_all(text.as_bytes()).map_err(write_err)?;
+    tmp.write_all(b"\n").map_err(write_err)?;
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}
+
+/// 4 significant digits, plain or scientific by size.
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        format!("{}", (v * 1e4).round() / 1e4)
+            .chars()
+            .take(8)
+            .collect()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("—".into(), num)
+}
+
+fn ci(v: Option<&[f64; 2]>) -> String {
+    v.map_or(String::new(), |[lo, hi]| {
+        format!(" [{}, {}]", num(*lo), num(*hi))
+    })
+}
+
+fn print_report(r: &StudyReport, secs: f64) {
+    let o = &r.options;
+    println!(
+        "{} law: {}; Huber delta {}, {} starts per group, {} bootstrap resamples (seed {}); {:.1} s",
+        r.law.name(),
+        r.formula,
+        o.fit.huber_delta,
+        r.start_grid.starts,
+        o.bootstrap.resamples,
+        o.bootstrap.seed,
+        secs
+    );
+    if let Some(e) = o.fit.pin_e {
+        println!("E pinned at {e}");
+    }
+    println!();
+    if r.groups.len() > 1 {
+        print_summary(r);
+    }
+    for g in &r.groups {
+        print_group(r, g);
+    }
+    if !r.speedups.is_empty() {
+        println!("speed-ups D_baseline(L*) / D_mixture(L*):");
+        for s in &r.speedups {
+            let at = s
+                .params
+                .map_or(String::new(), |n| format!(" at N={}", num(n)));
+            println!(
+                "  {} vs {}{} at L*={}: {}{}",
+                s.mixture,
+                s.baseline,
+                at,
+                num(s.target_loss),
+                opt(s.speedup),
+                ci(s.speedup_ci95.as_ref())
+            );
+        }
+        println!();
+    }
+    if !r.optimal_ratios.is_empty() {
+        println!("optimal synthetic ratio (quadratic in ratio of fitted log loss):");
+        for x in &r.optimal_ratios {
+            let at = x.params.map_or(String::new(), |n| format!("N={} ", num(n)));
+            println!(
+                "  {} {}D={}: {}{}",
+                x.family,
+                at,
+                num(x.tokens),
+                opt(x.optimal_ratio),
+                ci(x.optimal_ratio_ci95.as_ref())
+            );
+        }
+        println!();
+    }
+}
+
+/// One line per group: the fitted parameters and the goodness of fit.
+fn print_summary(r: &StudyReport) {
+    let width = r
+        .groups
+        .iter()
+        .map(|g| g.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 60);
+    let mut head = format!("{:<width$} {:>6}", "group", "points");
+    for name in r.law.param_names() {
+        head.push_str(&format!(" {name:>10}"));
+    }
+    head.push_str(&format!(" {:>12} {:>9}", "objective", "rmsd_log"));
+    let holdout = r.groups.iter().any(|g| g.holdout.is_some());
+    if holdout {
+        head.push_str(&format!(" {:>12}", "held-out err"));
+    }
+    println!("{head}");
+    for g in &r.groups {
+        let name: String = g.name.chars().take(width).collect();
+        let mut line = format!("{name:<width$} {:>6}", g.n_points);
+        for p in r.law.param_names() {
+            line.push_str(&format!(" {:>10}", num(g.params[*p])));
+        }
+        line.push_str(&format!(" {:>12.6e} {:>9.5}", g.objective, g.rmsd_log));
+        if let Some(h) = &g.holdout {
+            line.push_str(&format!(" {:>11.3}%", 100.0 * h.mean_rel_error));
+        }
+        println!("{line}");
+    }
+    println!();
+}
+
+fn print_group(r: &StudyReport, g: &GroupReport) {
+    println!(
+        "{}  ({} points; objective {:.6e}, rmsd_log {:.5}; {}/{} starts in bounds)",
+        g.name, g.n_points, g.objective, g.rmsd_log, g.starts.in_bounds, g.starts.tried
+    );
+    for name in r.law.param_names() {
+        println!(
+            "  {:<6} {:>10}{}",
+            name,
+            num(g.params[*name]),
+            ci(g.ci95.get(*name))
+        );
+    }
+    if g.bootstrap.drawn > 0 {
+        println!(
+            "  (95% bootstrap intervals from {} of {} resamples)",
+            g.bootstrap.fitted, g.bootstrap.drawn
+        );
+    }
+    if let Some(h) = &g.holdout {
+        println!(
+            "  held out largest {} = {}: mean relative error {:.4}% (max {:.4}%) over {} point(s), fitted on {}",
+            h.axis,
+            num(h.held_out),
+            100.0 * h.mean_rel_error,
+            100.0 * h.max_rel_error,
+            h.points.len(),
+            h.n_fit
+        );
+    }
+    let o = &r.options;
+    for p in &g.derived.plateau {
+        let at = p
+            .params
+            .map_or(String::new(), |n| format!(" at N={}", num(n)));
+        println!(
+            "  plateau{at}: doubling D gains < {}% from D = {}{}; within {}% of L∞={} from D = {}{}",
+            100.0 * o.plateau_eps,
+            opt(p.doubling_tokens),
+            ci(p.doubling_tokens_ci95.as_ref()),
+            100.0 * o.plateau_margin,
+            num(p.asymptote),
+            opt(p.margin_tokens),
+            ci(p.margin_tokens_ci95.as_ref())
+        );
+    }
+    for c in &g.derived.compute_optimal {
+        println!(
+            "  compute-optimal at C={}: N={}{}, D={}{}, D/N={}, L={}{}",
+            num(c.flops),
+            num(c.params),
+            ci(c.params_ci95.as_ref()),
+            num(c.tokens),
+            ci(c.tokens_ci95.as_ref()),
+            num(c.tokens_per_param),
+            num(c.loss),
+            ci(c.loss_ci95.as_ref())
+        );
+    }
+    println!();
+}

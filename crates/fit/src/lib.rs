@@ -1,0 +1,24 @@
+//! synthscale's fit stage: scaling laws fitted to logged losses, with intervals and the
+//! answers the studies ask for.
+//!
+//! - [`law`]: the forms (rectified, power, Chinchilla), bounds, start grids, gradients;
+//! - [`fit`]: the Huber objective on log residuals and the multi-start L-BFGS fit;
+//! - [`bootstrap`]: resampling points for 95% intervals;
+//! - [`derived`]: plateaus, tokens to a loss, speed-ups, optimal ratio, compute-optimal size;
+//! - [`input`]: long CSV tables, run directories and wide per-step logs → grouped points;
+//! - [`study`]: a whole fit job → one serializable report.
+
+pub mod bootstrap;
+pub mod derived;
+pub mod error;
+pub mod fit;
+pub mod input;
+pub mod law;
+pub mod study;
+
+pub use bootstrap::BootstrapOptions;
+pub use error::{FitError, Result};
+pub use fit::{fit, fit_starts, Fit, FitOptions};
+pub use input::{read_inputs, Group, InputOptions, Table};
+pub use law::{Law, Point};
+pub use study::{run_study, Holdout, StudyOptions, StudyReport};
