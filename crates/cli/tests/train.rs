@@ -287,6 +287,12 @@ fn bad_run_configs_fail_before_training() {
         ("n_kv_heads = 3", "", &["model", "n_kv_heads"]),
         ("", "lr = -1.0", &["optim.lr"]),
         ("dmodel = 4", "", &["unknown field `dmodel`"]),
+        // 51,200 tokens a step: more than the ~40k training tokens the data holds.
+        (
+            "",
+            "batch_tokens = 51200",
+            &["optim.batch_tokens", "larger than the data"],
+        ),
     ];
     for (model, optim, needles) in cases {
         let cfg = run_config(dir.path(), model, optim);

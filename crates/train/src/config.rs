@@ -293,6 +293,24 @@ impl RunConfig {
             ));
         }
         let mixture = self.mixture(meta, file)?;
+        // A batch larger than the data would repeat sequences inside one step.
+        let windows: u64 = mixture
+            .weights
+            .iter()
+            .filter(|(_, w)| *w > 0.0)
+            .filter_map(|(name, _)| meta.source_index(name))
+            .map(|i| meta.sources[i].train.tokens.saturating_sub(1) / seq_len as u64)
+            .sum();
+        let batch = o.batch_tokens / seq_len as u64;
+        if batch > windows {
+            return Err(field(
+                "optim.batch_tokens",
+                format!(
+                    "a batch of {batch} sequences is larger than the data: the mixture's sources \
+                     hold {windows} training sequences of {seq_len} tokens"
+                ),
+            ));
+        }
         let model = self.model_config(meta.tokenizer.vocab_size as usize, seq_len, file)?;
         Ok(ResolvedConfig {
             seed: self.seed,
