@@ -10,8 +10,14 @@ use serde::Serialize;
 use synthscale_data::source::for_each_document;
 use synthscale_data::{prepare, DataDir, Mixture, MixtureSampler, PrepareOptions, SamplerConfig};
 
+use candle_core::{DType, Device, Tensor};
+use synthscale_model::{Decoder, Mode, ModelConfig};
+use synthscale_train::config::{DeviceSpec, OptimConfig};
+use synthscale_train::optim::AdamW;
+use synthscale_train::trainer::{compute_dtype, device_peak, open_device};
+
 use crate::manifest::LoadedManifest;
-use crate::util::parse_count;
+use crate::util::{parse_count, BadInput};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -24,6 +30,53 @@ pub enum BenchCommand {
     /// The scaling-law fitter: Epoch AI's Chinchilla fit (240 points, 4500 L-BFGS starts),
     /// timed on all threads and on one.
     Fit(crate::bench_fit::BenchFitArgs),
+    /// Checks a device against the CPU: the same model and batch, a few AdamW steps, the
+    /// losses compared within the compute dtype's tolerance. Exit code 1 when they differ.
+    GpuCheck(GpuCheckArgs),
+}
+
+/// The device and compute dtype a bench runs on.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Device: cpu, or cuda (GPU 0 of CUDA_VISIBLE_DEVICES; needs a binary built with
+    /// `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceSpec,
+    /// Compute dtype of the forward pass (parameters and AdamW state stay f32)
+    /// [default: f32 on cpu, bf16 on cuda, as training uses].
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
+}
+
+impl DeviceArgs {
+    fn open(&self) -> anyhow::Result<(Device, DType)> {
+        let dev = open_device(self.device).map_err(|m| BadInput(format!("--device: {m}")))?;
+        let dtype = self.dtype.unwrap_or(compute_dtype(self.device));
+        Ok((dev, dtype))
+    }
+}
+
+fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    match s {
+        "cpu" => Ok(DeviceSpec::Cpu),
+        "cuda" => Ok(DeviceSpec::Cuda),
+        _ => Err(format!("unknown device {s:?}: cpu or cuda")),
+    }
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        _ => Err(format!("unknown dtype {s:?}: f32 or bf16")),
+    }
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +120,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Data(a) => bench_data(&a),
         BenchCommand::Train(a) => bench_train(&a),
         BenchCommand::Fit(a) => crate::bench_fit::run(&a),
+        BenchCommand::GpuCheck(a) => gpu_check(&a),
     }
 }
 
@@ -178,6 +232,8 @@ pub struct BenchTrainArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(Serialize)]
@@ -192,6 +248,8 @@ struct TrainBench {
     batch: usize,
     steps: usize,
     threads: usize,
+    device: String,
+    dtype: &'static str,
     /// Mean over the timed steps.
     step_ms: f64,
     /// The fastest timed step: robust to other load on the machine.
@@ -202,22 +260,23 @@ struct TrainBench {
     tokens_per_s: f64,
     best_tokens_per_s: f64,
     mfu: f64,
+    /// The peak FLOP/s `mfu` divides by.
+    peak_flops: f64,
     peak_rss_mb: f64,
+    /// GPU memory in use at the end (the allocator's pool included), CUDA only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu_mem_used_mb: Option<f64>,
     last_loss: f64,
 }
 
 /// Forward, backward and an AdamW update on random tokens, as a training step does.
 pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
-    use candle_core::{Device, Tensor};
-    use synthscale_model::{Decoder, Mode, ModelConfig};
-    use synthscale_train::config::OptimConfig;
-    use synthscale_train::optim::AdamW;
-
     let mut cfg = ModelConfig::from_shape(a.d_model, a.layers, a.heads, a.vocab);
     cfg.max_seq_len = a.seq_len;
     cfg.validate()?;
-    let dev = Device::Cpu;
-    let model = Decoder::new(&cfg, 0, &dev)?;
+    let (dev, dtype) = a.device.open()?;
+    let mut model = Decoder::new(&cfg, 0, &dev)?;
+    model.set_compute_dtype(dtype)?;
     let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut tokens = || -> Vec<u32> {
@@ -241,6 +300,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         last_loss = loss.to_scalar::<f32>()? as f64;
         let t1 = Instant::now();
         let grads = loss.backward()?;
+        dev.synchronize()?;
         let t2 = Instant::now();
         let g: Vec<Tensor> = model
             .params()
@@ -248,6 +308,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
             .map(|(_, v)| grads.get(v.as_tensor()).cloned().unwrap())
             .collect();
         opt.step(model.params(), &g, 1e-3)?;
+        dev.synchronize()?;
         let t3 = Instant::now();
         if s >= a.warmup {
             times.push([
@@ -262,6 +323,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let best_s = times.iter().map(total).fold(f64::INFINITY, f64::min);
     let mean = |i: usize| times.iter().map(|t| t[i]).sum::<f64>() / a.steps as f64 * 1e3;
     let tps = (a.batch * a.seq_len) as f64 / step_s;
+    let (device, peak) = device_peak(&dev);
     let r = TrainBench {
         bench: "train",
         params: cfg.params(),
@@ -273,6 +335,8 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         batch: a.batch,
         steps: a.steps,
         threads: rayon::current_num_threads(),
+        device,
+        dtype: dtype_name(dtype),
         step_ms: step_s * 1e3,
         best_step_ms: best_s * 1e3,
         forward_ms: mean(0),
@@ -280,9 +344,10 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         optimizer_ms: mean(2),
         tokens_per_s: tps,
         best_tokens_per_s: (a.batch * a.seq_len) as f64 / best_s,
-        mfu: tps * cfg.flops_per_token(a.seq_len) as f64
-            / synthscale_train::trainer::peak_flops(synthscale_train::config::DeviceSpec::Cpu),
+        mfu: tps * cfg.flops_per_token(a.seq_len) as f64 / peak,
+        peak_flops: peak,
         peak_rss_mb: peak_rss_mb(),
+        gpu_mem_used_mb: gpu_mem_used_mb(&dev),
         last_loss,
     };
     println!("{}", serde_json::to_string(&r)?);
@@ -300,4 +365,145 @@ fn peak_rss_mb() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Device memory in use (total − free), in MB; `None` off CUDA.
+fn gpu_mem_used_mb(dev: &Device) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = dev {
+        return d
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .ok()
+            .map(|(free, total)| (total - free) as f64 / 1e6);
+    }
+    let _ = dev;
+    None
+}
+
+#[derive(Args, Debug)]
+pub struct GpuCheckArgs {
+    #[arg(long, default_value_t = 256)]
+    pub d_model: usize,
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 8192)]
+    pub vocab: usize,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Sequences in the batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// AdamW steps on the batch; the loss before each is compared.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Largest relative loss difference accepted [default: 1e-2 for bf16 (8 significant
+    /// bits, rounding through a few layers), 1e-3 for f32 (reduction order only)].
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(Serialize)]
+struct GpuCheck {
+    bench: &'static str,
+    device: String,
+    dtype: &'static str,
+    params: u64,
+    /// Losses before each step: the CPU in f32 (the reference), and the device.
+    cpu_f32_loss: Vec<f64>,
+    device_loss: Vec<f64>,
+    max_rel_diff: f64,
+    tolerance: f64,
+    ok: bool,
+}
+
+/// Losses before each of `steps` AdamW steps on one batch, starting from `weights`.
+fn losses_on(
+    cfg: &ModelConfig,
+    weights: &std::collections::HashMap<String, Tensor>,
+    dev: &Device,
+    dtype: DType,
+    batch: (&[u32], &[u32], usize, usize),
+    steps: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let (inputs, targets, b, t) = batch;
+    let moved = weights
+        .iter()
+        // A fresh copy: the optimizer updates its variables in place.
+        .map(|(k, v)| Ok((k.clone(), v.to_device(dev)?.copy()?)))
+        .collect::<candle_core::Result<_>>()?;
+    let mut model = Decoder::from_tensors(cfg, moved, Path::new("<gpu-check>"))?;
+    model.set_compute_dtype(dtype)?;
+    let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
+    let ids = Tensor::from_slice(inputs, (b, t), dev)?;
+    let tgt = Tensor::from_slice(targets, (b, t), dev)?;
+    let mut out = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let loss = model.loss(&ids, &tgt, Mode::Train)?;
+        let grads = loss.backward()?;
+        let g: Vec<Tensor> = model
+            .params()
+            .iter()
+            .map(|(_, v)| grads.get(v.as_tensor()).cloned().unwrap())
+            .collect();
+        opt.step(model.params(), &g, 1e-3)?;
+        out.push(loss.to_scalar::<f32>()? as f64);
+    }
+    Ok(out)
+}
+
+/// The same model, weights and batch on the CPU in f32 and on the device in its dtype.
+fn gpu_check(a: &GpuCheckArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = ModelConfig::from_shape(a.d_model, a.layers, a.heads, a.vocab);
+    cfg.max_seq_len = a.seq_len;
+    cfg.validate()?;
+    let (dev, dtype) = a.device.open()?;
+    let weights = Decoder::new(&cfg, 0, &Device::Cpu)?.tensors();
+    // Text-like targets: the next token of a repeating random sequence, so the loss falls
+    // over the steps and a wrong backward pass shows.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let period: Vec<u32> = (0..97)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % a.vocab as u64) as u32
+        })
+        .collect();
+    let n = a.batch * a.seq_len;
+    let stream: Vec<u32> = (0..n + 1).map(|i| period[(i * 31 + i / 97) % 97]).collect();
+    let batch = (&stream[..n], &stream[1..], a.batch, a.seq_len);
+    let cpu = losses_on(&cfg, &weights, &Device::Cpu, DType::F32, batch, a.steps)?;
+    let other = losses_on(&cfg, &weights, &dev, dtype, batch, a.steps)?;
+    let max_rel_diff = cpu
+        .iter()
+        .zip(&other)
+        .map(|(c, o)| ((o - c) / c).abs())
+        .fold(0.0, f64::max);
+    let tolerance = a
+        .tolerance
+        .unwrap_or(if dtype == DType::BF16 { 1e-2 } else { 1e-3 });
+    let ok = max_rel_diff <= tolerance && other.iter().all(|l| l.is_finite());
+    let r = GpuCheck {
+        bench: "gpu-check",
+        device: device_peak(&dev).0,
+        dtype: dtype_name(dtype),
+        params: cfg.params(),
+        cpu_f32_loss: cpu,
+        device_loss: other,
+        max_rel_diff,
+        tolerance,
+        ok,
+    };
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -4,6 +4,11 @@
 //! #2168, #3569, #3568), so norms, rotary positions and softmax are written here from
 //! elementwise ops and reductions that do; a test checks that every parameter receives a
 //! gradient. Weights are named as in Hugging Face's Llama, so export is a plain save.
+//!
+//! Mixed precision: the parameters (master weights) are always f32 `Var`s; with a bf16
+//! compute dtype each weight is cast when fetched (`Decoder::w`), so gradients flow back
+//! through the cast to the f32 masters. RMSNorm statistics, attention softmax and the
+//! logits fed to the loss stay in f32. With f32 compute every cast is a no-op.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +39,8 @@ pub struct Decoder {
     /// Rotary tables, `[max_seq_len, head_dim / 2]`.
     cos: Tensor,
     sin: Tensor,
+    /// The dtype matmuls and activations run in (f32, or bf16 on CUDA); see the module doc.
+    compute_dtype: DType,
 }
 
 /// Names and shapes of every parameter, in the decoder's order.
@@ -144,6 +151,7 @@ impl Decoder {
             index,
             cos,
             sin,
+            compute_dtype: DType::F32,
         })
     }
 
@@ -153,6 +161,22 @@ impl Decoder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The dtype of the forward pass's matmuls and activations: f32 (the default) or bf16
+    /// (mixed precision; the parameters stay f32). Chosen by the trainer per device.
+    pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(ModelError::Config(format!(
+                "compute dtype {dtype:?}: only f32 and bf16 are supported"
+            )));
+        }
+        self.compute_dtype = dtype;
+        Ok(())
+    }
+
+    pub fn compute_dtype(&self) -> DType {
+        self.compute_dtype
     }
 
     /// Every parameter with its name, in a fixed order.
@@ -173,12 +197,15 @@ impl Decoder {
         self.params.iter().map(|(_, v)| v.elem_count() as u64).sum()
     }
 
-    fn w(&self, name: &str, mode: Mode) -> Tensor {
+    /// A weight in the compute dtype; the cast is differentiable, so gradients reach the
+    /// f32 master `Var`.
+    fn w(&self, name: &str, mode: Mode) -> Result<Tensor> {
         let t = self.params[self.index[name]].1.as_tensor();
-        match mode {
+        let t = match mode {
             Mode::Train => t.clone(),
             Mode::Eval => t.detach(),
-        }
+        };
+        Ok(t.to_dtype(self.compute_dtype)?)
     }
 
     /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (u32).
@@ -191,43 +218,40 @@ impl Decoder {
             )));
         }
         let d = self.cfg.d_model;
-        let emb = self.w("model.embed_tokens.weight", mode);
+        let emb = self.w("model.embed_tokens.weight", mode)?;
         let mut x = emb
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, t, d))?;
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
+        let cos = self.cos.narrow(0, 0, t)?.to_dtype(self.compute_dtype)?;
+        let sin = self.sin.narrow(0, 0, t)?.to_dtype(self.compute_dtype)?;
         let mask = causal_mask(t, &self.device)?;
         for i in 0..self.cfg.n_layers {
             let p = format!("model.layers.{i}");
-            let h = rms_norm(
-                &x,
-                &self.w(&format!("{p}.input_layernorm.weight"), mode),
-                self.cfg.norm_eps,
-            )?;
+            let h = self.norm(&x, &self.w(&format!("{p}.input_layernorm.weight"), mode)?)?;
             let a = self.attention(&h, &p, mode, &cos, &sin, &mask)?;
             x = (x + a)?;
             let h = self.norm(
                 &x,
-                &self.w(&format!("{p}.post_attention_layernorm.weight"), mode),
+                &self.w(&format!("{p}.post_attention_layernorm.weight"), mode)?,
             )?;
-            let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode))?;
-            let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode))?;
+            let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode)?)?;
+            let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode)?)?;
             let act = if self.fused() {
                 ops::swiglu(&gate, &up)?
             } else {
                 (gate.silu()? * up)?
             };
-            let m = linear(&act, &self.w(&format!("{p}.mlp.down_proj.weight"), mode))?;
+            let m = linear(&act, &self.w(&format!("{p}.mlp.down_proj.weight"), mode)?)?;
             x = (x + m)?;
         }
-        let x = self.norm(&x, &self.w("model.norm.weight", mode))?;
+        let x = self.norm(&x, &self.w("model.norm.weight", mode)?)?;
         let head = if self.cfg.tie_embeddings {
             emb
         } else {
-            self.w("lm_head.weight", mode)
+            self.w("lm_head.weight", mode)?
         };
-        linear(&x, &head)
+        // Logits in f32 for the loss.
+        Ok(linear(&x, &head)?.to_dtype(DType::F32)?)
     }
 
     fn attention(
@@ -244,9 +268,9 @@ impl Decoder {
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = linear(h, &self.w(&format!("{p}.self_attn.q_proj.weight"), mode))?;
-        let k = linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode))?;
-        let v = linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode))?;
+        let q = linear(h, &self.w(&format!("{p}.self_attn.q_proj.weight"), mode)?)?;
+        let k = linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode)?)?;
+        let v = linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode)?)?;
         let v = heads(v, nkv)?;
         let (q, k) = if self.fused() {
             (
@@ -266,10 +290,13 @@ impl Decoder {
         let att = if self.fused() {
             ops::causal_softmax(&scores, scale)?
         } else {
-            softmax_last(&(scores * scale)?.broadcast_add(mask)?)?
+            // Scores and softmax in f32 (the mask is f32); probabilities back to the
+            // compute dtype.
+            let z = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(mask)?;
+            softmax_last(&z)?.to_dtype(q.dtype())?
         };
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode))
+        linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?)
     }
 
     /// Mean cross-entropy of predicting `targets` `[batch, seq]` from `ids`.
@@ -284,9 +311,10 @@ impl Decoder {
         }
     }
 
-    /// Whether the fused ops of [`ops`] run: on CPU (they have no GPU kernels yet).
+    /// Whether the fused ops of [`ops`] run: on CPU in f32 (they have no GPU or bf16
+    /// kernels yet; elsewhere the composed, differentiable forms run).
     fn fused(&self) -> bool {
-        self.device.is_cpu()
+        self.device.is_cpu() && self.compute_dtype == DType::F32
     }
 
     fn norm(&self, x: &Tensor, gain: &Tensor) -> Result<Tensor> {
@@ -305,11 +333,16 @@ fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.reshape((b * t, i))?.matmul(&w.t()?)?.reshape((b, t, o))?)
 }
 
-/// RMSNorm over the last dimension, from differentiable ops.
+/// RMSNorm over the last dimension, from differentiable ops; statistics in f32, the
+/// normalised activations back in `x`'s dtype before the gain (as Hugging Face's Llama).
 fn rms_norm(x: &Tensor, gain: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     let inv = (ms + eps)?.sqrt()?.recip()?;
-    Ok(x.broadcast_mul(&inv)?.broadcast_mul(gain)?)
+    Ok(x.broadcast_mul(&inv)?
+        .to_dtype(dtype)?
+        .broadcast_mul(gain)?)
 }
 
 /// Softmax over the last dimension, from differentiable ops.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use synthscale_data::{eval_batches, DataDir, Mixture, MixtureSampler, SamplerConfig};
 use synthscale_model::{Decoder, Mode};
 
@@ -72,20 +72,87 @@ pub fn peak_flops(device: DeviceSpec) -> f64 {
                 .unwrap_or(1);
             cores as f64 * 2.5e9 * 32.0
         }
-        // H100/H200 SXM dense BF16 (NVIDIA datasheets).
+        // H100/H200 SXM dense BF16 (NVIDIA datasheets), assumed when the GPU is not named.
         DeviceSpec::Cuda => 989e12,
     }
 }
 
-fn device(spec: DeviceSpec, file: &Path) -> Result<Device> {
+/// Dense peak FLOP/s in the compute dtype for a GPU, looked up by its name (as the driver
+/// reports it, e.g. "NVIDIA H100 80GB HBM3"); `None` for a GPU not in the table.
+/// NVIDIA datasheet figures without sparsity: BF16 tensor cores for the data-centre parts.
+pub fn gpu_peak_flops(name: &str) -> Option<f64> {
+    let n = name.to_ascii_uppercase();
+    let table: &[(&str, f64)] = &[
+        ("H100 PCIE", 756e12),
+        ("H100 NVL", 835e12),
+        ("H800 PCIE", 756e12),
+        ("H200", 989e12), // also GH200
+        ("H100", 989e12), // SXM
+        ("H800", 989e12),
+        ("H20", 148e12),
+        ("B200", 2250e12),
+        ("A100", 312e12),
+        ("A800", 312e12),
+        ("A10G", 70e12),
+        ("L40S", 362e12),
+        ("L40", 181e12),
+        ("L4", 121e12),
+    ];
+    table
+        .iter()
+        .find(|(k, _)| n.contains(k))
+        .map(|&(_, peak)| peak)
+}
+
+/// The name of the device and the peak FLOP/s MFU is measured against: for a CUDA device
+/// the GPU's table entry ([`gpu_peak_flops`]), else the H100/H200 figure of [`peak_flops`].
+pub fn device_peak(device: &Device) -> (String, f64) {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            let name = d
+                .cuda_stream()
+                .context()
+                .name()
+                .unwrap_or_else(|_| "unknown GPU".into());
+            let peak = gpu_peak_flops(&name).unwrap_or_else(|| peak_flops(DeviceSpec::Cuda));
+            (name, peak)
+        }
+        Device::Cpu => ("cpu".into(), peak_flops(DeviceSpec::Cpu)),
+        _ => ("gpu".into(), peak_flops(DeviceSpec::Cuda)),
+    }
+}
+
+/// The dtype the forward pass computes in: f32 on CPU (exact, resumable, the reference),
+/// bf16 on CUDA (tensor cores), where the parameters and AdamW state stay f32.
+pub fn compute_dtype(spec: DeviceSpec) -> DType {
+    match spec {
+        DeviceSpec::Cpu => DType::F32,
+        DeviceSpec::Cuda => DType::BF16,
+    }
+}
+
+/// Opens the device a run computes on. CUDA is GPU 0 of those visible
+/// (`CUDA_VISIBLE_DEVICES` selects which, as the driver reads it); it needs a binary built
+/// with `--features cuda`.
+pub fn open_device(spec: DeviceSpec) -> std::result::Result<Device, String> {
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda => Err(TrainError::Field {
-            file: file.to_path_buf(),
-            field: "device".into(),
-            message: "\"cuda\" needs a binary built with --features cuda".into(),
-        }),
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda => {
+            Device::new_cuda(0).map_err(|e| format!("cannot open CUDA device 0: {e}"))
+        }
+        #[cfg(not(feature = "cuda"))]
+        DeviceSpec::Cuda => Err("\"cuda\" needs a binary built with --features cuda".into()),
     }
+}
+
+fn device(spec: DeviceSpec, file: &Path) -> Result<Device> {
+    open_device(spec).map_err(|message| TrainError::Field {
+        file: file.to_path_buf(),
+        field: "device".into(),
+        message,
+    })
 }
 
 /// Trains the run described by `config_path` in `run_dir`, resuming if it has a checkpoint.
@@ -133,7 +200,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         .collect();
 
     // Model and optimizer: from the checkpoint, or fresh.
-    let (model, mut opt, mut state) = match checkpoint::find(run_dir) {
+    let (mut model, mut opt, mut state) = match checkpoint::find(run_dir) {
         Some(dir) => checkpoint::load(&dir, &cfg.model, &cfg.optim, &dev)?,
         None => {
             let model = Decoder::new(&cfg.model, cfg.seed, &dev)?;
@@ -147,6 +214,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             (model, opt, state)
         }
     };
+    model.set_compute_dtype(compute_dtype(cfg.device))?;
     let mut log = MetricsLog::open(run_dir, state.step)?;
     emit(Event::Start {
         config: &cfg,
@@ -156,7 +224,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     });
 
     let flops_per_token = cfg.model.flops_per_token(cfg.seq_len) as f64;
-    let peak = peak_flops(cfg.device);
+    let (_, peak) = device_peak(&dev);
     let accum = cfg.accumulation();
     let micro = cfg.optim.micro_batch_size;
     let mut last_checkpoint = state.step;
