@@ -211,8 +211,22 @@ fn bench_data(a: &BenchDataArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Args, Debug)]
-pub struct BenchTrainArgs {
+/// `n` token ids below `vocab` from a xorshift64 stream with state `x`.
+fn random_tokens(x: &mut u64, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (*x % vocab as u64) as u32
+        })
+        .collect()
+}
+
+/// The decoder shape a bench builds (defaults: the ~5M-parameter model of
+/// REFERENCE.md §4, with SwiGLU).
+#[derive(Args, Debug, Clone)]
+pub struct ShapeArgs {
     #[arg(long, default_value_t = 256)]
     pub d_model: usize,
     #[arg(long, default_value_t = 4)]
@@ -223,6 +237,21 @@ pub struct BenchTrainArgs {
     pub vocab: usize,
     #[arg(long, default_value_t = 256)]
     pub seq_len: usize,
+}
+
+impl ShapeArgs {
+    fn config(&self) -> anyhow::Result<ModelConfig> {
+        let mut cfg = ModelConfig::from_shape(self.d_model, self.layers, self.heads, self.vocab);
+        cfg.max_seq_len = self.seq_len;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchTrainArgs {
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Sequences per step.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -271,30 +300,19 @@ struct TrainBench {
 
 /// Forward, backward and an AdamW update on random tokens, as a training step does.
 pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = ModelConfig::from_shape(a.d_model, a.layers, a.heads, a.vocab);
-    cfg.max_seq_len = a.seq_len;
-    cfg.validate()?;
+    let cfg = a.shape.config()?;
     let (dev, dtype) = a.device.open()?;
     let mut model = Decoder::new(&cfg, 0, &dev)?;
     model.set_compute_dtype(dtype)?;
     let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut tokens = || -> Vec<u32> {
-        (0..a.batch * a.seq_len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % a.vocab as u64) as u32
-            })
-            .collect()
-    };
+    let mut tokens = || random_tokens(&mut x, a.batch * a.shape.seq_len, a.shape.vocab);
     let mut last_loss = 0.0;
     // Per timed step: forward, backward, optimizer seconds.
     let mut times: Vec<[f64; 3]> = Vec::new();
     for s in 0..a.warmup + a.steps {
-        let ids = Tensor::from_vec(tokens(), (a.batch, a.seq_len), &dev)?;
-        let tgt = Tensor::from_vec(tokens(), (a.batch, a.seq_len), &dev)?;
+        let ids = Tensor::from_vec(tokens(), (a.batch, a.shape.seq_len), &dev)?;
+        let tgt = Tensor::from_vec(tokens(), (a.batch, a.shape.seq_len), &dev)?;
         let t0 = Instant::now();
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
         last_loss = loss.to_scalar::<f32>()? as f64;
@@ -322,16 +340,16 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let step_s = times.iter().map(total).sum::<f64>() / a.steps as f64;
     let best_s = times.iter().map(total).fold(f64::INFINITY, f64::min);
     let mean = |i: usize| times.iter().map(|t| t[i]).sum::<f64>() / a.steps as f64 * 1e3;
-    let tps = (a.batch * a.seq_len) as f64 / step_s;
+    let tps = (a.batch * a.shape.seq_len) as f64 / step_s;
     let (device, peak) = device_peak(&dev);
     let r = TrainBench {
         bench: "train",
         params: cfg.params(),
-        d_model: a.d_model,
-        layers: a.layers,
-        heads: a.heads,
-        vocab: a.vocab,
-        seq_len: a.seq_len,
+        d_model: a.shape.d_model,
+        layers: a.shape.layers,
+        heads: a.shape.heads,
+        vocab: a.shape.vocab,
+        seq_len: a.shape.seq_len,
         batch: a.batch,
         steps: a.steps,
         threads: rayon::current_num_threads(),
@@ -343,8 +361,8 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         backward_ms: mean(1),
         optimizer_ms: mean(2),
         tokens_per_s: tps,
-        best_tokens_per_s: (a.batch * a.seq_len) as f64 / best_s,
-        mfu: tps * cfg.flops_per_token(a.seq_len) as f64 / peak,
+        best_tokens_per_s: (a.batch * a.shape.seq_len) as f64 / best_s,
+        mfu: tps * cfg.flops_per_token(a.shape.seq_len) as f64 / peak,
         peak_flops: peak,
         peak_rss_mb: peak_rss_mb(),
         gpu_mem_used_mb: gpu_mem_used_mb(&dev),
@@ -384,16 +402,8 @@ fn gpu_mem_used_mb(dev: &Device) -> Option<f64> {
 
 #[derive(Args, Debug)]
 pub struct GpuCheckArgs {
-    #[arg(long, default_value_t = 256)]
-    pub d_model: usize,
-    #[arg(long, default_value_t = 4)]
-    pub layers: usize,
-    #[arg(long, default_value_t = 4)]
-    pub heads: usize,
-    #[arg(long, default_value_t = 8192)]
-    pub vocab: usize,
-    #[arg(long, default_value_t = 256)]
-    pub seq_len: usize,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
     /// Sequences in the batch.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
@@ -459,25 +469,15 @@ fn losses_on(
 
 /// The same model, weights and batch on the CPU in f32 and on the device in its dtype.
 fn gpu_check(a: &GpuCheckArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = ModelConfig::from_shape(a.d_model, a.layers, a.heads, a.vocab);
-    cfg.max_seq_len = a.seq_len;
-    cfg.validate()?;
+    let cfg = a.shape.config()?;
     let (dev, dtype) = a.device.open()?;
     let weights = Decoder::new(&cfg, 0, &Device::Cpu)?.tensors();
     // Text-like targets: the next token of a repeating random sequence, so the loss falls
     // over the steps and a wrong backward pass shows.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let period: Vec<u32> = (0..97)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % a.vocab as u64) as u32
-        })
-        .collect();
-    let n = a.batch * a.seq_len;
+    let period = random_tokens(&mut 0x9e37_79b9_7f4a_7c15u64, 97, a.shape.vocab);
+    let n = a.batch * a.shape.seq_len;
     let stream: Vec<u32> = (0..n + 1).map(|i| period[(i * 31 + i / 97) % 97]).collect();
-    let batch = (&stream[..n], &stream[1..], a.batch, a.seq_len);
+    let batch = (&stream[..n], &stream[1..], a.batch, a.shape.seq_len);
     let cpu = losses_on(&cfg, &weights, &Device::Cpu, DType::F32, batch, a.steps)?;
     let other = losses_on(&cfg, &weights, &dev, dtype, batch, a.steps)?;
     let max_rel_diff = cpu
