@@ -317,14 +317,9 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
         last_loss = loss.to_scalar::<f32>()? as f64;
         let t1 = Instant::now();
-        let grads = loss.backward()?;
+        let g = model.gradients(&loss.backward()?)?;
         dev.synchronize()?;
         let t2 = Instant::now();
-        let g: Vec<Tensor> = model
-            .params()
-            .iter()
-            .map(|(_, v)| grads.get(v.as_tensor()).cloned().unwrap())
-            .collect();
         opt.step(model.params(), &g, 1e-3)?;
         dev.synchronize()?;
         let t3 = Instant::now();
@@ -455,12 +450,7 @@ fn losses_on(
     let mut out = Vec::with_capacity(steps);
     for _ in 0..steps {
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
-        let grads = loss.backward()?;
-        let g: Vec<Tensor> = model
-            .params()
-            .iter()
-            .map(|(_, v)| grads.get(v.as_tensor()).cloned().unwrap())
-            .collect();
+        let g = model.gradients(&loss.backward()?)?;
         opt.step(model.params(), &g, 1e-3)?;
         out.push(loss.to_scalar::<f32>()? as f64);
     }

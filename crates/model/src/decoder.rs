@@ -192,6 +192,18 @@ impl Decoder {
             .collect()
     }
 
+    /// The gradient of every parameter from a backward pass, in parameter order; zeros
+    /// for a parameter the loss did not reach.
+    pub fn gradients(&self, store: &candle_core::backprop::GradStore) -> Result<Vec<Tensor>> {
+        self.params
+            .iter()
+            .map(|(_, v)| match store.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => Ok(v.as_tensor().zeros_like()?),
+            })
+            .collect()
+    }
+
     /// Sum of the sizes of the model's own variables.
     pub fn count_params(&self) -> u64 {
         self.params.iter().map(|(_, v)| v.elem_count() as u64).sum()

@@ -238,7 +238,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         }
         let started = Instant::now();
         let lr = cfg.lr_at(state.step);
-        let mut grads: Vec<Option<Tensor>> = vec![None; model.params().len()];
+        let mut grads: Option<Vec<Tensor>> = None;
         let mut loss_sum = 0.0f64;
         let t = cfg.seq_len;
         for a in 0..accum {
@@ -255,15 +255,15 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             )?;
             let loss = model.loss(&ids, &tgt, Mode::Train)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
-            let store = (loss / accum as f64)?.backward()?;
-            for (slot, (_, var)) in grads.iter_mut().zip(model.params()) {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    *slot = Some(match slot.take() {
-                        Some(acc) => (acc + g)?,
-                        None => g.clone(),
-                    });
-                }
-            }
+            let micro_grads = model.gradients(&(loss / accum as f64)?.backward()?)?;
+            grads = Some(match grads.take() {
+                None => micro_grads,
+                Some(acc) => acc
+                    .into_iter()
+                    .zip(micro_grads)
+                    .map(|(a, g)| a + g)
+                    .collect::<candle_core::Result<_>>()?,
+            });
         }
         let train_loss = loss_sum / accum as f64;
         if !train_loss.is_finite() {
@@ -274,11 +274,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
                 last_checkpoint,
             });
         }
-        let mut grads: Vec<Tensor> = grads
-            .into_iter()
-            .zip(model.params())
-            .map(|(g, (_, v))| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<_>>()?;
+        let mut grads = grads.expect("at least one micro-batch per step");
         let norm = global_norm(&grads)?;
         if !norm.is_finite() {
             return Err(TrainError::NonFinite {
