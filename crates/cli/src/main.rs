@@ -5,6 +5,7 @@ mod bench_fit;
 mod data_cmd;
 mod fit_cmd;
 mod manifest;
+mod sweep_cmd;
 mod train_cmd;
 mod util;
 
@@ -35,6 +36,10 @@ enum Command {
     Data(data_cmd::DataCommand),
     /// Train one model on one mixture, resumably.
     Train(train_cmd::TrainArgs),
+    /// Plan, launch, watch and collect a sweep of runs (sizes × budgets × mixtures ×
+    /// seeds), locally or as a Slurm job array.
+    #[command(subcommand)]
+    Sweep(sweep_cmd::SweepCommand),
     /// Export a run's checkpoint in Hugging Face's Llama layout.
     Export(train_cmd::ExportArgs),
     /// Fit a scaling law (rectified, power, chinchilla) to logged losses, with intervals,
@@ -76,6 +81,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Train(a) => train_cmd::run_train(&a),
+        Command::Sweep(cmd) => sweep_cmd::run(cmd),
         Command::Export(a) => train_cmd::run_export(&a),
         Command::Fit(args) => fit_cmd::run(*args),
         Command::Bench(cmd) => bench::run(cmd),

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use synthscale_data::{DataConfig, DataError};
+use synthscale_sweep::{SlurmConfig, SweepConfig};
 
 /// An experiment manifest. Each stage owns its section; unknown sections are errors.
 #[derive(Debug, Clone, Deserialize)]
@@ -11,6 +12,10 @@ use synthscale_data::{DataConfig, DataError};
 pub struct Manifest {
     /// `[data]`: sources, tokenizer, validation split, sequence length.
     pub data: DataConfig,
+    /// `[sweep]`: the grid of runs and the run rule (crates/sweep).
+    pub sweep: Option<SweepConfig>,
+    /// `[slurm]`: resources of each array task (crates/sweep).
+    pub slurm: Option<SlurmConfig>,
 }
 
 /// A manifest with its paths resolved and every section validated.

@@ -1,0 +1,465 @@
+//! `synthscale sweep plan | launch | status | collect` (and the hidden `task` that Slurm
+//! array tasks run).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use synthscale_data::config::SourceKind;
+use synthscale_sweep::{
+    collect, launch_local, launch_slurm, run_task, status, LocalOptions, RunOutcome, State, Sweep,
+    SweepEvent,
+};
+
+use crate::manifest::LoadedManifest;
+use crate::util::{plain_logs, thousands, BadInput};
+
+#[derive(Subcommand, Debug)]
+pub enum SweepCommand {
+    /// Print every run of the manifest's grid (N, non-embedding N, D, D/N, 6ND FLOPs,
+    /// batch, accumulation, learning rate, mixture, estimated time) and the totals;
+    /// launches nothing.
+    Plan(PlanArgs),
+    /// Train every run that is not DONE: locally (a pool of `synthscale train` processes)
+    /// or as one Slurm job array. Relaunching skips DONE runs, resumes partial ones, and
+    /// leaves runs held by another live launch alone.
+    Launch(LaunchArgs),
+    /// A table of the runs: state, step of total, last train and validation loss, elapsed.
+    Status(StatusArgs),
+    /// Write the results table (one row per run, validation domain and evaluation step)
+    /// that `synthscale fit` reads.
+    Collect(CollectArgs),
+    /// Run one Slurm array task (called by the sbatch script `launch` writes).
+    #[command(hide = true)]
+    Task(TaskArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// The experiment manifest (TOML with [data], [sweep] and optionally [slurm]).
+    pub manifest: PathBuf,
+    /// The sweep's folder [default: sweep.out_dir, else results/<manifest name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The prepared data directory [default: data.out_dir, else results/<manifest name>/data].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Measured training throughput in FLOP/s for the time estimates [default:
+    /// sweep.flops_per_second, else the runs of this sweep measured so far].
+    #[arg(long)]
+    pub flops_per_s: Option<f64>,
+    /// Runs at once, for the total time.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    /// Local: runs at once (CPU threads are split between them; GPUs of
+    /// CUDA_VISIBLE_DEVICES are handed out round-robin).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Local: restarts of a failed run, each resuming from its last checkpoint.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Slurm: write the sbatch script and runs file, do not submit.
+    #[arg(long)]
+    pub no_submit: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Refresh every this many seconds until every run is done or failed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "5")]
+    pub watch: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Output CSV [default: <sweep folder>/results.csv].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TaskArgs {
+    #[arg(long)]
+    pub runs_file: PathBuf,
+    #[arg(long)]
+    pub index: usize,
+}
+
+pub fn run(cmd: SweepCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SweepCommand::Plan(a) => plan(&a),
+        SweepCommand::Launch(a) => launch(&a),
+        SweepCommand::Status(a) => status_cmd(&a),
+        SweepCommand::Collect(a) => collect_cmd(&a),
+        SweepCommand::Task(a) => task(&a),
+    }
+}
+
+/// Loads the manifest and expands its grid against the prepared data.
+pub fn load(c: &Common) -> anyhow::Result<Sweep> {
+    let m = LoadedManifest::load(&c.manifest)?;
+    let Some(cfg) = &m.manifest.sweep else {
+        return Err(BadInput(format!(
+            "{}: no [sweep] section (sizes, budgets, mixtures, seeds)",
+            c.manifest.display()
+        ))
+        .into());
+    };
+    let data = c.data.clone().unwrap_or_else(|| m.data_dir());
+    Ok(Sweep::plan(
+        &c.manifest,
+        &data,
+        cfg,
+        m.manifest.slurm.as_ref(),
+        c.out.as_deref(),
+    )?)
+}
+
+fn binary() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the synthscale binary")
+}
+
+fn sci(x: f64) -> String {
+    format!("{x:.2e}")
+}
+
+fn duration(s: f64) -> String {
+    if !s.is_finite() {
+        return "?".into();
+    }
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn mixture_text(shares: &std::collections::BTreeMap<SourceKind, f64>) -> String {
+    shares
+        .iter()
+        .filter(|(_, v)| **v > 0.0)
+        .map(|(k, v)| format!("{}={v}", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let sweep = load(&a.common)?;
+    if let Some(t) = a.flops_per_s {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(BadInput(format!("--flops-per-s {t} must be > 0")).into());
+        }
+    }
+    let (rate, source) = match (a.flops_per_s, sweep.config.flops_per_second) {
+        (Some(t), _) => (Some(t), "--flops-per-s".to_string()),
+        (None, Some(t)) => (Some(t), "sweep.flops_per_second".to_string()),
+        (None, None) => match synthscale_sweep::results::measured_flops_per_second(&sweep) {
+            Some(t) => (Some(t), "measured on this sweep's runs".to_string()),
+            None => (None, String::new()),
+        },
+    };
+    println!(
+        "sweep {}: {} runs in {}; data {}",
+        sweep.name,
+        sweep.runs.len(),
+        sweep.out_dir.display(),
+        sweep.data_dir.display()
+    );
+    println!(
+        "{:<40} {:>12} {:>12} {:>12} {:>8} {:>10} {:>7} {:>6} {:>5} {:>9} {:>8}  mixture",
+        "run", "N", "N non-emb", "D", "D/N", "6ND FLOPs", "batch", "accum", "steps", "lr", "time"
+    );
+    let (mut total_flops, mut total_6nd, mut total_s) = (0.0, 0.0, 0.0);
+    for r in &sweep.runs {
+        let six_nd = 6.0 * r.params as f64 * r.tokens as f64;
+        let t = rate.map_or(f64::NAN, |x| r.flops / x);
+        total_flops += r.flops;
+        total_6nd += six_nd;
+        total_s += t;
+        println!(
+            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>6} {:>5} {:>9.3e} {:>8}  {}",
+            r.id,
+            thousands(r.params),
+            thousands(r.non_embedding_params),
+            thousands(r.tokens),
+            r.tokens as f64 / r.params as f64,
+            sci(six_nd),
+            r.resolved.optim.batch_tokens,
+            r.resolved.accumulation(),
+            r.steps(),
+            r.resolved.optim.lr,
+            duration(t),
+            mixture_text(&r.shares)
+        );
+    }
+    println!(
+        "total: {} runs, 6ND = {} FLOPs ({} with attention and the output head counted)",
+        sweep.runs.len(),
+        sci(total_6nd),
+        sci(total_flops)
+    );
+    match rate {
+        Some(x) => println!(
+            "time: {} of training at {} FLOP/s ({source}); {} with --jobs {}",
+            duration(total_s),
+            sci(x),
+            duration(total_s / a.jobs.max(1) as f64),
+            a.jobs.max(1)
+        ),
+        None => println!(
+            "time: unknown; measure FLOP/s with `synthscale bench train` and pass --flops-per-s \
+             (or set sweep.flops_per_second)"
+        ),
+    }
+    println!("D/N uses total parameters N; budgets given as tokens_per_param use non-embedding N.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGINT,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
+    let sweep = load(&a.common)?;
+    let bin = binary()?;
+    match a.executor {
+        Executor::Slurm => {
+            let l = launch_slurm(&sweep, &bin, !a.no_submit)?;
+            for (id, owner) in &l.held {
+                println!("{id}: held by {owner}; not submitted");
+            }
+            println!(
+                "{} runs: {} already done, {} held elsewhere, {} to run",
+                sweep.runs.len(),
+                l.already_done.len(),
+                l.held.len(),
+                l.submitted.len()
+            );
+            if l.submitted.is_empty() {
+                println!("nothing to submit");
+            } else if let Some(job) = &l.job_id {
+                println!(
+                    "submitted job array {job} ({} tasks): {}",
+                    l.submitted.len(),
+                    l.script.display()
+                );
+                println!("logs: {}", sweep.out_dir.join("logs").display());
+            } else {
+                println!("wrote {} (not submitted)", l.script.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Executor::Local => {
+            let stop = signals()?;
+            let plain = plain_logs();
+            let pb = if plain {
+                ProgressBar::hidden()
+            } else {
+                let pb = ProgressBar::new(sweep.runs.len() as u64);
+                pb.set_style(
+                    ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} runs [{elapsed_precise}] {msg}",
+                    )
+                    .expect("valid template"),
+                );
+                pb.enable_steady_tick(Duration::from_millis(250));
+                pb
+            };
+            let say = |line: String| {
+                if plain {
+                    eprintln!("{line}");
+                } else {
+                    pb.println(line);
+                }
+            };
+            let on_event = |e: &SweepEvent| match e {
+                SweepEvent::Started {
+                    id,
+                    attempt,
+                    worker,
+                } => {
+                    pb.set_message(id.clone());
+                    if *attempt > 1 {
+                        say(format!(
+                            "{id}: attempt {attempt} (worker {worker}), resuming"
+                        ));
+                    } else {
+                        say(format!("{id}: started (worker {worker})"));
+                    }
+                }
+                SweepEvent::Finished { id, outcome } => {
+                    pb.inc(1);
+                    say(format!("{id}: {}", outcome_text(outcome)));
+                }
+            };
+            let opts = LocalOptions {
+                jobs: a.jobs,
+                retries: a.retries,
+                stop: Some(&stop),
+                on_event: Some(&on_event),
+                ..LocalOptions::new(bin)
+            };
+            let out = launch_local(&sweep, &opts)?;
+            pb.finish_and_clear();
+            let count = |f: fn(&RunOutcome) -> bool| out.iter().filter(|(_, o)| f(o)).count();
+            let done = count(|o| matches!(o, RunOutcome::Done { .. }));
+            let already = count(|o| matches!(o, RunOutcome::AlreadyDone));
+            let held = count(|o| matches!(o, RunOutcome::Held(_)));
+            let stopped = count(|o| matches!(o, RunOutcome::Stopped));
+            let failed = count(|o| matches!(o, RunOutcome::Failed { .. }));
+            let not_started = sweep.runs.len() - out.len();
+            println!(
+                "{} runs: {done} trained, {already} already done, {held} held elsewhere, \
+                 {stopped} stopped, {failed} failed{}",
+                sweep.runs.len(),
+                if not_started > 0 {
+                    format!(", {not_started} not started")
+                } else {
+                    String::new()
+                }
+            );
+            if failed > 0 {
+                println!("logs: {}", sweep.out_dir.join("logs").display());
+                return Ok(ExitCode::from(1));
+            }
+            if stopped > 0 || not_started > 0 {
+                println!("stopped; run the same command to resume");
+                return Ok(ExitCode::from(synthscale_train::EXIT_REQUEUE));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn outcome_text(o: &RunOutcome) -> String {
+    match o {
+        RunOutcome::Done { attempts, seconds } => format!(
+            "done in {}{}",
+            duration(*seconds),
+            if *attempts > 1 {
+                format!(" ({attempts} attempts)")
+            } else {
+                String::new()
+            }
+        ),
+        RunOutcome::AlreadyDone => "already done".into(),
+        RunOutcome::Held(o) => format!("held by {o}; left alone"),
+        RunOutcome::Stopped => "stopped after a checkpoint".into(),
+        RunOutcome::Failed { attempts, code } => format!(
+            "failed after {attempts} attempt(s), exit code {}",
+            code.map_or("none (signal)".into(), |c| c.to_string())
+        ),
+    }
+}
+
+fn print_status(sweep: &Sweep) -> anyhow::Result<bool> {
+    let rows = status(sweep)?;
+    println!(
+        "{:<40} {:<8} {:>13} {:>10} {:>10} {:>9}  owner",
+        "run", "state", "step", "train", "val", "elapsed"
+    );
+    let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let mut counts = std::collections::BTreeMap::new();
+    for r in &rows {
+        *counts.entry(r.state.as_str()).or_insert(0) += 1;
+        println!(
+            "{:<40} {:<8} {:>13} {:>10} {:>10} {:>9}  {}",
+            r.id,
+            r.state.as_str(),
+            format!("{}/{}", r.step, r.steps),
+            fmt(r.train_loss),
+            fmt(r.val_loss),
+            duration(r.elapsed_s),
+            r.owner.as_deref().unwrap_or("")
+        );
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!("{} runs: {}", rows.len(), summary.join(", "));
+    Ok(rows
+        .iter()
+        .all(|r| matches!(r.state, State::Done | State::Failed)))
+}
+
+fn status_cmd(a: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let sweep = load(&a.common)?;
+    let Some(every) = a.watch else {
+        print_status(&sweep)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !(every.is_finite() && every > 0.0) {
+        return Err(BadInput(format!("--watch {every} must be > 0 seconds")).into());
+    }
+    loop {
+        if std::io::stdout().is_terminal() {
+            // Clear the screen and home the cursor.
+            print!("\x1b[2J\x1b[H");
+        }
+        let finished = print_status(&sweep)?;
+        if finished {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs_f64(every));
+    }
+}
+
+fn collect_cmd(a: &CollectArgs) -> anyhow::Result<ExitCode> {
+    let sweep = load(&a.common)?;
+    let (path, rows) = collect(&sweep, a.output.as_deref())?;
+    let done = status(&sweep)?
+        .iter()
+        .filter(|r| r.state == State::Done)
+        .count();
+    println!(
+        "wrote {} rows from {} runs ({done} done) to {}",
+        rows,
+        sweep.runs.len(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn task(a: &TaskArgs) -> anyhow::Result<ExitCode> {
+    let stop = signals()?;
+    let code = run_task(&a.runs_file, a.index, &binary()?, &stop)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

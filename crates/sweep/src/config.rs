@@ -1,0 +1,455 @@
+//! The manifest's `[sweep]` and `[slurm]` sections: the grid (sizes × budgets × mixtures ×
+//! seeds), the run rule that turns a size and a budget into optimizer settings, and the
+//! Slurm resources. Static checks only; `plan` checks the rest against the data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use synthscale_data::config::{is_safe_name, SourceKind};
+use synthscale_train::config::{DeviceSpec, Schedule};
+
+use crate::error::{Result, SweepError};
+
+/// One model size of the grid: a preset, a non-embedding parameter target for the size
+/// rule (`ModelConfig::for_params`), or an explicit shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SizeSpec {
+    /// The size's name in run ids; defaults to the preset, the target (`500k`) or `d64l2`.
+    pub name: Option<String>,
+    /// A preset name (`synthscale_model::config::PRESETS`).
+    pub preset: Option<String>,
+    /// Non-embedding parameters for the size rule.
+    pub params: Option<u64>,
+    pub d_model: Option<usize>,
+    pub n_layers: Option<usize>,
+    pub n_heads: Option<usize>,
+    pub n_kv_heads: Option<usize>,
+    pub d_ff: Option<usize>,
+}
+
+/// One token budget of the grid: absolute, or a multiple of the size's non-embedding
+/// parameters (Kaplan's N, the count the size rule targets).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSpec {
+    /// Training tokens.
+    pub tokens: Option<u64>,
+    /// Training tokens per non-embedding parameter (Chinchilla's optimum is about 20 per
+    /// total parameter).
+    pub tokens_per_param: Option<f64>,
+}
+
+/// How a size and a budget become optimizer settings.
+///
+/// Defaults follow the hyper-parameter scaling law of DeepSeek LLM (DeepSeek-AI 2024,
+/// §3.1, fitted on models up to 3e20 FLOPs): `lr = 0.3118 · C^−0.1250` and
+/// `B = 0.2920 · C^0.3271` tokens, with C = M·D and M the non-embedding training FLOPs per
+/// token (here: our FLOP count without the output head).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunRule {
+    /// A fixed peak learning rate for every run; when absent, the power law below.
+    pub lr: Option<f64>,
+    pub lr_coefficient: f64,
+    pub lr_exponent: f64,
+    /// A fixed batch in tokens per step; when absent, the power law below, rounded to a
+    /// power of two sequences.
+    pub batch_tokens: Option<u64>,
+    pub batch_coefficient: f64,
+    pub batch_exponent: f64,
+    /// The batch shrinks (by powers of two) until a run has at least this many steps, so
+    /// that the schedule has a shape even at the smallest budgets.
+    pub min_steps: u64,
+    /// Sequences per forward/backward pass (bounded by memory, not by the rule).
+    pub micro_batch_size: usize,
+    pub schedule: Schedule,
+    /// Floor of the decay as a fraction of lr (nanoGPT: lr/10, per Chinchilla).
+    pub min_lr_ratio: f64,
+    /// Warm-up as a fraction of the steps (at least one step).
+    pub warmup_fraction: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Validation points per run, evenly spaced (the last at the end): the intermediate
+    /// points let `collect` report a loss curve, the final one is the run's result.
+    pub evals_per_run: u64,
+    /// Tokens per validation domain at each evaluation.
+    pub eval_max_tokens: u64,
+    /// Checkpoints per run, evenly spaced: what a preempted run loses at most.
+    pub checkpoints_per_run: u64,
+}
+
+impl Default for RunRule {
+    fn default() -> Self {
+        RunRule {
+            lr: None,
+            lr_coefficient: 0.3118,
+            lr_exponent: -0.1250,
+            batch_tokens: None,
+            batch_coefficient: 0.2920,
+            batch_exponent: 0.3271,
+            min_steps: 20,
+            micro_batch_size: 16,
+            schedule: Schedule::Cosine,
+            min_lr_ratio: 0.1,
+            warmup_fraction: 0.05,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+            evals_per_run: 4,
+            eval_max_tokens: 32_768,
+            checkpoints_per_run: 10,
+        }
+    }
+}
+
+/// `[sweep]`: the grid and where its runs go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepConfig {
+    /// Where runs, logs and the results table go; default `results/<manifest stem>`.
+    pub out_dir: Option<PathBuf>,
+    pub sizes: Vec<SizeSpec>,
+    pub budgets: Vec<BudgetSpec>,
+    /// Named mixtures: shares per kind (natural, rephrased, textbook) summing to 1.
+    pub mixtures: BTreeMap<String, BTreeMap<SourceKind, f64>>,
+    pub seeds: Vec<u64>,
+    pub run_rule: RunRule,
+    /// Where every run computes.
+    pub device: DeviceSpec,
+    /// Memory of one device in GiB, against which each size's estimate is checked; default:
+    /// the machine's memory on CPU, 80 (an H100) on CUDA.
+    pub device_memory_gib: Option<f64>,
+    /// Measured training throughput in FLOP/s (`synthscale bench train` prints it) for
+    /// `plan`'s time estimates; without it, runs already finished in this sweep are used.
+    pub flops_per_second: Option<f64>,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            out_dir: None,
+            sizes: Vec::new(),
+            budgets: Vec::new(),
+            mixtures: BTreeMap::new(),
+            seeds: vec![0],
+            run_rule: RunRule::default(),
+            device: DeviceSpec::Cpu,
+            device_memory_gib: None,
+            flops_per_second: None,
+        }
+    }
+}
+
+/// `[slurm]`: the resources of each array task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub gpus_per_task: u32,
+    pub cpus_per_task: u32,
+    /// Memory per task, in sbatch's syntax (`16G`, `4000M`).
+    pub mem: Option<String>,
+    /// Time limit per task, in sbatch's syntax (`HH:MM:SS`, `D-HH:MM:SS`); a run that
+    /// reaches it checkpoints on USR1 120 s before and requeues itself.
+    pub time: Option<String>,
+    /// Array tasks running at once (`--array=0-N%K`); 0: no throttle.
+    pub max_parallel: u32,
+    /// Further `#SBATCH` directives, each one `--option` or `--option=value`.
+    pub extra: Vec<String>,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig {
+            partition: None,
+            account: None,
+            gpus_per_task: 0,
+            cpus_per_task: 2,
+            mem: None,
+            time: None,
+            max_parallel: 0,
+            extra: Vec::new(),
+        }
+    }
+}
+
+fn field(file: &Path, f: impl Into<String>, message: impl Into<String>) -> SweepError {
+    SweepError::Field {
+        file: file.to_path_buf(),
+        field: f.into(),
+        message: message.into(),
+    }
+}
+
+/// Characters of a Slurm value that may stand in a `#SBATCH` line as they are.
+fn slurm_value_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | ',' | '='))
+}
+
+impl SizeSpec {
+    /// The size's name in run ids.
+    pub fn label(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        if let Some(p) = &self.preset {
+            return p.clone();
+        }
+        if let Some(n) = self.params {
+            return crate::plan::short_count(n);
+        }
+        format!(
+            "d{}l{}",
+            self.d_model.unwrap_or(0),
+            self.n_layers.unwrap_or(0)
+        )
+    }
+}
+
+impl BudgetSpec {
+    /// The budget's name in run ids: `8k`, `1.5M`, `20tpp`.
+    pub fn label(&self) -> String {
+        match (self.tokens, self.tokens_per_param) {
+            (Some(t), _) => crate::plan::short_count(t),
+            (None, Some(r)) => format!("{r}tpp"),
+            _ => "?".into(),
+        }
+    }
+}
+
+impl SweepConfig {
+    /// Checks what can be checked without the data: non-empty grids, names, shares, bounds.
+    pub fn validate(&self, file: &Path) -> Result<()> {
+        if self.sizes.is_empty() {
+            return Err(field(
+                file,
+                "sweep.sizes",
+                "the grid has no sizes; give at least one",
+            ));
+        }
+        if self.budgets.is_empty() {
+            return Err(field(
+                file,
+                "sweep.budgets",
+                "the grid has no budgets; give at least one",
+            ));
+        }
+        if self.mixtures.is_empty() {
+            return Err(field(
+                file,
+                "sweep.mixtures",
+                "the grid has no mixtures; give at least one",
+            ));
+        }
+        if self.seeds.is_empty() {
+            return Err(field(
+                file,
+                "sweep.seeds",
+                "the grid has no seeds; give at least one",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in self.sizes.iter().enumerate() {
+            let f = format!("sweep.sizes[{i}]");
+            let explicit = s.d_model.is_some() && s.n_layers.is_some() && s.n_heads.is_some();
+            let ways = s.preset.is_some() as u8 + s.params.is_some() as u8;
+            if ways > 1 || (ways == 0 && !explicit) {
+                return Err(field(
+                    file,
+                    f,
+                    "give exactly one of preset, params, or d_model + n_layers + n_heads",
+                ));
+            }
+            let label = s.label();
+            if !is_safe_name(&label) {
+                return Err(field(
+                    file,
+                    format!("{f}.name"),
+                    format!("{label:?} is not a safe name (letters, digits, '.', '_', '-')"),
+                ));
+            }
+            if !seen.insert(label.clone()) {
+                return Err(field(file, f, format!("size name {label:?} is used twice")));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, b) in self.budgets.iter().enumerate() {
+            let f = format!("sweep.budgets[{i}]");
+            match (b.tokens, b.tokens_per_param) {
+                (Some(t), None) if t > 0 => {}
+                (None, Some(r)) if r.is_finite() && r > 0.0 => {}
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(field(
+                        file,
+                        f,
+                        "give exactly one of tokens or tokens_per_param",
+                    ))
+                }
+                _ => return Err(field(file, f, "the budget must be positive")),
+            }
+            if !seen.insert(b.label()) {
+                return Err(field(
+                    file,
+                    f,
+                    format!("budget {} is listed twice", b.label()),
+                ));
+            }
+        }
+        for (name, shares) in &self.mixtures {
+            let f = format!("sweep.mixtures.{name}");
+            if !is_safe_name(name) {
+                return Err(field(
+                    file,
+                    f,
+                    "a mixture name must be a safe name (letters, digits, '.', '_', '-')",
+                ));
+            }
+            if shares.values().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(field(file, f, "shares must be finite and ≥ 0"));
+            }
+            let sum: f64 = shares.values().sum();
+            if (sum - 1.0).abs() > 1e-6 {
+                return Err(field(
+                    file,
+                    f,
+                    format!("shares sum to {sum}, not 1 (within 1e-6)"),
+                ));
+            }
+        }
+        let mut seeds = self.seeds.clone();
+        seeds.sort_unstable();
+        seeds.dedup();
+        if seeds.len() != self.seeds.len() {
+            return Err(field(file, "sweep.seeds", "a seed is listed twice"));
+        }
+        let r = &self.run_rule;
+        let f = |n: &str| format!("sweep.run_rule.{n}");
+        if let Some(lr) = r.lr {
+            if !(lr.is_finite() && lr > 0.0 && lr < 10.0) {
+                return Err(field(file, f("lr"), format!("{lr} is outside (0, 10)")));
+            }
+        }
+        for (n, v) in [
+            ("lr_coefficient", r.lr_coefficient),
+            ("batch_coefficient", r.batch_coefficient),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(field(file, f(n), format!("{v} must be > 0")));
+            }
+        }
+        for (n, v) in [
+            ("lr_exponent", r.lr_exponent),
+            ("batch_exponent", r.batch_exponent),
+        ] {
+            if !(v.is_finite() && v.abs() <= 2.0) {
+                return Err(field(file, f(n), format!("{v} is outside [-2, 2]")));
+            }
+        }
+        if r.batch_tokens == Some(0) {
+            return Err(field(file, f("batch_tokens"), "must be at least 1"));
+        }
+        for (n, v) in [
+            ("min_steps", r.min_steps),
+            ("micro_batch_size", r.micro_batch_size as u64),
+            ("evals_per_run", r.evals_per_run),
+            ("eval_max_tokens", r.eval_max_tokens),
+            ("checkpoints_per_run", r.checkpoints_per_run),
+        ] {
+            if v == 0 {
+                return Err(field(file, f(n), "must be at least 1"));
+            }
+        }
+        if !(0.0..1.0).contains(&r.warmup_fraction) {
+            return Err(field(
+                file,
+                f("warmup_fraction"),
+                format!("{} is outside [0, 1)", r.warmup_fraction),
+            ));
+        }
+        if let Some(m) = self.device_memory_gib {
+            if !(m.is_finite() && m > 0.0) {
+                return Err(field(
+                    file,
+                    "sweep.device_memory_gib",
+                    format!("{m} must be > 0"),
+                ));
+            }
+        }
+        if let Some(t) = self.flops_per_second {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(field(
+                    file,
+                    "sweep.flops_per_second",
+                    format!("{t} must be > 0"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SlurmConfig {
+    /// Every value that reaches the sbatch script is checked against a safe alphabet.
+    pub fn validate(&self, file: &Path) -> Result<()> {
+        for (n, v) in [
+            ("partition", &self.partition),
+            ("account", &self.account),
+            ("mem", &self.mem),
+            ("time", &self.time),
+        ] {
+            if let Some(v) = v {
+                if !slurm_value_ok(v) {
+                    return Err(field(
+                        file,
+                        format!("slurm.{n}"),
+                        format!("{v:?} has characters outside [A-Za-z0-9._:,=-]"),
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.mem {
+            let digits = m.trim_end_matches(['K', 'M', 'G', 'T']);
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(field(
+                    file,
+                    "slurm.mem",
+                    format!("{m:?} is not a size such as 16G or 4000M"),
+                ));
+            }
+        }
+        if let Some(t) = &self.time {
+            if !t
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, ':' | '-'))
+            {
+                return Err(field(
+                    file,
+                    "slurm.time",
+                    format!("{t:?} is not a time such as 04:00:00 or 1-12:00:00"),
+                ));
+            }
+        }
+        if self.cpus_per_task == 0 {
+            return Err(field(file, "slurm.cpus_per_task", "must be at least 1"));
+        }
+        for (i, d) in self.extra.iter().enumerate() {
+            let body = d.strip_prefix("--").unwrap_or("");
+            if body.is_empty()
+                || !body.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                || !slurm_value_ok(body)
+            {
+                return Err(field(
+                    file,
+                    format!("slurm.extra[{i}]"),
+                    format!("{d:?} is not a directive --option or --option=value over [A-Za-z0-9._:,=-]"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! synthscale's sweep runner: one manifest → many runs, locally or as Slurm job arrays.
+//!
+//! - [`config`]: the `[sweep]` and `[slurm]` sections and their static checks;
+//! - [`plan`]: grid expansion into runs with stable ids, resolved against the data;
+//! - [`local`]: the local executor (a pool of `synthscale train` processes);
+//! - [`slurm`]: the sbatch script, submission and the array task;
+//! - [`lock`]: one lock per run, so two launches never train one run twice;
+//! - [`results`]: `status` and the results table of `collect`.
+//!
+//! A relaunch skips DONE runs and resumes partial ones (the trainer resumes exactly).
+
+pub mod config;
+pub mod error;
+pub mod local;
+pub mod lock;
+pub mod plan;
+pub mod results;
+pub mod slurm;
+
+pub use config::{BudgetSpec, RunRule, SizeSpec, SlurmConfig, SweepConfig};
+pub use error::{Result, SweepError};
+pub use local::{launch_local, LocalOptions, RunOutcome, SweepEvent};
+pub use plan::{PlannedRun, Sweep};
+pub use results::{collect, status, RunStatus, State};
+pub use slurm::{launch_slurm, run_task, SlurmLaunch};

@@ -1,0 +1,272 @@
+//! The local executor: a pool of workers, each run in its own `synthscale train` process
+//! (a crash fails one run, not the sweep), CPU threads split between workers, GPUs handed
+//! out through `CUDA_VISIBLE_DEVICES`, failed runs retried with resume, one log per run.
+
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use synthscale_train::{DONE, EXIT_REQUEUE};
+
+use crate::error::{Result, SweepError};
+use crate::lock::{self, Acquire, Owner};
+use crate::plan::Sweep;
+
+/// What happened to one run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// Trained to the end in this launch.
+    Done { attempts: u32, seconds: f64 },
+    /// Marked DONE before this launch: nothing started.
+    AlreadyDone,
+    /// Another live launch or Slurm task holds it.
+    Held(String),
+    /// Stopped by a signal after a checkpoint; a relaunch resumes it.
+    Stopped,
+    /// Failed `attempts` times; the last exit code (None: killed by a signal).
+    Failed { attempts: u32, code: Option<i32> },
+}
+
+/// Progress of a launch, for a bar or log lines.
+#[derive(Debug, Clone)]
+pub enum SweepEvent {
+    Started {
+        id: String,
+        attempt: u32,
+        worker: usize,
+    },
+    Finished {
+        id: String,
+        outcome: RunOutcome,
+    },
+}
+
+/// How to run the pool.
+pub struct LocalOptions<'a> {
+    /// Runs at once.
+    pub jobs: usize,
+    /// The `synthscale` binary to start runs with.
+    pub binary: PathBuf,
+    /// Restarts of a failed run (each resumes from its checkpoint); bad input is not retried.
+    pub retries: u32,
+    /// CPU threads to split between workers; default: the machine's.
+    pub threads: Option<usize>,
+    /// GPU ids handed out round-robin to workers; default: `CUDA_VISIBLE_DEVICES`.
+    pub gpus: Option<Vec<String>>,
+    /// Set by a signal handler: no new runs start, running ones are sent SIGTERM (they
+    /// checkpoint and exit 75).
+    pub stop: Option<&'a AtomicBool>,
+    pub on_event: Option<&'a (dyn Fn(&SweepEvent) + Sync)>,
+}
+
+impl LocalOptions<'_> {
+    pub fn new(binary: PathBuf) -> Self {
+        LocalOptions {
+            jobs: 1,
+            binary,
+            retries: 2,
+            threads: None,
+            gpus: None,
+            stop: None,
+            on_event: None,
+        }
+    }
+}
+
+/// GPUs named by `CUDA_VISIBLE_DEVICES`, if set and not empty.
+pub fn visible_gpus() -> Vec<String> {
+    std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How to start one process of one run.
+pub struct Child<'a> {
+    pub binary: &'a Path,
+    pub config: &'a Path,
+    pub run_dir: &'a Path,
+    pub log: &'a Path,
+    pub threads: Option<usize>,
+    pub gpu: Option<&'a str>,
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Starts `synthscale train` for one run, its output appended to the run's log, and waits;
+/// a stop request is forwarded as SIGTERM. Returns the exit code (None: killed).
+pub fn run_child(c: &Child) -> Result<Option<i32>> {
+    if let Some(dir) = c.log.parent() {
+        std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(c.log)
+        .map_err(SweepError::io(c.log))?;
+    let err = log.try_clone().map_err(SweepError::io(c.log))?;
+    let mut cmd = Command::new(c.binary);
+    cmd.arg("train")
+        .arg("--config")
+        .arg(c.config)
+        .arg("--run-dir")
+        .arg(c.run_dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    if let Some(t) = c.threads {
+        cmd.env("RAYON_NUM_THREADS", t.to_string());
+    }
+    if let Some(g) = c.gpu {
+        cmd.env("CUDA_VISIBLE_DEVICES", g);
+    }
+    let mut child = cmd.spawn().map_err(SweepError::io(c.binary))?;
+    let mut signalled = false;
+    loop {
+        if let Some(st) = child.try_wait().map_err(SweepError::io(c.binary))? {
+            return Ok(st.code());
+        }
+        if !signalled && c.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            signalled = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Marker of a failed run: `logs/<id>.failed`, removed when the run succeeds.
+pub fn failed_marker(sweep: &Sweep, id: &str) -> PathBuf {
+    sweep.out_dir.join("logs").join(format!("{id}.failed"))
+}
+
+/// Runs every run of the sweep that is not DONE and not held elsewhere, `jobs` at a time.
+/// Returns each run's outcome, in plan order.
+pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, RunOutcome)>> {
+    sweep.write_configs()?;
+    let jobs = opts.jobs.max(1);
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let per_run = (threads / jobs).max(1);
+    let gpus = opts.gpus.clone().unwrap_or_else(visible_gpus);
+    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..sweep.runs.len()).collect());
+    let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; sweep.runs.len()]);
+    let first_error: Mutex<Option<SweepError>> = Mutex::new(None);
+    let emit = |e: SweepEvent| {
+        if let Some(f) = opts.on_event {
+            f(&e)
+        }
+    };
+    std::thread::scope(|s| {
+        for w in 0..jobs.min(sweep.runs.len()) {
+            let (queue, results, first_error, gpus, emit) =
+                (&queue, &results, &first_error, &gpus, &emit);
+            s.spawn(move || loop {
+                if opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                    return;
+                }
+                let Some(i) = queue.lock().expect("queue").pop_front() else {
+                    return;
+                };
+                let gpu = (!gpus.is_empty()).then(|| gpus[w % gpus.len()].as_str());
+                match one_run(sweep, i, w, per_run, gpu, opts, emit) {
+                    Ok(o) => {
+                        emit(SweepEvent::Finished {
+                            id: sweep.runs[i].id.clone(),
+                            outcome: o.clone(),
+                        });
+                        results.lock().expect("results")[i] = Some(o);
+                    }
+                    Err(e) => {
+                        first_error.lock().expect("error").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("error") {
+        return Err(e);
+    }
+    Ok(sweep
+        .runs
+        .iter()
+        .zip(results.into_inner().expect("results"))
+        .filter_map(|(r, o)| o.map(|o| (r.id.clone(), o)))
+        .collect())
+}
+
+fn one_run(
+    sweep: &Sweep,
+    i: usize,
+    worker: usize,
+    threads: usize,
+    gpu: Option<&str>,
+    opts: &LocalOptions,
+    emit: &(dyn Fn(SweepEvent) + Sync),
+) -> Result<RunOutcome> {
+    let run = &sweep.runs[i];
+    let run_dir = sweep.run_dir(&run.id);
+    if run_dir.join(DONE).exists() {
+        return Ok(RunOutcome::AlreadyDone);
+    }
+    let _lock = match lock::acquire(&sweep.out_dir, &run.id, Owner::me(None), None)? {
+        Acquire::Acquired(l) => l,
+        Acquire::Held(o) => return Ok(RunOutcome::Held(o.describe())),
+    };
+    // Another launch may have finished it between the check and the lock.
+    if run_dir.join(DONE).exists() {
+        return Ok(RunOutcome::AlreadyDone);
+    }
+    let started = Instant::now();
+    let (config, log) = (sweep.config_path(&run.id), sweep.log_path(&run.id));
+    let marker = failed_marker(sweep, &run.id);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        emit(SweepEvent::Started {
+            id: run.id.clone(),
+            attempt: attempts,
+            worker,
+        });
+        let code = run_child(&Child {
+            binary: &opts.binary,
+            config: &config,
+            run_dir: &run_dir,
+            log: &log,
+            threads: Some(threads),
+            gpu,
+            stop: opts.stop,
+        })?;
+        let stopping = opts.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+        match code {
+            Some(0) => {
+                let _ = std::fs::remove_file(&marker);
+                return Ok(RunOutcome::Done {
+                    attempts,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            Some(c) if c == EXIT_REQUEUE as i32 && stopping => return Ok(RunOutcome::Stopped),
+            _ if stopping => return Ok(RunOutcome::Stopped),
+            // Bad input fails the same way every time.
+            Some(2) => {}
+            _ if attempts <= opts.retries => continue,
+            _ => {}
+        }
+        let text = serde_json::json!({ "attempts": attempts, "exit_code": code }).to_string();
+        let dir = marker.parent().expect("logs dir");
+        std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
+        std::fs::write(&marker, text).map_err(SweepError::io(&marker))?;
+        return Ok(RunOutcome::Failed { attempts, code });
+    }
+}

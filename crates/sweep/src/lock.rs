@@ -1,0 +1,242 @@
+//! One lock per run (`locks/<id>.lock`, created with O_EXCL) naming its owner: host and
+//! pid, and the Slurm job for array tasks. Two launches of one sweep never train the same
+//! run; a lock whose owner is gone (a dead pid on this host, a Slurm job no longer queued)
+//! is stale and broken under a second exclusive file, so two launches cannot both break it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SweepError};
+
+/// Who holds a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub host: String,
+    pub pid: u32,
+    /// `<array job id>_<index>` for Slurm array tasks (and for launches that submitted it).
+    pub slurm_job: Option<String>,
+    /// Seconds since the epoch when the lock was taken.
+    pub since: u64,
+}
+
+impl Owner {
+    /// This process on this host.
+    pub fn me(slurm_job: Option<String>) -> Owner {
+        Owner {
+            host: hostname(),
+            pid: std::process::id(),
+            slurm_job,
+            since: now(),
+        }
+    }
+
+    /// Whether the owner still exists. A Slurm job is alive while `squeue` lists it (or
+    /// when `squeue` cannot answer: never break a lock on doubt); a local owner while its
+    /// pid exists on this host; an owner on another host without a Slurm job is assumed
+    /// alive.
+    pub fn is_alive(&self) -> bool {
+        if let Some(job) = &self.slurm_job {
+            return crate::slurm::job_state(job).is_none_or(|s| s.is_some());
+        }
+        if self.host == hostname() {
+            return Path::new(&format!("/proc/{}", self.pid)).exists();
+        }
+        true
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.slurm_job {
+            Some(j) => format!("slurm job {j} ({}:{})", self.host, self.pid),
+            None => format!("{}:{}", self.host, self.pid),
+        }
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A held lock; released (removed if still ours) on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    owner: Owner,
+}
+
+impl RunLock {
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// Rewrites the lock with a new owner (a launch handing its runs to Slurm tasks).
+    pub fn hand_over(&mut self, owner: Owner) -> Result<()> {
+        write_atomic(&self.path, &owner)?;
+        self.owner = owner;
+        Ok(())
+    }
+
+    /// Leaves the lock in place for its new owner.
+    pub fn forget(self) {
+        std::mem::forget(self)
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if read(&self.path).ok().flatten().as_ref() == Some(&self.owner) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// What `acquire` found.
+#[derive(Debug)]
+pub enum Acquire {
+    Acquired(RunLock),
+    /// Another live owner holds the run.
+    Held(Owner),
+}
+
+pub fn lock_path(out_dir: &Path, id: &str) -> PathBuf {
+    out_dir.join("locks").join(format!("{id}.lock"))
+}
+
+/// Reads a lock; `None` when there is none.
+pub fn read(path: &Path) -> Result<Option<Owner>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| SweepError::State {
+                path: path.to_path_buf(),
+                message: format!("unreadable lock ({e}); remove it if no run is using it"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SweepError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+fn write_atomic(path: &Path, owner: &Owner) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_string(owner).expect("serializes"))
+        .map_err(SweepError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(SweepError::io(path))
+}
+
+fn create_exclusive(path: &Path, owner: &Owner) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(serde_json::to_string(owner).expect("serializes").as_bytes())?;
+    f.sync_all()
+}
+
+/// Takes the run's lock for `owner`. `adopt` names a Slurm job whose lock the caller may
+/// take over (an array task finding the lock its launch wrote for it).
+pub fn acquire(out_dir: &Path, id: &str, owner: Owner, adopt: Option<&str>) -> Result<Acquire> {
+    let path = lock_path(out_dir, id);
+    let dir = path.parent().expect("locks dir");
+    std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
+    for _ in 0..20 {
+        match create_exclusive(&path, &owner) {
+            Ok(()) => return Ok(Acquire::Acquired(RunLock { path, owner })),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(SweepError::Io { path, source: e }),
+        }
+        let Some(held) = read(&path)? else { continue };
+        let adoptable = adopt.is_some() && held.slurm_job.as_deref() == adopt;
+        if !adoptable && held.is_alive() {
+            return Ok(Acquire::Held(held));
+        }
+        // Break the stale (or adoptable) lock under an exclusive guard file.
+        let guard = path.with_extension("break");
+        if let Ok(meta) = std::fs::metadata(&guard) {
+            // A breaker that died mid-break leaves its guard; a minute is far beyond a break.
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|a| a > Duration::from_secs(60));
+            if old {
+                let _ = std::fs::remove_file(&guard);
+            }
+        }
+        if create_exclusive(&guard, &owner).is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let still = read(&path)?;
+        let result = if still.as_ref() == Some(&held) {
+            write_atomic(&path, &owner).map(|_| true)
+        } else {
+            Ok(false)
+        };
+        let _ = std::fs::remove_file(&guard);
+        if result? {
+            return Ok(Acquire::Acquired(RunLock { path, owner }));
+        }
+    }
+    match read(&path)? {
+        Some(held) => Ok(Acquire::Held(held)),
+        None => Err(SweepError::State {
+            path,
+            message: "could not take the lock after 20 tries".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_lock_holds_and_a_dead_pid_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::me(None);
+        let Acquire::Acquired(lock) = acquire(dir.path(), "r", me.clone(), None).unwrap() else {
+            panic!("first acquire must succeed")
+        };
+        // A second owner (another launch) finds it held by a live pid: ours.
+        let other = Owner {
+            pid: me.pid + 1,
+            ..me.clone()
+        };
+        match acquire(dir.path(), "r", other.clone(), None).unwrap() {
+            Acquire::Held(h) => assert_eq!(h, me),
+            Acquire::Acquired(_) => panic!("a live lock was broken"),
+        }
+        drop(lock);
+        assert!(!lock_path(dir.path(), "r").exists());
+        // A lock left by a pid that does not exist (pid_max is at most 2^22) is stale.
+        let dead = Owner {
+            pid: 4_194_304 + 7,
+            ..me.clone()
+        };
+        std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+        write_atomic(&lock_path(dir.path(), "r"), &dead).unwrap();
+        let Acquire::Acquired(l2) = acquire(dir.path(), "r", other.clone(), None).unwrap() else {
+            panic!("a stale lock must be broken")
+        };
+        assert_eq!(read(&lock_path(dir.path(), "r")).unwrap(), Some(other));
+        drop(l2);
+    }
+}

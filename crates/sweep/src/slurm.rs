@@ -1,0 +1,318 @@
+//! The Slurm executor: one sbatch script per launch with `--array=0-N%K`, the `[slurm]`
+//! resources, `--requeue` and `--signal=B:USR1@120`; each array task maps its index to a
+//! run through a runs file (JSON) and runs `synthscale sweep task`. Nothing from the
+//! manifest reaches the script but values checked against a safe alphabet; paths are
+//! single-quoted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+use synthscale_train::DONE;
+
+use crate::error::{Result, SweepError};
+use crate::local::{run_child, Child};
+use crate::lock::{self, Acquire, Owner};
+use crate::plan::Sweep;
+
+/// One array task's run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRun {
+    pub id: String,
+    pub config: PathBuf,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+/// The runs file: array index i runs `runs[i]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunsFile {
+    pub out_dir: PathBuf,
+    pub runs: Vec<TaskRun>,
+}
+
+/// What a Slurm launch did.
+#[derive(Debug, Clone)]
+pub struct SlurmLaunch {
+    pub script: PathBuf,
+    pub runs_file: PathBuf,
+    /// The array job id; None when nothing was submitted (nothing to run, or a dry run).
+    pub job_id: Option<String>,
+    pub submitted: Vec<String>,
+    pub already_done: Vec<String>,
+    /// Runs held by a live owner (a queued or running task of an earlier launch).
+    pub held: Vec<(String, String)>,
+}
+
+/// Quotes a string for a POSIX shell: inside single quotes, `'` becomes `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The sbatch script for `n` array tasks.
+pub fn script(sweep: &Sweep, binary: &Path, runs_file: &Path, n: usize) -> String {
+    let s = &sweep.slurm;
+    let mut d = vec![format!("--job-name=ss-{}", job_name(&sweep.name))];
+    let throttle = if s.max_parallel > 0 {
+        format!("%{}", s.max_parallel)
+    } else {
+        String::new()
+    };
+    d.push(format!("--array=0-{}{throttle}", n.saturating_sub(1)));
+    if let Some(p) = &s.partition {
+        d.push(format!("--partition={p}"));
+    }
+    if let Some(a) = &s.account {
+        d.push(format!("--account={a}"));
+    }
+    d.push("--ntasks=1".into());
+    d.push(format!("--cpus-per-task={}", s.cpus_per_task));
+    if s.gpus_per_task > 0 {
+        d.push(format!("--gpus-per-task={}", s.gpus_per_task));
+    }
+    if let Some(m) = &s.mem {
+        d.push(format!("--mem={m}"));
+    }
+    if let Some(t) = &s.time {
+        d.push(format!("--time={t}"));
+    }
+    d.push("--requeue".into());
+    // USR1 to the batch shell 120 s before the limit: the trainer checkpoints and exits 75.
+    d.push("--signal=B:USR1@120".into());
+    d.push("--open-mode=append".into());
+    d.extend(s.extra.iter().cloned());
+    let mut out = String::from("#!/bin/bash\n");
+    out.push_str(&format!(
+        "# synthscale sweep {}: {n} runs, written by `synthscale sweep launch --executor slurm`.\n",
+        job_name(&sweep.name)
+    ));
+    for line in &d {
+        out.push_str(&format!("#SBATCH {line}\n"));
+    }
+    out.push_str(&format!(
+        "\nBIN={}\nRUNS={}\n",
+        shell_quote(&binary.to_string_lossy()),
+        shell_quote(&runs_file.to_string_lossy())
+    ));
+    out.push_str(
+        r#"export RAYON_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
+# The task runs in the background so that this shell can pass USR1/TERM on to it; the
+# trainer checkpoints on either and exits 75, and the task is requeued.
+"$BIN" sweep task --runs-file "$RUNS" --index "$SLURM_ARRAY_TASK_ID" &
+pid=$!
+trap 'kill -USR1 "$pid" 2>/dev/null' USR1
+trap 'kill -TERM "$pid" 2>/dev/null' TERM
+wait "$pid"
+rc=$?
+while kill -0 "$pid" 2>/dev/null; do
+  wait "$pid"
+  rc=$?
+done
+if [ "$rc" -eq 75 ]; then
+  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+fi
+exit "$rc"
+"#,
+    );
+    out
+}
+
+fn job_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `squeue`'s state of a job or array task: `None` when squeue cannot answer (not
+/// installed, no controller), `Some(None)` when the job is not queued (finished or
+/// unknown), else its state (`PENDING`, `RUNNING`, …).
+pub fn job_state(job: &str) -> Option<Option<String>> {
+    let out = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%T", "-j", job])
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() {
+        return Some(
+            stdout
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Invalid job id") {
+        return Some(None);
+    }
+    None
+}
+
+/// Submits every run that is not DONE and not held, as one job array. With `submit =
+/// false` writes the script and runs file only.
+pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmLaunch> {
+    sweep.write_configs()?;
+    let dir = sweep.out_dir.join("slurm");
+    std::fs::create_dir_all(&dir).map_err(SweepError::io(&dir))?;
+    let mut locks = Vec::new();
+    let mut launch = SlurmLaunch {
+        script: PathBuf::new(),
+        runs_file: PathBuf::new(),
+        job_id: None,
+        submitted: Vec::new(),
+        already_done: Vec::new(),
+        held: Vec::new(),
+    };
+    let mut tasks = Vec::new();
+    for r in &sweep.runs {
+        let run_dir = sweep.run_dir(&r.id);
+        if run_dir.join(DONE).exists() {
+            launch.already_done.push(r.id.clone());
+            continue;
+        }
+        if submit {
+            match lock::acquire(&sweep.out_dir, &r.id, Owner::me(None), None)? {
+                Acquire::Acquired(l) => locks.push(l),
+                Acquire::Held(o) => {
+                    launch.held.push((r.id.clone(), o.describe()));
+                    continue;
+                }
+            }
+        }
+        tasks.push(TaskRun {
+            id: r.id.clone(),
+            config: sweep.config_path(&r.id),
+            run_dir,
+            log: sweep.log_path(&r.id),
+        });
+    }
+    if tasks.is_empty() {
+        return Ok(launch);
+    }
+    // One runs file and script per launch, named by the content of the runs file.
+    let runs = RunsFile {
+        out_dir: sweep.out_dir.clone(),
+        runs: tasks,
+    };
+    let json = serde_json::to_string_pretty(&runs).expect("serializes");
+    let tag = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(format!("{json}{}", lock::now()).as_bytes());
+        d[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    launch.runs_file = dir.join(format!("runs-{tag}.json"));
+    launch.script = dir.join(format!("array-{tag}.sbatch"));
+    std::fs::write(&launch.runs_file, &json).map_err(SweepError::io(&launch.runs_file))?;
+    let text = script(sweep, binary, &launch.runs_file, runs.runs.len());
+    std::fs::write(&launch.script, text).map_err(SweepError::io(&launch.script))?;
+    launch.submitted = runs.runs.iter().map(|t| t.id.clone()).collect();
+    if !submit {
+        return Ok(launch);
+    }
+    let logs = sweep.out_dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(SweepError::io(&logs))?;
+    let out = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(format!(
+            "--output={}",
+            logs.join("slurm-%A_%a.out").to_string_lossy()
+        ))
+        .arg(&launch.script)
+        .output()
+        .map_err(|e| SweepError::Slurm(format!("cannot run sbatch: {e}")))?;
+    if !out.status.success() {
+        // The locks drop here: nothing was submitted.
+        return Err(SweepError::Slurm(format!(
+            "sbatch {} failed: {}",
+            launch.script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job = stdout.trim().split(';').next().unwrap_or("").to_string();
+    if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+        return Err(SweepError::Slurm(format!(
+            "sbatch printed {stdout:?}, not a job id"
+        )));
+    }
+    // The runs now belong to their array tasks.
+    for (i, mut l) in locks.into_iter().enumerate() {
+        let mut owner = l.owner().clone();
+        owner.slurm_job = Some(format!("{job}_{i}"));
+        l.hand_over(owner)?;
+        l.forget();
+    }
+    launch.job_id = Some(job);
+    Ok(launch)
+}
+
+/// One array task: takes its run's lock (adopting the one its launch wrote), trains it in
+/// a child process and returns the exit code for the batch script (75: requeue me).
+pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool) -> Result<i32> {
+    let text = std::fs::read_to_string(runs_file).map_err(SweepError::io(runs_file))?;
+    let runs: RunsFile = serde_json::from_str(&text).map_err(|e| SweepError::State {
+        path: runs_file.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let run = runs.runs.get(index).ok_or_else(|| SweepError::State {
+        path: runs_file.to_path_buf(),
+        message: format!(
+            "no run at index {index} (the file lists {})",
+            runs.runs.len()
+        ),
+    })?;
+    if run.run_dir.join(DONE).exists() {
+        eprintln!("{}: already done", run.id);
+        return Ok(0);
+    }
+    let job = match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+    ) {
+        (Ok(j), Ok(t)) => Some(format!("{j}_{t}")),
+        _ => None,
+    };
+    let guard = match lock::acquire(
+        &runs.out_dir,
+        &run.id,
+        Owner::me(job.clone()),
+        job.as_deref(),
+    )? {
+        Acquire::Acquired(l) => l,
+        Acquire::Held(o) => {
+            eprintln!(
+                "{}: held by {}; not starting it again",
+                run.id,
+                o.describe()
+            );
+            return Ok(0);
+        }
+    };
+    eprintln!("{}: training (log {})", run.id, run.log.display());
+    let code = run_child(&Child {
+        binary,
+        config: &run.config,
+        run_dir: &run.run_dir,
+        log: &run.log,
+        threads: None,
+        gpu: None,
+        stop: Some(stop),
+    })?;
+    let code = code.unwrap_or(1);
+    eprintln!("{}: train exited with {code}", run.id);
+    if code == synthscale_train::EXIT_REQUEUE as i32 {
+        // Keep the lock: the requeued task adopts it.
+        guard.forget();
+    }
+    Ok(code)
+}
