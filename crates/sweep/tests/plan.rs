@@ -1,0 +1,261 @@
+//! Grid expansion, stable ids, the run rule and manifest errors, against a small prepared
+//! data directory.
+
+use std::path::{Path, PathBuf};
+
+use synthscale_data::{prepare, DataConfig, PrepareOptions};
+use synthscale_sweep::{Sweep, SweepConfig, SweepError};
+
+/// A data directory of 200 short documents over two kinds (natural, rephrased), GPT-free:
+/// a 300-token byte-level BPE, sequences of 32 tokens.
+fn data_dir(dir: &Path) -> PathBuf {
+    for (name, seed) in [("nat", 1u64), ("reph", 2)] {
+        let mut x = seed;
+        let words = [
+            "alpha", "beta", "gamma", "delta", "river", "stone", "light", "cloud",
+        ];
+        let mut lines = String::new();
+        for d in 0..200 {
+            let mut t = String::new();
+            for _ in 0..60 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                t.push_str(words[(x >> 40) as usize % words.len()]);
+                t.push(' ');
+            }
+            lines.push_str(&format!("{{\"id\": {d}, \"text\": \"{t}\"}}\n"));
+        }
+        std::fs::write(dir.join(format!("{name}.jsonl")), lines).unwrap();
+    }
+    let text = "tokenizer = { kind = \"bpe\", vocab_size = 300 }\nvalidation_fraction = 0.1\n\
+                seq_len = 32\n[[sources]]\nname = \"nat\"\nkind = \"natural\"\ndomain = \"a\"\n\
+                path = \"nat.jsonl\"\n[[sources]]\nname = \"reph\"\nkind = \"rephrased\"\n\
+                domain = \"a\"\npath = \"reph.jsonl\"\n";
+    let manifest = dir.join("data.toml");
+    let mut cfg = DataConfig::from_toml(text, &manifest).unwrap();
+    cfg.resolve_paths(dir);
+    let out = dir.join("data");
+    prepare(
+        &cfg,
+        &manifest,
+        &out,
+        &PrepareOptions {
+            force: false,
+            on_event: None,
+        },
+    )
+    .unwrap();
+    out
+}
+
+fn sweep_cfg(text: &str) -> Result<SweepConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+const GRID: &str = r#"
+sizes = [{ preset = "0.1M" }, { params = 60_000 }, { name = "tiny", d_model = 32, n_layers = 2, n_heads = 2 }]
+budgets = [{ tokens = 8192 }, { tokens_per_param = 0.5 }]
+seeds = [0, 1]
+[mixtures]
+natural = { natural = 1.0 }
+third = { natural = 0.67, rephrased = 0.33 }
+"#;
+
+fn plan(dir: &Path, data: &Path, text: &str) -> Result<Sweep, SweepError> {
+    Sweep::plan(
+        &dir.join("m.toml"),
+        data,
+        &sweep_cfg(text).unwrap(),
+        None,
+        Some(&dir.join("out")),
+    )
+}
+
+#[test]
+fn the_grid_expands_with_stable_ids_and_one_change_changes_one_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let a = plan(dir.path(), &data, GRID).unwrap();
+    // 3 sizes × 2 budgets × 2 mixtures × 2 seeds.
+    assert_eq!(a.runs.len(), 24);
+    let ids: std::collections::BTreeSet<_> = a.runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 24, "ids are unique");
+    for r in &a.runs {
+        let readable = format!("{}_{}_{}_s{}-", r.size, r.budget, r.mixture, r.seed);
+        assert!(r.id.starts_with(&readable), "{} vs {readable}", r.id);
+        assert_eq!(r.id.len(), readable.len() + 8);
+    }
+    // The same manifest gives the same ids, in the same order.
+    let b = plan(dir.path(), &data, GRID).unwrap();
+    assert_eq!(
+        a.runs.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        b.runs.iter().map(|r| &r.id).collect::<Vec<_>>()
+    );
+    // Changing one mixture's shares changes exactly that mixture's ids (12 runs), no other.
+    let changed = GRID.replace(
+        "natural = 0.67, rephrased = 0.33",
+        "natural = 0.5, rephrased = 0.5",
+    );
+    let c = plan(dir.path(), &data, &changed).unwrap();
+    let differ = a
+        .runs
+        .iter()
+        .zip(&c.runs)
+        .filter(|(x, y)| x.id != y.id)
+        .count();
+    assert_eq!(differ, 12);
+    assert!(a
+        .runs
+        .iter()
+        .zip(&c.runs)
+        .filter(|(x, y)| x.id != y.id)
+        .all(|(x, _)| x.mixture == "third"));
+    // The size rule: 60k non-embedding parameters → the nearest shape (crates/model).
+    let rule = a.runs.iter().find(|r| r.size == "60k").unwrap();
+    let expect =
+        synthscale_model::ModelConfig::for_params(60_000, rule.resolved.model.vocab_size).unwrap();
+    assert_eq!(rule.non_embedding_params, expect.non_embedding_params());
+    // tokens_per_param: 0.5 · N_non-emb, rounded down to whole steps.
+    let tpp = a
+        .runs
+        .iter()
+        .find(|r| r.size == "0.1M" && r.budget == "0.5tpp")
+        .unwrap();
+    let want = (0.5 * tpp.non_embedding_params as f64).round() as u64;
+    let batch = tpp.resolved.optim.batch_tokens;
+    assert_eq!(tpp.tokens, want / batch * batch);
+}
+
+#[test]
+fn the_run_rule_follows_deepseeks_power_laws() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let s = plan(dir.path(), &data, GRID).unwrap();
+    let r = s
+        .runs
+        .iter()
+        .find(|r| r.size == "0.1M" && r.budget == "8192")
+        .unwrap();
+    let m = &r.resolved.model;
+    // Oracle: DeepSeek LLM (2024) eq. 1, lr = 0.3118·C^−0.125 and B = 0.2920·C^0.3271, with
+    // C = M·D and M the non-embedding FLOPs per token (our count less the output head).
+    let m_tok = (m.flops_per_token(32) - 6 * m.vocab_size as u64 * m.d_model as u64) as f64;
+    let c = m_tok * 8192.0;
+    assert!((r.resolved.optim.lr - 0.3118 * c.powf(-0.125)).abs() < 1e-12);
+    // B in sequences of 32, the nearest power of two, halved until ≥ 20 steps fit in D.
+    let raw = 0.2920 * c.powf(0.3271) / 32.0;
+    let mut seqs = 1u64 << (raw.log2().round() as u32);
+    while seqs > 1 && seqs * 32 * 20 > 8192 {
+        seqs /= 2;
+    }
+    assert_eq!(r.resolved.optim.batch_tokens, seqs * 32);
+    assert!(r.steps() >= 20);
+    // Warm-up 5% of steps (at least 1), evaluations every steps/4, checkpoints every steps/10.
+    let steps = r.steps();
+    assert_eq!(
+        r.resolved.optim.warmup_steps,
+        ((0.05 * steps as f64).round() as u64).max(1)
+    );
+    assert_eq!(r.resolved.eval.interval, steps / 4);
+    assert_eq!(r.resolved.checkpoint.interval, (steps / 10).max(1));
+    // A fixed lr and batch override the laws.
+    let fixed = plan(
+        dir.path(),
+        &data,
+        &format!("{GRID}\n[run_rule]\nlr = 1e-3\nbatch_tokens = 128\nmicro_batch_size = 2\n"),
+    )
+    .unwrap();
+    for r in &fixed.runs {
+        assert_eq!(r.resolved.optim.lr, 1e-3);
+        assert_eq!(r.resolved.optim.batch_tokens, 128);
+        assert_eq!(r.resolved.accumulation(), 2);
+    }
+}
+
+fn field_error(dir: &Path, data: &Path, text: &str) -> (String, String) {
+    match plan(dir, data, text) {
+        Err(SweepError::Field { field, message, .. }) => (field, message),
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn manifest_errors_name_the_field_and_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    // Unknown fields are refused by the schema.
+    let e = sweep_cfg("sizes = [{ preset = \"0.1M\", widht = 3 }]").unwrap_err();
+    assert!(e.to_string().contains("unknown field `widht`"), "{e}");
+    assert!(sweep_cfg("sizez = []")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown field"));
+    // Empty grids.
+    let (f, _) = field_error(
+        dir.path(),
+        &data,
+        &GRID.replace("seeds = [0, 1]", "seeds = []"),
+    );
+    assert_eq!(f, "sweep.seeds");
+    let (f, m) = field_error(
+        dir.path(),
+        &data,
+        &GRID.replace(
+            "budgets = [{ tokens = 8192 }, { tokens_per_param = 0.5 }]",
+            "budgets = []",
+        ),
+    );
+    assert_eq!(f, "sweep.budgets");
+    assert!(m.contains("no budgets"));
+    // Shares not summing to 1.
+    let (f, m) = field_error(
+        dir.path(),
+        &data,
+        &GRID.replace("natural = 0.67", "natural = 0.6"),
+    );
+    assert_eq!(f, "sweep.mixtures.third");
+    assert!(m.contains("sum to 0.9299"), "{m}");
+    // A name outside the safe alphabet never reaches a file name or a shell.
+    let (f, _) = field_error(
+        dir.path(),
+        &data,
+        &GRID.replace("name = \"tiny\"", "name = \"a;rm\""),
+    );
+    assert_eq!(f, "sweep.sizes[2].name");
+    // A size whose estimated memory exceeds the device.
+    let (f, m) = field_error(
+        dir.path(),
+        &data,
+        &format!("device_memory_gib = 0.001\n{GRID}"),
+    );
+    assert_eq!(f, "sweep.sizes[0]");
+    assert!(m.contains("GiB"), "{m}");
+    // A mixture asking for a kind the data lacks fails at plan time, not at run time.
+    match plan(
+        dir.path(),
+        &data,
+        &GRID.replace("rephrased = 0.33", "textbook = 0.33"),
+    ) {
+        Err(e) => assert!(e.to_string().contains("textbook"), "{e}"),
+        Ok(_) => panic!("a missing kind must be an error"),
+    }
+}
+
+#[test]
+fn memory_estimate_counts_weights_state_and_activations() {
+    // Oracle: 16 bytes per parameter (f32 weight, gradient, two AdamW moments) plus
+    // Korthikanti et al. (2022) eq. 1 activations at 4-byte values, plus 3 logits buffers.
+    let m = synthscale_model::ModelConfig::preset("85M", 50257).unwrap();
+    let got = synthscale_sweep::plan::memory_estimate(
+        &m,
+        1024,
+        8,
+        synthscale_train::config::DeviceSpec::Cpu,
+    );
+    let (s, b, h, a, l) = (1024.0, 8.0, 768.0, 12.0, 12.0);
+    let want = m.params() as f64 * 16.0
+        + l * s * b * h * (34.0 + 5.0 * a * s / h) * 2.0
+        + 3.0 * s * b * 50257.0 * 4.0;
+    assert!((got - want).abs() < 1.0, "{got} vs {want}");
+}
