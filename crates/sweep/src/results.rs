@@ -16,6 +16,8 @@ use crate::plan::Sweep;
 pub enum State {
     /// Nothing written yet.
     Pending,
+    /// Its Slurm array task waits in the queue.
+    Queued,
     /// A live owner holds its lock.
     Running,
     /// Started, not running, not done: a relaunch resumes it.
@@ -29,6 +31,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
+            State::Queued => "queued",
             State::Running => "running",
             State::Partial => "partial",
             State::Done => "done",
@@ -91,8 +94,18 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
         let held = lock::read(&lock::lock_path(&sweep.out_dir, &r.id))?.filter(|o| o.is_alive());
         let state = if dir.join(DONE).exists() {
             State::Done
-        } else if held.is_some() {
-            State::Running
+        } else if let Some(o) = &held {
+            let pending = o
+                .slurm_job
+                .as_deref()
+                .and_then(crate::slurm::job_state)
+                .flatten()
+                .is_some_and(|s| s == "PENDING" || s == "REQUEUED");
+            if pending {
+                State::Queued
+            } else {
+                State::Running
+            }
         } else if crate::local::failed_marker(sweep, &r.id).exists() {
             State::Failed
         } else if dir.exists() {
