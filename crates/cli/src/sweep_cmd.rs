@@ -268,24 +268,29 @@ fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
             for (id, owner) in &l.held {
                 println!("{id}: held by {owner}; not submitted");
             }
+            let submitted = l.submitted();
             println!(
                 "{} runs: {} already done, {} held elsewhere, {} to run",
                 sweep.runs.len(),
                 l.already_done.len(),
                 l.held.len(),
-                l.submitted.len()
+                submitted.len()
             );
-            if l.submitted.is_empty() {
+            if submitted.is_empty() {
                 println!("nothing to submit");
-            } else if let Some(job) = &l.job_id {
-                println!(
-                    "submitted job array {job} ({} tasks): {}",
-                    l.submitted.len(),
-                    l.script.display()
-                );
+            }
+            for a in &l.arrays {
+                match &a.job_id {
+                    Some(job) => println!(
+                        "submitted job array {job} ({} tasks): {}",
+                        a.runs.len(),
+                        a.script.display()
+                    ),
+                    None => println!("wrote {} (not submitted)", a.script.display()),
+                }
+            }
+            if l.arrays.iter().any(|a| a.job_id.is_some()) {
                 println!("logs: {}", sweep.out_dir.join("logs").display());
-            } else {
-                println!("wrote {} (not submitted)", l.script.display());
             }
             Ok(ExitCode::SUCCESS)
         }

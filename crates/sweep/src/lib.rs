@@ -22,4 +22,4 @@ pub use error::{Result, SweepError};
 pub use local::{launch_local, LocalOptions, RunOutcome, SweepEvent};
 pub use plan::{PlannedRun, Sweep};
 pub use results::{collect, status, RunStatus, State};
-pub use slurm::{launch_slurm, run_task, SlurmLaunch};
+pub use slurm::{launch_slurm, run_task, SlurmArray, SlurmLaunch};

@@ -32,17 +32,52 @@ pub struct RunsFile {
     pub runs: Vec<TaskRun>,
 }
 
+/// One submitted (or written) job array.
+#[derive(Debug, Clone)]
+pub struct SlurmArray {
+    pub script: PathBuf,
+    pub runs_file: PathBuf,
+    /// The array job id; None for a dry run.
+    pub job_id: Option<String>,
+    /// Its runs, array index i = `runs[i]`.
+    pub runs: Vec<String>,
+}
+
 /// What a Slurm launch did.
 #[derive(Debug, Clone)]
 pub struct SlurmLaunch {
-    pub script: PathBuf,
-    pub runs_file: PathBuf,
-    /// The array job id; None when nothing was submitted (nothing to run, or a dry run).
-    pub job_id: Option<String>,
-    pub submitted: Vec<String>,
+    /// One array per `MaxArraySize` runs; empty when nothing was left to run.
+    pub arrays: Vec<SlurmArray>,
     pub already_done: Vec<String>,
     /// Runs held by a live owner (a queued or running task of an earlier launch).
     pub held: Vec<(String, String)>,
+}
+
+impl SlurmLaunch {
+    /// Every run submitted (or written, for a dry run).
+    pub fn submitted(&self) -> Vec<String> {
+        self.arrays
+            .iter()
+            .flat_map(|a| a.runs.iter().cloned())
+            .collect()
+    }
+}
+
+/// The cluster's `MaxArraySize` (`scontrol show config`), Slurm's default 1001 when it
+/// cannot be read: an array's indices must stay below it.
+pub fn max_array_size() -> usize {
+    Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "MaxArraySize").then(|| v.trim().parse().ok())?
+            })
+        })
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(1001)
 }
 
 /// Quotes a string for a POSIX shell: inside single quotes, `'` becomes `'\''`.
@@ -155,18 +190,16 @@ pub fn job_state(job: &str) -> Option<Option<String>> {
     None
 }
 
-/// Submits every run that is not DONE and not held, as one job array. With `submit =
-/// false` writes the script and runs file only.
+/// Submits every run that is not DONE and not held, as job arrays of at most the
+/// cluster's `MaxArraySize` tasks (one, for most sweeps). With `submit = false` writes the
+/// scripts and runs files only.
 pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmLaunch> {
     sweep.write_configs()?;
     let dir = sweep.out_dir.join("slurm");
     std::fs::create_dir_all(&dir).map_err(SweepError::io(&dir))?;
     let mut locks = Vec::new();
     let mut launch = SlurmLaunch {
-        script: PathBuf::new(),
-        runs_file: PathBuf::new(),
-        job_id: None,
-        submitted: Vec::new(),
+        arrays: Vec::new(),
         already_done: Vec::new(),
         held: Vec::new(),
     };
@@ -193,48 +226,68 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
             log: sweep.log_path(&r.id),
         });
     }
-    if tasks.is_empty() {
-        return Ok(launch);
-    }
-    // One runs file and script per launch, named by the content of the runs file.
-    let runs = RunsFile {
-        out_dir: sweep.out_dir.clone(),
-        runs: tasks,
-    };
-    let json = serde_json::to_string_pretty(&runs).expect("serializes");
-    let tag = {
-        use sha2::Digest;
-        let d = sha2::Sha256::digest(format!("{json}{}", lock::now()).as_bytes());
-        d[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    launch.runs_file = dir.join(format!("runs-{tag}.json"));
-    launch.script = dir.join(format!("array-{tag}.sbatch"));
-    std::fs::write(&launch.runs_file, &json).map_err(SweepError::io(&launch.runs_file))?;
-    let text = script(sweep, binary, &launch.runs_file, runs.runs.len());
-    std::fs::write(&launch.script, text).map_err(SweepError::io(&launch.script))?;
-    launch.submitted = runs.runs.iter().map(|t| t.id.clone()).collect();
-    if !submit {
-        return Ok(launch);
-    }
     let logs = sweep.out_dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(SweepError::io(&logs))?;
+    let chunk = if submit { max_array_size() } else { 1001 };
+    let mut locks = locks.into_iter();
+    for part in tasks.chunks(chunk) {
+        let runs = RunsFile {
+            out_dir: sweep.out_dir.clone(),
+            runs: part.to_vec(),
+        };
+        // One runs file and script per array, named by their content and the time.
+        let json = serde_json::to_string_pretty(&runs).expect("serializes");
+        let tag = {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(format!("{json}{}", lock::now()).as_bytes());
+            d[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let runs_file = dir.join(format!("runs-{tag}.json"));
+        let script_path = dir.join(format!("array-{tag}.sbatch"));
+        std::fs::write(&runs_file, &json).map_err(SweepError::io(&runs_file))?;
+        let text = script(sweep, binary, &runs_file, part.len());
+        std::fs::write(&script_path, text).map_err(SweepError::io(&script_path))?;
+        let mut array = SlurmArray {
+            script: script_path,
+            runs_file,
+            job_id: None,
+            runs: part.iter().map(|t| t.id.clone()).collect(),
+        };
+        if submit {
+            let job = sbatch(&array.script, &logs)?;
+            // The runs now belong to their array tasks.
+            for (i, mut l) in locks.by_ref().take(part.len()).enumerate() {
+                let mut owner = l.owner().clone();
+                owner.slurm_job = Some(format!("{job}_{i}"));
+                l.hand_over(owner)?;
+                l.forget();
+            }
+            array.job_id = Some(job);
+        }
+        launch.arrays.push(array);
+    }
+    Ok(launch)
+}
+
+/// Submits a script; returns the job id. The remaining locks of a failed launch drop (are
+/// released) with the error.
+fn sbatch(script: &Path, logs: &Path) -> Result<String> {
     let out = Command::new("sbatch")
         .arg("--parsable")
         .arg(format!(
             "--output={}",
             logs.join("slurm-%A_%a.out").to_string_lossy()
         ))
-        .arg(&launch.script)
+        .arg(script)
         .output()
         .map_err(|e| SweepError::Slurm(format!("cannot run sbatch: {e}")))?;
     if !out.status.success() {
-        // The locks drop here: nothing was submitted.
         return Err(SweepError::Slurm(format!(
             "sbatch {} failed: {}",
-            launch.script.display(),
+            script.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
@@ -245,15 +298,7 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
             "sbatch printed {stdout:?}, not a job id"
         )));
     }
-    // The runs now belong to their array tasks.
-    for (i, mut l) in locks.into_iter().enumerate() {
-        let mut owner = l.owner().clone();
-        owner.slurm_job = Some(format!("{job}_{i}"));
-        l.hand_over(owner)?;
-        l.forget();
-    }
-    launch.job_id = Some(job);
-    Ok(launch)
+    Ok(job)
 }
 
 /// One array task: takes its run's lock (adopting the one its launch wrote), trains it in
@@ -315,4 +360,28 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
         guard.forget();
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_strings_reach_the_shell_unchanged() {
+        // Oracle: bash itself, printing the quoted word back.
+        for s in [
+            "plain",
+            "with space",
+            "it's",
+            "$(touch x); `id` \"q\" \\ *",
+            "a'\n'b",
+        ] {
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
 }
