@@ -1,6 +1,7 @@
 //! `synthscale sweep` end to end: a tiny local sweep, a relaunch that starts nothing, two
 //! launches at once that train each run once, and (when a Slurm cluster answers) the same
-//! sweep as a job array with one task requeued mid-run.
+//! sweep as a job array with one task requeued mid-run and one signalled as at its time
+//! limit.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -283,7 +284,7 @@ fn checkpoint_step(run: &Path) -> u64 {
 }
 
 #[test]
-fn slurm_array_requeued_mid_run_finishes_like_an_uninterrupted_run() {
+fn slurm_tasks_requeued_or_signalled_mid_run_finish_like_uninterrupted_runs() {
     if let Err(why) = slurm_up() {
         eprintln!("skipped: no Slurm cluster ({why}); scripts/slurm-local.sh starts one");
         return;
@@ -338,33 +339,56 @@ time = "00:10:00"
         String::from_utf8_lossy(&st.stderr)
     );
     let interrupted_at = checkpoint_step(&first);
-    wait_for("both runs DONE", Duration::from_secs(600), || {
-        ids.iter()
-            .all(|id| d.join("sweep/runs").join(id).join("DONE").exists())
-    });
-    // The requeued task resumed rather than restarted.
-    let log =
-        std::fs::read_to_string(d.join("sweep/logs").join(format!("{}.log", ids[0]))).unwrap();
-    assert!(log.contains("resuming at step"), "{log}");
     assert!(
         interrupted_at < 600,
         "the requeue came after the run finished"
     );
-    // Oracle: the same config trained uninterrupted by `synthscale train` logs the same
-    // metrics, final loss included, bit for bit on CPU.
-    let alone = d.join("alone");
-    let o = bin()
-        .arg("train")
-        .arg("--config")
-        .arg(d.join("sweep/configs").join(format!("{}.toml", ids[0])))
-        .arg("--run-dir")
-        .arg(&alone)
+    // Task 1 gets what a time limit sends: USR1 to the batch shell only (`--signal=B:USR1`),
+    // which passes it on; the trainer checkpoints, exits 75 and the script requeues itself.
+    let second = d.join("sweep/runs").join(&ids[1]);
+    wait_for("a checkpoint of task 1", Duration::from_secs(300), || {
+        checkpoint_step(&second) >= 20
+    });
+    assert!(
+        !second.join("DONE").exists(),
+        "task 1 finished before its signal"
+    );
+    let st = Command::new("scancel")
+        .args(["--batch", "--signal=USR1", &format!("{job}_1")])
         .output()
         .unwrap();
-    assert!(o.status.success());
-    let (a, b) = (metrics(&alone), metrics(&first));
-    assert_eq!(a.last(), b.last());
-    assert_eq!(a, b);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    wait_for("both runs DONE", Duration::from_secs(600), || {
+        ids.iter()
+            .all(|id| d.join("sweep/runs").join(id).join("DONE").exists())
+    });
+    for (i, (id, run_dir)) in [(&ids[0], &first), (&ids[1], &second)]
+        .into_iter()
+        .enumerate()
+    {
+        // Each interrupted task resumed rather than restarted.
+        let log = std::fs::read_to_string(d.join("sweep/logs").join(format!("{id}.log"))).unwrap();
+        assert!(log.contains("resuming at step"), "{id}: {log}");
+        // Oracle: the same config trained uninterrupted by `synthscale train` logs the same
+        // metrics, final loss included, bit for bit on CPU.
+        let alone = d.join(format!("alone{i}"));
+        let o = bin()
+            .arg("train")
+            .arg("--config")
+            .arg(d.join("sweep/configs").join(format!("{id}.toml")))
+            .arg("--run-dir")
+            .arg(&alone)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let (a, b) = (metrics(&alone), metrics(run_dir));
+        assert_eq!(a.last(), b.last());
+        assert_eq!(a, b);
+    }
     // Wait for Slurm to let go of the job, then a relaunch submits nothing.
     wait_for(
         "the array to leave the queue",
