@@ -18,6 +18,8 @@ if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1
 fi
 
 host=$(hostname -s)
+# slurmctld and slurmd find each other by this name; some containers do not resolve it.
+getent hosts "$host" >/dev/null || echo "127.0.0.1 $host" >> /etc/hosts
 cpus=$(nproc)
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
 conf_dir=/etc/slurm
