@@ -220,8 +220,9 @@ impl Decoder {
         Ok(t.to_dtype(self.compute_dtype)?)
     }
 
-    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (u32).
-    pub fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// The final normalised hidden states `[batch, seq, d_model]` for token ids
+    /// `[batch, seq]` (u32), and the output head's weight `[vocab, d_model]`.
+    fn hidden(&self, ids: &Tensor, mode: Mode) -> Result<(Tensor, Tensor)> {
         let (b, t) = ids.dims2()?;
         if t > self.cfg.max_seq_len {
             return Err(ModelError::Config(format!(
@@ -262,6 +263,12 @@ impl Decoder {
         } else {
             self.w("lm_head.weight", mode)?
         };
+        Ok((x, head))
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` (u32).
+    pub fn forward(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (x, head) = self.hidden(ids, mode)?;
         // Logits in f32 for the loss.
         Ok(linear(&x, &head)?.to_dtype(DType::F32)?)
     }
@@ -298,29 +305,34 @@ impl Decoder {
         let k = repeat_kv(k, nh / nkv)?;
         let v = repeat_kv(v, nh / nkv)?;
         let scale = 1.0 / (hd as f64).sqrt();
+        if self.fused() {
+            let y = ops::causal_attention(&q, &k, &v, scale)?;
+            return linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?);
+        }
         let scores = q.matmul(&k.t()?)?;
-        let att = if self.fused() {
-            ops::causal_softmax(&scores, scale)?
-        } else {
-            // Scores and softmax in f32 (the mask is f32); probabilities back to the
-            // compute dtype.
-            let z = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(mask)?;
-            softmax_last(&z)?.to_dtype(q.dtype())?
-        };
+        // Scores and softmax in f32 (the mask is f32); probabilities back to the compute dtype.
+        let z = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(mask)?;
+        let att = softmax_last(&z)?.to_dtype(q.dtype())?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?)
     }
 
     /// Mean cross-entropy of predicting `targets` `[batch, seq]` from `ids`.
     pub fn loss(&self, ids: &Tensor, targets: &Tensor, mode: Mode) -> Result<Tensor> {
+        if self.fused() {
+            let (x, head) = self.hidden(ids, mode)?;
+            let (b, t, d) = x.dims3()?;
+            let x = x.reshape((b * t, d))?;
+            return Ok(ops::linear_cross_entropy(
+                &x,
+                &head,
+                &targets.flatten_all()?,
+            )?);
+        }
         let logits = self.forward(ids, mode)?;
         let (b, t, v) = logits.dims3()?;
         let (logits, targets) = (logits.reshape((b * t, v))?, targets.flatten_all()?);
-        if self.fused() {
-            Ok(ops::cross_entropy(&logits, &targets)?)
-        } else {
-            Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
-        }
+        Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
     }
 
     /// Whether the fused ops of [`ops`] run: on CPU in f32 (they have no GPU or bf16
