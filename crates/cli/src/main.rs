@@ -5,6 +5,7 @@ mod bench_fit;
 mod data_cmd;
 mod fit_cmd;
 mod manifest;
+mod report_cmd;
 mod train_cmd;
 mod util;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Fit a scaling law (rectified, power, chinchilla) to logged losses, with intervals,
     /// a held-out check and derived answers.
     Fit(Box<fit_cmd::FitArgs>),
+    /// Fit, plot and write up a results table: self-contained HTML, Markdown, fit JSON and
+    /// six figures (PNG and SVG).
+    Report(report_cmd::ReportArgs),
     /// Measure throughput; prints one JSON line of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -78,6 +82,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Train(a) => train_cmd::run_train(&a),
         Command::Export(a) => train_cmd::run_export(&a),
         Command::Fit(args) => fit_cmd::run(*args),
+        Command::Report(a) => report_cmd::run(a),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }
