@@ -101,6 +101,10 @@ pub fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
     println!("markdown: {}", out.markdown.display());
     println!("fit JSON: {}", out.json.display());
     println!(
+        "fits {:.1} s, figures and files {:.2} s",
+        out.fit_seconds, out.render_seconds
+    );
+    println!(
         "report ({:.1} s): {}",
         t.elapsed().as_secs_f64(),
         out.html.display()

@@ -406,7 +406,11 @@ fn share_study(
             "optimal {kind} share: {} distinct share(s) ({}); the quadratic model of loss \
              against share needs at least 3",
             members.len(),
-            shares.join(", ")
+            members
+                .iter()
+                .map(|m| crate::format::num(m.synthetic()))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let law = if one_var {

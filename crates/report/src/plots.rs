@@ -503,6 +503,17 @@ fn loss_tokens<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) 
                         .map_err(pe)?;
                 }
             }
+            if d.analysis.curve(d.domain, &m.name, n).is_none() {
+                // No law: join the runs so the sizes still read as curves.
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        pts.iter().map(|o| (o.tokens, o.loss)),
+                        4,
+                        4,
+                        c.stroke_width(1),
+                    ))
+                    .map_err(pe)?;
+            }
             chart
                 .draw_series(
                     pts.iter()

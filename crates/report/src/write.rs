@@ -42,6 +42,10 @@ pub struct ReportOutput {
     pub figures: Vec<Figure>,
     /// What could not be fitted or drawn, and rows left out.
     pub warnings: Vec<String>,
+    /// Seconds spent reading and fitting.
+    pub fit_seconds: f64,
+    /// Seconds spent drawing the figures and writing the files.
+    pub render_seconds: f64,
 }
 
 /// The fit JSON: the inputs, the run table and every fit.
@@ -107,7 +111,10 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
             ),
         });
     }
+    let t0 = std::time::Instant::now();
     let analysis = analyze(&results, cfg)?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
 
     let out = input
         .out_dir
@@ -190,6 +197,8 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
         }
     }
     Ok(ReportOutput {
+        fit_seconds,
+        render_seconds: t1.elapsed().as_secs_f64(),
         html: out.join("report.html"),
         markdown: out.join("report.md"),
         json: out.join("fit.json"),
@@ -615,13 +624,14 @@ impl Doc<'_> {
         {
             for s in speedups_at(a, self.headline(), n) {
                 out.push(format!(
-                    "At {}, {} reaches L* = {} with {}× fewer tokens than {} {}.",
+                    "At {}, {} reaches L* = {} with a speed-up of {}× {} over {} (D_{}(L*) / D_mixture(L*); below 1 means more tokens).",
                     fmt_params(n),
                     mixture_of(&s.mixture),
                     num(s.target_loss),
                     s.speedup.map_or("—".into(), num),
+                    crate::format::ci(s.speedup_ci95.as_ref()),
                     a.config.baseline,
-                    crate::format::ci(s.speedup_ci95.as_ref())
+                    a.config.baseline
                 ));
             }
         }
