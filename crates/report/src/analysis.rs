@@ -7,7 +7,8 @@ use serde::Serialize;
 use synthscale_fit::fit::{check_sizes, min_points};
 use synthscale_fit::study::GroupReport;
 use synthscale_fit::{
-    run_study, BootstrapOptions, FitOptions, Group, Holdout, Law, Point, StudyOptions, StudyReport,
+    run_study, BootstrapOptions, FitError, FitOptions, Group, Holdout, Law, Point, StudyOptions,
+    StudyReport,
 };
 
 use crate::config::ReportConfig;
@@ -141,6 +142,39 @@ fn unfit(law: Law, pts: &[Point], opts: &FitOptions, name: &str) -> Option<Strin
     check_sizes(law, pts, opts, name)
         .err()
         .map(|e| format!("{} law, {e}", law.name()))
+}
+
+/// `run_study` on `groups`, leaving out (with a note) each group whose fit does not
+/// converge: one odd curve of a real sweep must not cost the whole report.
+fn robust_study(
+    mut groups: Vec<Group>,
+    opts: &StudyOptions,
+    skipped: &mut Vec<String>,
+) -> Result<Option<(StudyReport, Vec<Group>)>> {
+    loop {
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        match run_study(&groups, opts) {
+            Ok(r) => return Ok(Some((r, groups))),
+            Err(e @ FitError::NotConverged { .. }) => {
+                let FitError::NotConverged { group, .. } = &e else {
+                    unreachable!()
+                };
+                let before = groups.len();
+                // The held-out fit names its group `<name> (held-out check, …)`.
+                groups.retain(|g| {
+                    let n = g.name();
+                    !(*group == n || group.starts_with(&format!("{n} (")))
+                });
+                if groups.len() == before {
+                    return Err(e.into());
+                }
+                skipped.push(format!("{} law, {e}", opts.law.name()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn keys(pairs: &[(&str, String)]) -> Vec<(String, String)> {
@@ -296,15 +330,10 @@ fn fit_domain(
                 Some(why) => skipped.push(why),
             }
         }
-        fits.push(if ok.is_empty() {
-            None
-        } else {
-            let r = run_study(&ok, &opts(law))?;
-            Some(if headline {
-                with_holdout(r, &ok, law, cfg)?
-            } else {
-                r
-            })
+        fits.push(match robust_study(ok, &opts(law), skipped)? {
+            None => None,
+            Some((r, ok)) if headline => Some(with_holdout(r, &ok, law, cfg, skipped)?),
+            Some((r, _)) => Some(r),
         });
     }
     // The joint law: one surface per mixture.
@@ -322,15 +351,12 @@ fn fit_domain(
             Some(why) => skipped.push(why),
         }
     }
-    let chinchilla = if joint.is_empty() {
-        None
-    } else {
-        let r = run_study(&joint, &opts(Law::Chinchilla))?;
-        Some(if headline {
-            with_holdout(r, &joint, Law::Chinchilla, cfg)?
-        } else {
-            r
-        })
+    let chinchilla = match robust_study(joint, &opts(Law::Chinchilla), skipped)? {
+        None => None,
+        Some((r, joint)) if headline => {
+            Some(with_holdout(r, &joint, Law::Chinchilla, cfg, skipped)?)
+        }
+        Some((r, _)) => Some(r),
     };
     let power = fits.pop().flatten();
     let rectified = fits.pop().flatten();
@@ -349,6 +375,7 @@ fn with_holdout(
     groups: &[Group],
     law: Law,
     cfg: &ReportConfig,
+    skipped: &mut Vec<String>,
 ) -> Result<StudyReport> {
     if !cfg.holdout {
         return Ok(report);
@@ -374,8 +401,13 @@ fn with_holdout(
         if unfit(law, &kept, &opts.fit, &g.name()).is_some() {
             continue;
         }
-        let r = run_study(std::slice::from_ref(g), &opts)?;
-        out.holdout = r.groups.into_iter().next().and_then(|g| g.holdout);
+        match run_study(std::slice::from_ref(g), &opts) {
+            Ok(r) => out.holdout = r.groups.into_iter().next().and_then(|g| g.holdout),
+            Err(e @ FitError::NotConverged { .. }) => {
+                skipped.push(format!("held-out check, {} law, {e}", law.name()))
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(report)
 }
@@ -460,7 +492,16 @@ fn share_study(
     let mut opts = base_opts(law);
     opts.baseline = None;
     opts.ratio_col = Some("share".into());
-    let report = run_study(&groups, &opts)?;
+    let report = match run_study(&groups, &opts) {
+        Ok(r) => r,
+        Err(e @ FitError::NotConverged { .. }) => {
+            return Ok(Err(format!(
+                "optimal {kind} share: {} law, {e}",
+                law.name()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Ok(ShareStudy {
         kind: kind.to_string(),
         mixtures: members.iter().map(|m| m.name.clone()).collect(),

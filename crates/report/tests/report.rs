@@ -516,3 +516,34 @@ fn bad_results_fail_with_the_file_line_and_column_and_write_nothing() {
         "{e}"
     );
 }
+
+/// A curve whose loss rises with D fits no law: it is left out with a note, and the other
+/// mixtures are reported.
+#[test]
+fn a_curve_no_law_fits_is_left_out_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("u");
+    let law = |m: &Mix, n: f64, d: f64| {
+        if m.0 == "reph-2/3" {
+            2.0 + 1e-3 * d.powf(0.3)
+        } else {
+            chinchilla(m, n, d)
+        }
+    };
+    write_results(&dir, &MIXES[..3], &[3e6], 6, &law, &|_, _| false);
+    let out = report(&dir, 0);
+    let j = json(&out);
+    let names: Vec<&str> = groups(&j, "rectified")
+        .iter()
+        .map(|g| g["group"]["mixture"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["natural", "reph-1/3"], "{}", j["skipped"]);
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("mixture=reph-2/3") && w.contains("did not converge")),
+        "{:?}",
+        out.warnings
+    );
+    check_figures(&out);
+}
