@@ -2,9 +2,10 @@
 # Screenshot of a synthscale report in headless Chromium, as a reader's browser renders it:
 #   scripts/report-screenshot.sh results/<name>/report/report.html out.png [WIDTHxHEIGHT]
 # Installs Debian's `chromium` when it is missing (root, apt-get). The report is one file
-# with its figures inlined, so the page renders with the network off; the screenshot is
-# taken at the given window size (default 1280x6000, tall enough for the whole page) and
-# checked to exist and be a PNG.
+# with its figures inlined, so the page renders with the network off. Headless Chromium
+# shoots the window, not the page: the default 1280x16000 holds a 72-row study with its
+# per-domain tables (~10000 px); pass a taller size for larger studies. The PNG is checked
+# to exist and to be a PNG.
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
@@ -13,13 +14,13 @@ if [[ $# -lt 2 ]]; then
 fi
 html=$1
 out=$2
-size=${3:-1280x6000}
+size=${3:-1280x16000}
 if [[ ! -f $html ]]; then
   echo "$html: no such file" >&2
   exit 2
 fi
 if ! [[ $size =~ ^([0-9]+)x([0-9]+)$ ]]; then
-  echo "window size $size: expected WIDTHxHEIGHT, e.g. 1280x6000" >&2
+  echo "window size $size: expected WIDTHxHEIGHT, e.g. 1280x16000" >&2
   exit 2
 fi
 w=${BASH_REMATCH[1]}

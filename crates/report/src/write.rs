@@ -665,7 +665,8 @@ impl Doc<'_> {
     }
 
     fn tables(&self) -> Vec<(Table, bool)> {
-        let mut v = vec![(self.runs_table(), false)];
+        // The answers first; the run table (one row per run) after them.
+        let mut v = Vec::new();
         for r in self.laws() {
             v.push((self.params_table(r, self.headline()), false));
         }
@@ -676,6 +677,7 @@ impl Doc<'_> {
         if self.analysis.chinchilla.is_some() {
             v.push((self.compute_table(), false));
         }
+        v.push((self.runs_table(), false));
         // Per-domain parameters: folded away in the HTML.
         for df in &self.analysis.per_domain {
             for r in [&df.rectified, &df.power, &df.chinchilla]
