@@ -85,7 +85,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_prepare(a: &PrepareArgs) -> anyhow::Result<ExitCode> {
+pub fn run_prepare(a: &PrepareArgs) -> anyhow::Result<ExitCode> {
     let m = LoadedManifest::load(&a.manifest)?;
     let out = a.out.clone().unwrap_or_else(|| m.data_dir());
     let pb = spinner();

@@ -5,6 +5,8 @@ mod bench_fit;
 mod data_cmd;
 mod fit_cmd;
 mod manifest;
+mod report_cmd;
+mod run_cmd;
 mod sweep_cmd;
 mod train_cmd;
 mod util;
@@ -31,6 +33,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job: prepare the data, train the sweep locally, collect the results, fit
+    /// the laws and write the report; finished stages are skipped.
+    Run(run_cmd::RunArgs),
     /// Prepare and inspect tokenized data: corpora → token shards → mixtures.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
@@ -45,6 +50,9 @@ enum Command {
     /// Fit a scaling law (rectified, power, chinchilla) to logged losses, with intervals,
     /// a held-out check and derived answers.
     Fit(Box<fit_cmd::FitArgs>),
+    /// Fit, plot and write up a results table: self-contained HTML, Markdown, fit JSON and
+    /// six figures (PNG and SVG).
+    Report(report_cmd::ReportArgs),
     /// Measure throughput; prints one JSON line of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -79,11 +87,13 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(a) => run_cmd::run(&a),
         Command::Data(cmd) => data_cmd::run(cmd),
         Command::Train(a) => train_cmd::run_train(&a),
         Command::Sweep(cmd) => sweep_cmd::run(cmd),
         Command::Export(a) => train_cmd::run_export(&a),
         Command::Fit(args) => fit_cmd::run(*args),
+        Command::Report(a) => report_cmd::run(a),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use synthscale_data::{DataConfig, DataError};
+use synthscale_report::ReportConfig;
 use synthscale_sweep::{SlurmConfig, SweepConfig};
 
 /// An experiment manifest. Each stage owns its section; unknown sections are errors.
@@ -16,6 +17,8 @@ pub struct Manifest {
     pub sweep: Option<SweepConfig>,
     /// `[slurm]`: resources of each array task (crates/sweep).
     pub slurm: Option<SlurmConfig>,
+    /// `[report]`: the report's baseline, headline domain, speed-up target (crates/report).
+    pub report: Option<ReportConfig>,
 }
 
 /// A manifest with its paths resolved and every section validated.
@@ -28,7 +31,7 @@ pub struct LoadedManifest {
 impl LoadedManifest {
     /// Reads, parses and validates a manifest; relative paths in it resolve against the
     /// manifest's folder.
-    pub fn load(path: &Path) -> Result<Self, DataError> {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::Read {
             path: path.to_path_buf(),
             source: e,
@@ -40,6 +43,9 @@ impl LoadedManifest {
         let base = path.parent().unwrap_or(Path::new("."));
         manifest.data.resolve_paths(base);
         manifest.data.validate(path)?;
+        if let Some(r) = &manifest.report {
+            r.validate(path)?;
+        }
         Ok(LoadedManifest {
             path: path.to_path_buf(),
             manifest,
@@ -52,6 +58,15 @@ impl LoadedManifest {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "manifest".into())
+    }
+
+    /// The sweep's folder: `sweep.out_dir`, else `results/<name>` (as `crates/sweep` sets it).
+    pub fn results_dir(&self) -> PathBuf {
+        self.manifest
+            .sweep
+            .as_ref()
+            .and_then(|s| s.out_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("results").join(self.name()))
     }
 
     /// Where `data prepare` writes: `data.out_dir`, else `results/<name>/data`.

@@ -295,7 +295,6 @@ fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Executor::Local => {
-            let stop = signals()?;
             let plain = plain_logs();
             let pb = if plain {
                 ProgressBar::hidden()
@@ -310,70 +309,99 @@ fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
                 pb.enable_steady_tick(Duration::from_millis(250));
                 pb
             };
-            let say = |line: String| {
-                if plain {
-                    eprintln!("{line}");
-                } else {
-                    pb.println(line);
-                }
-            };
-            let on_event = |e: &SweepEvent| match e {
-                SweepEvent::Started {
-                    id,
-                    attempt,
-                    worker,
-                } => {
-                    pb.set_message(id.clone());
-                    if *attempt > 1 {
-                        say(format!(
-                            "{id}: attempt {attempt} (worker {worker}), resuming"
-                        ));
-                    } else {
-                        say(format!("{id}: started (worker {worker})"));
-                    }
-                }
-                SweepEvent::Finished { id, outcome } => {
-                    pb.inc(1);
-                    say(format!("{id}: {}", outcome_text(outcome)));
-                }
-            };
-            let opts = LocalOptions {
-                jobs: a.jobs,
-                retries: a.retries,
-                stop: Some(&stop),
-                on_event: Some(&on_event),
-                ..LocalOptions::new(bin)
-            };
-            let out = launch_local(&sweep, &opts)?;
+            let summary = run_local(&sweep, a.jobs, a.retries, &pb)?;
             pb.finish_and_clear();
-            let count = |f: fn(&RunOutcome) -> bool| out.iter().filter(|(_, o)| f(o)).count();
-            let done = count(|o| matches!(o, RunOutcome::Done { .. }));
-            let already = count(|o| matches!(o, RunOutcome::AlreadyDone));
-            let held = count(|o| matches!(o, RunOutcome::Held(_)));
-            let stopped = count(|o| matches!(o, RunOutcome::Stopped));
-            let failed = count(|o| matches!(o, RunOutcome::Failed { .. }));
-            let not_started = sweep.runs.len() - out.len();
-            println!(
-                "{} runs: {done} trained, {already} already done, {held} held elsewhere, \
-                 {stopped} stopped, {failed} failed{}",
-                sweep.runs.len(),
-                if not_started > 0 {
-                    format!(", {not_started} not started")
-                } else {
-                    String::new()
-                }
-            );
-            if failed > 0 {
-                println!("logs: {}", sweep.out_dir.join("logs").display());
-                return Ok(ExitCode::from(1));
-            }
-            if stopped > 0 || not_started > 0 {
-                println!("stopped; run the same command to resume");
-                return Ok(ExitCode::from(synthscale_train::EXIT_REQUEUE));
-            }
-            Ok(ExitCode::SUCCESS)
+            println!("{}", summary.text);
+            Ok(summary.code)
         }
     }
+}
+
+/// What a local launch did, in one line, and the exit code it calls for.
+pub struct LocalSummary {
+    pub text: String,
+    pub code: ExitCode,
+    /// Every run is DONE.
+    pub complete: bool,
+}
+
+/// Trains the sweep's runs that are not DONE on a local pool of `jobs` workers, one line
+/// per started and finished run (on `pb`, or on stderr without a terminal); SIGTERM,
+/// SIGUSR1 and SIGINT stop it after the running runs checkpoint.
+pub fn run_local(
+    sweep: &Sweep,
+    jobs: usize,
+    retries: u32,
+    pb: &ProgressBar,
+) -> anyhow::Result<LocalSummary> {
+    let stop = signals()?;
+    let plain = plain_logs();
+    let say = |line: String| {
+        if plain {
+            eprintln!("{line}");
+        } else {
+            pb.println(line);
+        }
+    };
+    let on_event = |e: &SweepEvent| match e {
+        SweepEvent::Started {
+            id,
+            attempt,
+            worker,
+        } => {
+            pb.set_message(id.clone());
+            if *attempt > 1 {
+                say(format!(
+                    "{id}: attempt {attempt} (worker {worker}), resuming"
+                ));
+            } else {
+                say(format!("{id}: started (worker {worker})"));
+            }
+        }
+        SweepEvent::Finished { id, outcome } => {
+            pb.inc(1);
+            say(format!("{id}: {}", outcome_text(outcome)));
+        }
+    };
+    let opts = LocalOptions {
+        jobs,
+        retries,
+        stop: Some(&stop),
+        on_event: Some(&on_event),
+        ..LocalOptions::new(binary()?)
+    };
+    let out = launch_local(sweep, &opts)?;
+    let count = |f: fn(&RunOutcome) -> bool| out.iter().filter(|(_, o)| f(o)).count();
+    let done = count(|o| matches!(o, RunOutcome::Done { .. }));
+    let already = count(|o| matches!(o, RunOutcome::AlreadyDone));
+    let held = count(|o| matches!(o, RunOutcome::Held(_)));
+    let stopped = count(|o| matches!(o, RunOutcome::Stopped));
+    let failed = count(|o| matches!(o, RunOutcome::Failed { .. }));
+    let not_started = sweep.runs.len() - out.len();
+    let mut text = format!(
+        "{} runs: {done} trained, {already} already done, {held} held elsewhere, \
+         {stopped} stopped, {failed} failed{}",
+        sweep.runs.len(),
+        if not_started > 0 {
+            format!(", {not_started} not started")
+        } else {
+            String::new()
+        }
+    );
+    let code = if failed > 0 {
+        text.push_str(&format!("\nlogs: {}", sweep.out_dir.join("logs").display()));
+        ExitCode::from(1)
+    } else if stopped > 0 || not_started > 0 {
+        text.push_str("\nstopped; run the same command to resume");
+        ExitCode::from(synthscale_train::EXIT_REQUEUE)
+    } else {
+        ExitCode::SUCCESS
+    };
+    Ok(LocalSummary {
+        text,
+        code,
+        complete: done + already == sweep.runs.len(),
+    })
 }
 
 fn outcome_text(o: &RunOutcome) -> String {

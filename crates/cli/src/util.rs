@@ -37,6 +37,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(f) = cause.downcast_ref::<FitError>() {
             return if f.is_bad_input() { 2 } else { 1 };
         }
+        if let Some(r) = cause.downcast_ref::<synthscale_report::ReportError>() {
+            return if r.is_bad_input() { 2 } else { 1 };
+        }
         if cause.downcast_ref::<BadInput>().is_some() {
             return 2;
         }

@@ -1,0 +1,510 @@
+//! The fits a report is made of: the rectified and power laws per (domain, size, mixture),
+//! the joint law per (domain, mixture), the optimal synthetic share per (domain, kind), each
+//! run through `synthscale-fit`'s whole study where the data determine the law, and a
+//! note saying why where they do not.
+
+use serde::Serialize;
+use synthscale_fit::fit::{check_sizes, min_points};
+use synthscale_fit::study::GroupReport;
+use synthscale_fit::{
+    run_study, BootstrapOptions, FitError, FitOptions, Group, Holdout, Law, Point, StudyOptions,
+    StudyReport,
+};
+
+use crate::config::ReportConfig;
+use crate::error::Result;
+use crate::format::{fmt_params, key_num};
+use crate::results::{Mixture, Results};
+
+/// The optimal synthetic share of one kind of synthetic data.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShareStudy {
+    /// `rephrased`, `textbook` or `rephrased+textbook`.
+    pub kind: String,
+    /// The mixtures compared (the baseline at share 0 and every mixture of this kind).
+    pub mixtures: Vec<String>,
+    /// The study (groups keyed by `eval_domain`, `kind`, `params` for one-variable laws,
+    /// and `share`; `optimal_ratios` holds the answers).
+    pub report: StudyReport,
+}
+
+/// Every fit of a report: what the fit JSON holds, and the only source of the numbers in
+/// the HTML and Markdown.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    /// The report's settings.
+    pub config: ReportConfig,
+    /// On the headline domain: `L(D) = B/(D_l + D^beta) + E` per (params, mixture), with
+    /// speed-ups over the baseline per size.
+    pub rectified: Option<StudyReport>,
+    /// `L(D) = B/D^beta + E` on the same groups: the comparison.
+    pub power: Option<StudyReport>,
+    /// On the headline domain: `L(N,D) = E + A/N^alpha + B/D^beta` per mixture, with
+    /// speed-ups at each model size and compute-optimal splits.
+    pub chinchilla: Option<StudyReport>,
+    /// Optimal synthetic shares.
+    pub optimal_share: Vec<ShareStudy>,
+    /// The point fits on every other evaluation domain (no intervals, no held-out check).
+    pub per_domain: Vec<DomainFits>,
+    /// Fits not made, and why (too few budgets, sizes or shares).
+    pub skipped: Vec<String>,
+}
+
+/// A fitted curve in D at one model size, from whichever law fitted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    /// The law.
+    pub law: Law,
+    /// Its θ.
+    pub theta: Vec<f64>,
+    /// The model size it is read at (the joint law's N; 1 for one-variable laws).
+    pub n: f64,
+}
+
+impl Curve {
+    /// L(D).
+    pub fn loss(&self, d: f64) -> f64 {
+        self.law.predict(&self.theta, self.n, d)
+    }
+
+    /// D at which the curve reaches `target`.
+    pub fn tokens_for(&self, target: f64) -> Option<f64> {
+        synthscale_fit::derived::tokens_for_loss(self.law, &self.theta, self.n, target)
+    }
+}
+
+/// θ of a group, in the law's order.
+pub fn theta(law: Law, g: &GroupReport) -> Vec<f64> {
+    law.theta_names().iter().map(|n| g.theta[*n]).collect()
+}
+
+/// The group of `report` whose keys include every `(column, value)` of `keys`.
+pub fn find<'a>(report: &'a StudyReport, keys: &[(&str, &str)]) -> Option<&'a GroupReport> {
+    report.groups.iter().find(|g| {
+        keys.iter()
+            .all(|(k, v)| g.group.get(*k).is_some_and(|x| x == v))
+    })
+}
+
+impl Analysis {
+    /// The curve of `mixture` at size `n` on `domain`: the rectified fit when there is one,
+    /// else the joint law read at `n`.
+    pub fn curve(&self, domain: &str, mixture: &str, n: f64) -> Option<Curve> {
+        let nk = key_num(n);
+        if let Some(r) = &self.rectified {
+            if let Some(g) = find(
+                r,
+                &[
+                    ("eval_domain", domain),
+                    ("params", &nk),
+                    ("mixture", mixture),
+                ],
+            ) {
+                return Some(Curve {
+                    law: Law::Rectified,
+                    theta: theta(Law::Rectified, g),
+                    n: 1.0,
+                });
+            }
+        }
+        let r = self.chinchilla.as_ref()?;
+        let g = find(r, &[("eval_domain", domain), ("mixture", mixture)])?;
+        Some(Curve {
+            law: Law::Chinchilla,
+            theta: theta(Law::Chinchilla, g),
+            n,
+        })
+    }
+}
+
+fn points(results: &Results, domain: &str, mixture: &str, n: Option<f64>) -> Vec<Point> {
+    results
+        .domain(domain)
+        .filter(|o| o.mixture == mixture && n.is_none_or(|n| o.params == n))
+        .map(|o| Point {
+            d: o.tokens,
+            n: o.params,
+            loss: o.loss,
+        })
+        .collect()
+}
+
+/// Why `law` cannot be fitted to `pts`, if it cannot.
+fn unfit(law: Law, pts: &[Point], opts: &FitOptions, name: &str) -> Option<String> {
+    let min = min_points(law, opts);
+    if pts.len() < min {
+        return Some(format!(
+            "{} law, {name}: {} point(s), the law needs at least {min}",
+            law.name(),
+            pts.len()
+        ));
+    }
+    check_sizes(law, pts, opts, name)
+        .err()
+        .map(|e| format!("{} law, {e}", law.name()))
+}
+
+/// `run_study` on `groups`, leaving out (with a note) each group whose fit does not
+/// converge: one odd curve of a real sweep must not cost the whole report.
+fn robust_study(
+    mut groups: Vec<Group>,
+    opts: &StudyOptions,
+    skipped: &mut Vec<String>,
+) -> Result<Option<(StudyReport, Vec<Group>)>> {
+    loop {
+        if groups.is_empty() {
+            return Ok(None);
+        }
+        match run_study(&groups, opts) {
+            Ok(r) => return Ok(Some((r, groups))),
+            Err(e @ FitError::NotConverged { .. }) => {
+                let FitError::NotConverged { group, .. } = &e else {
+                    unreachable!()
+                };
+                let before = groups.len();
+                // The held-out fit names its group `<name> (held-out check, …)`.
+                groups.retain(|g| {
+                    let n = g.name();
+                    !(*group == n || group.starts_with(&format!("{n} (")))
+                });
+                if groups.len() == before {
+                    return Err(e.into());
+                }
+                skipped.push(format!("{} law, {e}", opts.law.name()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn keys(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// The laws fitted on one evaluation domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainFits {
+    /// The domain.
+    pub eval_domain: String,
+    /// Rectified law per (size, mixture).
+    pub rectified: Option<StudyReport>,
+    /// Power law per (size, mixture).
+    pub power: Option<StudyReport>,
+    /// Joint law per mixture.
+    pub chinchilla: Option<StudyReport>,
+}
+
+/// Fits every law the data determine: on the headline domain with bootstrap intervals,
+/// speed-ups and optimal shares; on every other domain the point fits (and held-out
+/// checks) only, for the per-domain tables.
+pub fn analyze(results: &Results, cfg: &ReportConfig) -> Result<Analysis> {
+    let mut skipped = Vec::new();
+    let has_baseline = results.mixture(&cfg.baseline).is_some();
+    if !has_baseline {
+        skipped.push(format!(
+            "speed-ups and optimal shares: no `{}` mixture (the baseline) in {}",
+            cfg.baseline,
+            results.path.display()
+        ));
+    }
+    let head = fit_domain(
+        results,
+        cfg,
+        &cfg.headline_domain,
+        cfg.bootstrap,
+        has_baseline,
+        &mut skipped,
+    )?;
+    let mut per_domain = Vec::new();
+    for d in results
+        .domains
+        .iter()
+        .filter(|d| **d != cfg.headline_domain)
+    {
+        per_domain.push(fit_domain(results, cfg, d, 0, false, &mut Vec::new())?);
+    }
+
+    // Optimal shares: per kind of synthetic data, the baseline at share 0 and every mixture
+    // of that kind, with the law that fitted the curves.
+    let fit_opts = FitOptions::default();
+    let base_opts = |law: Law| StudyOptions {
+        law,
+        fit: fit_opts.clone(),
+        bootstrap: BootstrapOptions {
+            resamples: cfg.bootstrap,
+            seed: cfg.seed,
+            ..BootstrapOptions::default()
+        },
+        ..StudyOptions::default()
+    };
+    let mut optimal_share = Vec::new();
+    if has_baseline {
+        let mut kinds: Vec<&str> = results
+            .mixtures
+            .iter()
+            .map(Mixture::kind)
+            .filter(|k| *k != "none")
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            match share_study(
+                results,
+                cfg,
+                kind,
+                &fit_opts,
+                &base_opts,
+                head.rectified.is_some(),
+            )? {
+                Ok(s) => optimal_share.push(s),
+                Err(why) => skipped.push(why),
+            }
+        }
+    }
+    Ok(Analysis {
+        config: cfg.clone(),
+        rectified: head.rectified,
+        power: head.power,
+        chinchilla: head.chinchilla,
+        optimal_share,
+        per_domain,
+        skipped,
+    })
+}
+
+/// The rectified, power and joint laws on one domain; why a group was not fitted goes to
+/// `skipped`.
+fn fit_domain(
+    results: &Results,
+    cfg: &ReportConfig,
+    domain: &str,
+    resamples: usize,
+    speedups: bool,
+    skipped: &mut Vec<String>,
+) -> Result<DomainFits> {
+    // Held-out checks are reported for the headline domain only.
+    let headline = domain == cfg.headline_domain;
+    let fit_opts = FitOptions::default();
+    let opts = |law: Law| StudyOptions {
+        law,
+        fit: fit_opts.clone(),
+        bootstrap: BootstrapOptions {
+            resamples,
+            seed: cfg.seed,
+            ..BootstrapOptions::default()
+        },
+        holdout: Holdout::None,
+        // Speed-ups from the rectified and joint laws; the power law is the comparison.
+        baseline: (speedups && law != Law::Power)
+            .then(|| ("mixture".to_string(), cfg.baseline.clone())),
+        target_losses: cfg.target_loss.into_iter().collect(),
+        ..StudyOptions::default()
+    };
+    // One-variable laws: one curve per (size, mixture).
+    let mut one_var: Vec<Group> = Vec::new();
+    for &n in &results.sizes {
+        for m in &results.mixtures {
+            let pts = points(results, domain, &m.name, Some(n));
+            if pts.is_empty() {
+                continue;
+            }
+            one_var.push(Group {
+                keys: keys(&[
+                    ("eval_domain", domain.to_string()),
+                    ("params", key_num(n)),
+                    ("mixture", m.name.clone()),
+                ]),
+                points: pts,
+            });
+        }
+    }
+    let mut fits = Vec::new();
+    for law in [Law::Rectified, Law::Power] {
+        let mut ok = Vec::new();
+        for g in &one_var {
+            match unfit(law, &g.points, &fit_opts, &g.name()) {
+                None => ok.push(g.clone()),
+                Some(why) => skipped.push(why),
+            }
+        }
+        fits.push(match robust_study(ok, &opts(law), skipped)? {
+            None => None,
+            Some((r, ok)) if headline => Some(with_holdout(r, &ok, law, cfg, skipped)?),
+            Some((r, _)) => Some(r),
+        });
+    }
+    // The joint law: one surface per mixture.
+    let mut joint: Vec<Group> = Vec::new();
+    for m in &results.mixtures {
+        let g = Group {
+            keys: keys(&[
+                ("eval_domain", domain.to_string()),
+                ("mixture", m.name.clone()),
+            ]),
+            points: points(results, domain, &m.name, None),
+        };
+        match unfit(Law::Chinchilla, &g.points, &fit_opts, &g.name()) {
+            None => joint.push(g),
+            Some(why) => skipped.push(why),
+        }
+    }
+    let chinchilla = match robust_study(joint, &opts(Law::Chinchilla), skipped)? {
+        None => None,
+        Some((r, joint)) if headline => {
+            Some(with_holdout(r, &joint, Law::Chinchilla, cfg, skipped)?)
+        }
+        Some((r, _)) => Some(r),
+    };
+    let power = fits.pop().flatten();
+    let rectified = fits.pop().flatten();
+    Ok(DomainFits {
+        eval_domain: domain.to_string(),
+        rectified,
+        power,
+        chinchilla,
+    })
+}
+
+/// Adds each group's held-out check where the points without the largest budget (joint
+/// law: the largest size) still determine the law.
+fn with_holdout(
+    mut report: StudyReport,
+    groups: &[Group],
+    law: Law,
+    cfg: &ReportConfig,
+    skipped: &mut Vec<String>,
+) -> Result<StudyReport> {
+    if !cfg.holdout {
+        return Ok(report);
+    }
+    let opts = StudyOptions {
+        law,
+        holdout: Holdout::Largest,
+        bootstrap: BootstrapOptions {
+            resamples: 0,
+            ..BootstrapOptions::default()
+        },
+        ..StudyOptions::default()
+    };
+    for (g, out) in groups.iter().zip(report.groups.iter_mut()) {
+        let key = |p: &Point| if law.uses_params() { p.n } else { p.d };
+        let largest = g.points.iter().map(key).fold(f64::MIN, f64::max);
+        let kept: Vec<Point> = g
+            .points
+            .iter()
+            .copied()
+            .filter(|p| key(p) < largest)
+            .collect();
+        if unfit(law, &kept, &opts.fit, &g.name()).is_some() {
+            continue;
+        }
+        match run_study(std::slice::from_ref(g), &opts) {
+            Ok(r) => out.holdout = r.groups.into_iter().next().and_then(|g| g.holdout),
+            Err(e @ FitError::NotConverged { .. }) => {
+                skipped.push(format!("held-out check, {} law, {e}", law.name()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(report)
+}
+
+type ShareOutcome = std::result::Result<ShareStudy, String>;
+
+fn share_study(
+    results: &Results,
+    cfg: &ReportConfig,
+    kind: &str,
+    fit_opts: &FitOptions,
+    base_opts: &dyn Fn(Law) -> StudyOptions,
+    one_var: bool,
+) -> Result<ShareOutcome> {
+    // Members: the baseline, then this kind's mixtures, one per distinct share.
+    let mut members: Vec<&Mixture> = vec![results.mixture(&cfg.baseline).expect("checked")];
+    for m in results.mixtures.iter().filter(|m| m.kind() == kind) {
+        if members
+            .iter()
+            .all(|x| (x.synthetic() - m.synthetic()).abs() > 1e-9)
+        {
+            members.push(m);
+        }
+    }
+    let shares: Vec<String> = members.iter().map(|m| key_num(m.synthetic())).collect();
+    if members.len() < 3 {
+        return Ok(Err(format!(
+            "optimal {kind} share: {} distinct share(s) ({}); the quadratic model of loss \
+             against share needs at least 3",
+            members.len(),
+            members
+                .iter()
+                .map(|m| crate::format::num(m.synthetic()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let law = if one_var {
+        Law::Rectified
+    } else {
+        Law::Chinchilla
+    };
+    let sizes: Vec<Option<f64>> = if one_var {
+        results.sizes.iter().map(|&n| Some(n)).collect()
+    } else {
+        vec![None]
+    };
+    let mut groups = Vec::new();
+    let mut dropped = Vec::new();
+    for d in std::iter::once(&cfg.headline_domain) {
+        for &n in &sizes {
+            let mut family = Vec::new();
+            for (m, s) in members.iter().zip(&shares) {
+                let pts = points(results, d, &m.name, n);
+                let mut k = vec![("eval_domain", d.clone()), ("kind", kind.to_string())];
+                if let Some(n) = n {
+                    k.push(("params", key_num(n)));
+                }
+                k.push(("share", s.clone()));
+                let g = Group {
+                    keys: keys(&k),
+                    points: pts,
+                };
+                if !g.points.is_empty() && unfit(law, &g.points, fit_opts, &g.name()).is_none() {
+                    family.push(g);
+                }
+            }
+            if family.len() >= 3 {
+                groups.extend(family);
+            } else if d == &cfg.headline_domain {
+                dropped.push(n.map_or("the joint law".to_string(), fmt_params));
+            }
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Err(format!(
+            "optimal {kind} share: fewer than 3 shares with a {} fit at {}",
+            law.name(),
+            dropped.join(", ")
+        )));
+    }
+    let mut opts = base_opts(law);
+    opts.baseline = None;
+    opts.ratio_col = Some("share".into());
+    let report = match run_study(&groups, &opts) {
+        Ok(r) => r,
+        Err(e @ FitError::NotConverged { .. }) => {
+            return Ok(Err(format!(
+                "optimal {kind} share: {} law, {e}",
+                law.name()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Ok(ShareStudy {
+        kind: kind.to_string(),
+        mixtures: members.iter().map(|m| m.name.clone()).collect(),
+        report,
+    }))
+}

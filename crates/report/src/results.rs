@@ -1,0 +1,398 @@
+//! The results table (`results.csv` of `synthscale sweep collect`) read into scaling
+//! points: final evaluations only, seeds averaged, and the mean over evaluation domains.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{ReportError, Result};
+
+/// The name of the mean-over-domains "domain".
+pub const MEAN: &str = "mean";
+
+/// The contract columns read (DESIGN.md); other columns are ignored.
+const COLUMNS: [&str; 11] = [
+    "run_id",
+    "params",
+    "non_embedding_params",
+    "tokens",
+    "flops",
+    "mixture",
+    "natural_ratio",
+    "rephrased_ratio",
+    "textbook_ratio",
+    "eval_domain",
+    "loss",
+];
+
+/// A mixture and its shares.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mixture {
+    /// Its name in the table.
+    pub name: String,
+    /// Natural share.
+    pub natural: f64,
+    /// Rephrased share.
+    pub rephrased: f64,
+    /// Textbook share.
+    pub textbook: f64,
+}
+
+impl Mixture {
+    /// The synthetic share, `1 − natural`.
+    pub fn synthetic(&self) -> f64 {
+        self.rephrased + self.textbook
+    }
+
+    /// Which synthetic data the mixture holds: `rephrased`, `textbook`, `rephrased+textbook`,
+    /// or `none` for natural text alone.
+    pub fn kind(&self) -> &'static str {
+        match (self.rephrased > 0.0, self.textbook > 0.0) {
+            (false, false) => "none",
+            (true, false) => "rephrased",
+            (false, true) => "textbook",
+            (true, true) => "rephrased+textbook",
+        }
+    }
+}
+
+/// One scaling point: the final loss of one (size, budget, mixture) on one domain,
+/// averaged over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Obs {
+    /// Model parameters N.
+    pub params: f64,
+    /// Training tokens D.
+    pub tokens: f64,
+    /// Mixture name.
+    pub mixture: String,
+    /// Evaluation domain, or [`MEAN`].
+    pub domain: String,
+    /// Final validation loss (nats/token), mean over seeds.
+    pub loss: f64,
+    /// Runs averaged.
+    pub seeds: usize,
+}
+
+/// One row of the run table: one (mixture, size, budget), all domains.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    /// Mixture name.
+    pub mixture: String,
+    /// N.
+    pub params: f64,
+    /// Non-embedding N.
+    pub non_embedding_params: f64,
+    /// D.
+    pub tokens: f64,
+    /// Training FLOPs (mean over seeds).
+    pub flops: f64,
+    /// Runs (seeds).
+    pub seeds: usize,
+    /// Final loss per domain, [`MEAN`] included.
+    pub loss: BTreeMap<String, f64>,
+}
+
+/// The results table, read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// The CSV read.
+    pub path: PathBuf,
+    /// Data rows in it.
+    pub rows: usize,
+    /// Final rows used.
+    pub final_rows: usize,
+    /// Mixtures, in order of first appearance.
+    pub mixtures: Vec<Mixture>,
+    /// Distinct model sizes, ascending.
+    pub sizes: Vec<f64>,
+    /// Distinct budgets, ascending.
+    pub budgets: Vec<f64>,
+    /// Evaluation domains, [`MEAN`] first.
+    pub domains: Vec<String>,
+    /// Scaling points.
+    pub points: Vec<Obs>,
+    /// The run table.
+    pub runs: Vec<RunRow>,
+    /// What was dropped or could not be averaged.
+    pub warnings: Vec<String>,
+}
+
+impl Results {
+    /// Points of one domain.
+    pub fn domain<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = &'a Obs> + 'a {
+        self.points.iter().filter(move |p| p.domain == domain)
+    }
+
+    /// The mixture called `name`.
+    pub fn mixture(&self, name: &str) -> Option<&Mixture> {
+        self.mixtures.iter().find(|m| m.name == name)
+    }
+}
+
+fn distinct(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v
+}
+
+/// Reads `path`: the `final` rows, one per run and domain.
+pub fn read_results(path: &Path) -> Result<Results> {
+    let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut rdr = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
+    let cell_err = |line: u64, column: &str, message: String| ReportError::Cell {
+        path: path.to_path_buf(),
+        line,
+        column: column.to_string(),
+        message,
+    };
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| cell_err(1, "-", e.to_string()))?
+        .iter()
+        .map(|s| s.trim_start_matches('\u{feff}').trim().to_string())
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| ReportError::MissingColumn {
+                path: path.to_path_buf(),
+                column: name.to_string(),
+                available: header.join(", "),
+            })
+    };
+    let idx: Vec<usize> = COLUMNS.iter().map(|c| col(c)).collect::<Result<_>>()?;
+    let final_idx = col("final")?;
+    let [run_i, params_i, ne_i, tokens_i, flops_i, mix_i, nat_i, reph_i, text_i, dom_i, loss_i] =
+        idx[..]
+    else {
+        unreachable!("11 columns")
+    };
+
+    struct Raw {
+        run: String,
+        params: f64,
+        ne: f64,
+        tokens: f64,
+        flops: f64,
+        mixture: String,
+        domain: String,
+        loss: f64,
+    }
+    let mut raws = Vec::new();
+    let mut mixtures: Vec<Mixture> = Vec::new();
+    let mut rows = 0;
+    let mut warnings = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            cell_err(line, "-", e.to_string())
+        })?;
+        rows += 1;
+        let line = rec.position().map_or(0, |p| p.line());
+        let get = |i: usize| rec.get(i).unwrap_or("").trim();
+        let fin = get(final_idx).to_ascii_lowercase();
+        let is_final = match fin.as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => {
+                return Err(cell_err(
+                    line,
+                    "final",
+                    format!("{other:?} is not true or false"),
+                ))
+            }
+        };
+        if !is_final {
+            continue;
+        }
+        let num = |i: usize, lo: f64, positive: bool| -> Result<f64> {
+            let c = get(i);
+            let v: f64 = c.parse().map_err(|_| {
+                cell_err(
+                    line,
+                    &header[i],
+                    if c.is_empty() {
+                        "empty cell".into()
+                    } else {
+                        format!("{c:?} is not a number")
+                    },
+                )
+            })?;
+            let ok = v.is_finite() && if positive { v > lo } else { v >= lo };
+            if !ok {
+                return Err(cell_err(
+                    line,
+                    &header[i],
+                    format!("{v} must be {} {lo}", if positive { ">" } else { "≥" }),
+                ));
+            }
+            Ok(v)
+        };
+        let share = |i: usize| -> Result<f64> {
+            let v = num(i, 0.0, false)?;
+            if v > 1.0 + 1e-9 {
+                return Err(cell_err(line, &header[i], format!("{v} must be ≤ 1")));
+            }
+            Ok(v)
+        };
+        let mixture = get(mix_i).to_string();
+        if mixture.is_empty() {
+            return Err(cell_err(line, "mixture", "empty cell".into()));
+        }
+        let m = Mixture {
+            name: mixture.clone(),
+            natural: share(nat_i)?,
+            rephrased: share(reph_i)?,
+            textbook: share(text_i)?,
+        };
+        let sum = m.natural + m.rephrased + m.textbook;
+        if (sum - 1.0).abs() > 1e-3 {
+            return Err(cell_err(
+                line,
+                "natural_ratio",
+                format!("shares of {mixture} sum to {sum}, not 1"),
+            ));
+        }
+        match mixtures.iter().find(|x| x.name == mixture) {
+            None => mixtures.push(m),
+            Some(x) if (x.synthetic() - m.synthetic()).abs() > 1e-6 => {
+                return Err(cell_err(
+                    line,
+                    "natural_ratio",
+                    format!(
+                        "mixture {mixture} has natural share {} here and {} above",
+                        m.natural, x.natural
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        let domain = get(dom_i).to_string();
+        if domain.is_empty() || domain == MEAN {
+            return Err(cell_err(
+                line,
+                "eval_domain",
+                format!("{domain:?} is not a domain name (`{MEAN}` is reserved for the mean over domains)"),
+            ));
+        }
+        raws.push(Raw {
+            run: get(run_i).to_string(),
+            params: num(params_i, 0.0, true)?,
+            ne: num(ne_i, 0.0, true)?,
+            tokens: num(tokens_i, 0.0, true)?,
+            flops: num(flops_i, 0.0, true)?,
+            mixture,
+            domain,
+            loss: num(loss_i, 0.0, true)?,
+        });
+    }
+    if raws.is_empty() {
+        return Err(ReportError::Empty {
+            path: path.to_path_buf(),
+            message: format!(
+                "{rows} data rows, none with final = true: no run has finished its budget"
+            ),
+        });
+    }
+    let final_rows = raws.len();
+    let mut domains: Vec<String> = raws.iter().map(|r| r.domain.clone()).collect();
+    domains.sort();
+    domains.dedup();
+
+    // Per run: the loss of each domain (the last row wins if a run repeats one).
+    let mut by_run: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut run_meta: BTreeMap<String, (f64, f64, f64, f64, String)> = BTreeMap::new();
+    for r in &raws {
+        by_run
+            .entry(r.run.clone())
+            .or_default()
+            .insert(r.domain.clone(), r.loss);
+        run_meta.insert(
+            r.run.clone(),
+            (r.params, r.ne, r.tokens, r.flops, r.mixture.clone()),
+        );
+    }
+    // The mean over domains, for runs evaluated on every domain (a mean over fewer would
+    // not be comparable).
+    for (run, losses) in by_run.iter_mut() {
+        if losses.len() == domains.len() {
+            let mean = losses.values().sum::<f64>() / losses.len() as f64;
+            losses.insert(MEAN.to_string(), mean);
+        } else {
+            warnings.push(format!(
+                "run {run}: final losses on {} of {} domains; left out of the mean",
+                losses.len(),
+                domains.len()
+            ));
+        }
+    }
+    // Seeds: runs sharing (params, tokens, mixture) are averaged, domain by domain.
+    type Key = (u64, u64, String);
+    let key =
+        |m: &(f64, f64, f64, f64, String)| -> Key { (m.0.to_bits(), m.2.to_bits(), m.4.clone()) };
+    let mut cells: BTreeMap<Key, Vec<&String>> = BTreeMap::new();
+    for run in by_run.keys() {
+        cells.entry(key(&run_meta[run])).or_default().push(run);
+    }
+    let mut runs = Vec::new();
+    let mut points = Vec::new();
+    let mut all_domains = vec![MEAN.to_string()];
+    all_domains.extend(domains.iter().cloned());
+    for ids in cells.values() {
+        let meta = &run_meta[ids[0]];
+        let mut loss = BTreeMap::new();
+        for d in &all_domains {
+            let v: Vec<f64> = ids
+                .iter()
+                .filter_map(|r| by_run[*r].get(d).copied())
+                .collect();
+            if v.is_empty() {
+                continue;
+            }
+            let l = v.iter().sum::<f64>() / v.len() as f64;
+            loss.insert(d.clone(), l);
+            points.push(Obs {
+                params: meta.0,
+                tokens: meta.2,
+                mixture: meta.4.clone(),
+                domain: d.clone(),
+                loss: l,
+                seeds: v.len(),
+            });
+        }
+        runs.push(RunRow {
+            mixture: meta.4.clone(),
+            params: meta.0,
+            non_embedding_params: meta.1,
+            tokens: meta.2,
+            flops: ids.iter().map(|r| run_meta[*r].3).sum::<f64>() / ids.len() as f64,
+            seeds: ids.len(),
+            loss,
+        });
+    }
+    let order = |name: &str| mixtures.iter().position(|m| m.name == name).unwrap_or(0);
+    runs.sort_by(|a, b| {
+        order(&a.mixture)
+            .cmp(&order(&b.mixture))
+            .then(a.params.total_cmp(&b.params))
+            .then(a.tokens.total_cmp(&b.tokens))
+    });
+    Ok(Results {
+        path: path.to_path_buf(),
+        rows,
+        final_rows,
+        sizes: distinct(raws.iter().map(|r| r.params).collect()),
+        budgets: distinct(raws.iter().map(|r| r.tokens).collect()),
+        mixtures,
+        domains: all_domains,
+        points,
+        runs,
+        warnings,
+    })
+}
