@@ -5,6 +5,7 @@ mod bench_fit;
 mod data_cmd;
 mod fit_cmd;
 mod manifest;
+mod synth_cmd;
 mod train_cmd;
 mod util;
 
@@ -33,6 +34,8 @@ enum Command {
     /// Prepare and inspect tokenized data: corpora → token shards → mixtures.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Generate synthetic corpora (rephrased, textbook, SynthLLM) with a local generator LM.
+    Synth(synth_cmd::SynthArgs),
     /// Train one model on one mixture, resumably.
     Train(train_cmd::TrainArgs),
     /// Export a run's checkpoint in Hugging Face's Llama layout.
@@ -75,6 +78,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Synth(a) => synth_cmd::run(&a),
         Command::Train(a) => train_cmd::run_train(&a),
         Command::Export(a) => train_cmd::run_export(&a),
         Command::Fit(args) => fit_cmd::run(*args),
