@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_fit;
+mod bench_synth;
 mod data_cmd;
 mod fit_cmd;
 mod manifest;

@@ -16,12 +16,16 @@ use synthscale_synth::SynthConfig;
 pub struct SynthArgs {
     /// The synth config (TOML; see experiments/synth-quickstart.toml).
     pub config: PathBuf,
+    /// Generate nothing: filter the records already in the raw files into the outputs
+    /// (safe while another run is still generating into them).
+    #[arg(long)]
+    pub filter_only: bool,
 }
 
 pub fn run(a: &SynthArgs) -> anyhow::Result<ExitCode> {
     let cfg = SynthConfig::load(&a.config)?;
     let mut log = |line: &str| eprintln!("[synth] {line}");
-    let summaries = run_synth(&cfg, &a.config, &mut log)
+    let summaries = run_synth(&cfg, &a.config, !a.filter_only, &mut log)
         .with_context(|| format!("synth {}", a.config.display()))?;
     for s in summaries {
         println!("{}", serde_json::to_string(&s)?);

@@ -9,7 +9,9 @@
 //! - [`synthllm`]: SynthLLM level 2/3 extraction, concept graph and walks;
 //! - [`filter`]: length, duplicate, echo and refusal filters;
 //! - [`run`]: `synthscale synth`, resumable, with provenance.
+//! - [`bench`]: decoding throughput against candle-transformers' quantized Llama.
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod filter;

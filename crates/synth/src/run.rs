@@ -170,6 +170,12 @@ pub type Log<'a> = &'a mut dyn FnMut(&str);
 /// Reads the records of a raw file; a last line cut short by a kill is dropped (and cut
 /// from the file so new records start on a fresh line).
 pub fn read_raw(path: &Path) -> Result<Vec<Record>> {
+    read_raw_opt(path, true)
+}
+
+/// [`read_raw`]; with `repair` false a cut last line is skipped but the file is left alone
+/// (for reading a file another run is still appending to).
+pub fn read_raw_opt(path: &Path, repair: bool) -> Result<Vec<Record>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -201,7 +207,7 @@ pub fn read_raw(path: &Path) -> Result<Vec<Record>> {
         out.push(rec);
         good_bytes = total;
     }
-    if good_bytes < total {
+    if repair && good_bytes < total {
         let f = OpenOptions::new()
             .write(true)
             .open(path)
@@ -212,7 +218,15 @@ pub fn read_raw(path: &Path) -> Result<Vec<Record>> {
 }
 
 /// Runs every task of `cfg` (loading the generator once).
-pub fn run_synth(cfg: &SynthConfig, cfg_path: &Path, log: Log) -> Result<Vec<TaskSummary>> {
+///
+/// With `generate` false nothing is generated: the records already in the raw files are
+/// filtered into the outputs (safe while another run is still appending to them).
+pub fn run_synth(
+    cfg: &SynthConfig,
+    cfg_path: &Path,
+    generate: bool,
+    log: Log,
+) -> Result<Vec<TaskSummary>> {
     // Templates first: a bad template fails before the model loads.
     let mut templates = Vec::new();
     for t in &cfg.tasks {
@@ -271,10 +285,22 @@ pub fn run_synth(cfg: &SynthConfig, cfg_path: &Path, log: Log) -> Result<Vec<Tas
             what: task.name.clone(),
         })
         .collect();
-    let counts = generate_sinks(&sinks, &gen, log)?;
+    let counts = if generate {
+        generate_sinks(&sinks, &gen, log)?
+    } else {
+        vec![(0, 0); sinks.len()]
+    };
     let mut out = Vec::new();
     for ((task, jobs), (n, toks)) in cfg.tasks.iter().zip(&all_jobs).zip(counts) {
-        out.push(finish_task(cfg, task, jobs, n, toks, start, log)?);
+        out.push(finish_task(
+            cfg,
+            task,
+            jobs,
+            (n, toks),
+            start,
+            generate,
+            log,
+        )?);
     }
     Ok(out)
 }
@@ -384,14 +410,14 @@ fn finish_task(
     cfg: &SynthConfig,
     task: &TaskConfig,
     jobs: &[Job],
-    generated_now: usize,
-    tokens_now: u64,
+    (generated_now, tokens_now): (usize, u64),
     start: std::time::Instant,
+    repair: bool,
     log: Log,
 ) -> Result<TaskSummary> {
     // Filter in prompt order (not completion order), so the result does not depend on
     // batching or on where a run was resumed.
-    let records: HashMap<String, Record> = read_raw(&raw_path(cfg, task))?
+    let records: HashMap<String, Record> = read_raw_opt(&raw_path(cfg, task), repair)?
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
