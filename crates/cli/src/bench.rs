@@ -30,6 +30,9 @@ pub enum BenchCommand {
     /// The scaling-law fitter: Epoch AI's Chinchilla fit (240 points, 4500 L-BFGS starts),
     /// timed on all threads and on one.
     Fit(crate::bench_fit::BenchFitArgs),
+    /// Generation: generated tokens/s of the batched decoder at each batch size, and of
+    /// candle-transformers' quantized Llama at batch 1 (the peer).
+    Synth(crate::bench_synth::BenchSynthArgs),
     /// Checks a device against the CPU: the same model and batch, a few AdamW steps, the
     /// losses compared within the compute dtype's tolerance. Exit code 1 when they differ.
     GpuCheck(GpuCheckArgs),
@@ -120,6 +123,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Data(a) => bench_data(&a),
         BenchCommand::Train(a) => bench_train(&a),
         BenchCommand::Fit(a) => crate::bench_fit::run(&a),
+        BenchCommand::Synth(a) => crate::bench_synth::run(&a),
         BenchCommand::GpuCheck(a) => gpu_check(&a),
     }
 }

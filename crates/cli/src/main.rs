@@ -2,12 +2,14 @@
 
 mod bench;
 mod bench_fit;
+mod bench_synth;
 mod data_cmd;
 mod fit_cmd;
 mod manifest;
 mod report_cmd;
 mod run_cmd;
 mod sweep_cmd;
+mod synth_cmd;
 mod train_cmd;
 mod util;
 
@@ -39,6 +41,8 @@ enum Command {
     /// Prepare and inspect tokenized data: corpora → token shards → mixtures.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Generate synthetic corpora (rephrased, textbook, SynthLLM) with a local generator LM.
+    Synth(synth_cmd::SynthArgs),
     /// Train one model on one mixture, resumably.
     Train(train_cmd::TrainArgs),
     /// Plan, launch, watch and collect a sweep of runs (sizes × budgets × mixtures ×
@@ -89,6 +93,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => run_cmd::run(&a),
         Command::Data(cmd) => data_cmd::run(cmd),
+        Command::Synth(a) => synth_cmd::run(&a),
         Command::Train(a) => train_cmd::run_train(&a),
         Command::Sweep(cmd) => sweep_cmd::run(cmd),
         Command::Export(a) => train_cmd::run_export(&a),

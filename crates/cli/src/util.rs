@@ -34,6 +34,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(s) = cause.downcast_ref::<synthscale_sweep::SweepError>() {
             return if s.is_bad_input() { 2 } else { 1 };
         }
+        if let Some(s) = cause.downcast_ref::<synthscale_synth::SynthError>() {
+            return if s.is_bad_input() { 2 } else { 1 };
+        }
         if let Some(f) = cause.downcast_ref::<FitError>() {
             return if f.is_bad_input() { 2 } else { 1 };
         }

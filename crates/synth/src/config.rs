@@ -1,0 +1,238 @@
+//! The synth config (`synthscale synth <synth.toml>`): generator, sampling, sources,
+//! chunking, tasks and filters, validated at load before any work starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SynthError};
+use crate::filter::FilterConfig;
+use crate::generate::Sampling;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynthConfig {
+    pub generator: GeneratorConfig,
+    #[serde(default)]
+    pub sampling: Sampling,
+    #[serde(default)]
+    pub chunking: ChunkConfig,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    /// Where raw generations (`<task>.raw.jsonl`, written as they finish) and summaries go.
+    pub work_dir: PathBuf,
+    pub sources: Vec<SourceSpec>,
+    pub tasks: Vec<TaskConfig>,
+}
+
+/// The generator model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorConfig {
+    /// A GGUF file, or an HF folder with `config.json` and `model.safetensors`.
+    pub model: PathBuf,
+    /// A `tokenizer.json`; by default the GGUF metadata or `<model>/tokenizer.json`.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
+    /// Name recorded in every record (default: the model file's name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Sequences decoded together.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+fn default_batch() -> usize {
+    16
+}
+
+/// Cutting source documents into passages that fit the prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkConfig {
+    /// Largest passage, in generator tokens (paragraphs are packed up to it).
+    pub max_tokens: usize,
+    /// Passages shorter than this are not used (headings, verse numbers, stubs).
+    pub min_tokens: usize,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        ChunkConfig {
+            // ~300–500 tokens: long enough to carry a topic, short enough that a 135M
+            // generator keeps to it.
+            max_tokens: 450,
+            min_tokens: 120,
+        }
+    }
+}
+
+/// One source corpus (read through the data crate: text or JSONL, gzip or not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Short name, recorded in source ids.
+    pub name: String,
+    pub path: PathBuf,
+    /// At most this many passages from this source (a seeded choice over all of them).
+    #[serde(default)]
+    pub max_passages: Option<usize>,
+}
+
+/// What a task does with its passages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// One prompt per passage (`{passage}`): rephrasing, textbook sections, SynthLLM level 1.
+    Passage,
+    /// SynthLLM level 2: extract topics and concepts from a passage, then a prompt with
+    /// the passage and 2–3 of its concepts (`{passage}`, `{concepts}`).
+    Level2,
+    /// SynthLLM level 3: a walk on the topic/concept graph of all extractions, the two
+    /// passages closest to the walk (Jaccard), and a prompt with concepts from different
+    /// topics (`{passage}` holds both passages, `{concepts}`, `{topics}`).
+    Level3,
+}
+
+/// One generation task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Names the raw file and appears in every record.
+    pub name: String,
+    pub method: Method,
+    /// `rephrased` or `textbook`: the kind `synthscale data prepare` reads it as.
+    pub kind: String,
+    /// The prompt template (TOML with `system` and `user`).
+    pub template: PathBuf,
+    /// Level 2 and 3: the extraction template (`{passage}`).
+    #[serde(default)]
+    pub extract_template: Option<PathBuf>,
+    /// The filtered corpus (`.jsonl`, or `.jsonl.gz` to compress).
+    pub output: PathBuf,
+    /// At most this many records (None: one per passage, or per walk for level 3).
+    #[serde(default)]
+    pub max_records: Option<usize>,
+}
+
+impl SynthConfig {
+    /// Reads and validates a config; relative paths are taken from the current directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SynthError::Missing {
+                    path: path.to_path_buf(),
+                    what: "synth config".into(),
+                }
+            } else {
+                SynthError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        let cfg: SynthConfig = toml::from_str(&text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            SynthError::field(path, "toml", format!("{}{span}", e.message()))
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let f = |field: &str, msg: String| Err(SynthError::field(path, field, msg));
+        if self.generator.batch_size == 0 || self.generator.batch_size > 1024 {
+            return f(
+                "generator.batch_size",
+                format!("{} is outside 1..=1024", self.generator.batch_size),
+            );
+        }
+        let s = &self.sampling;
+        if !(0.0..=5.0).contains(&s.temperature) {
+            return f(
+                "sampling.temperature",
+                format!("{} is outside [0, 5]", s.temperature),
+            );
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return f("sampling.top_p", format!("{} is outside (0, 1]", s.top_p));
+        }
+        if s.max_new_tokens == 0 {
+            return f("sampling.max_new_tokens", "must be at least 1".into());
+        }
+        let c = &self.chunking;
+        if c.min_tokens == 0 || c.min_tokens > c.max_tokens {
+            return f(
+                "chunking.min_tokens",
+                format!(
+                    "{} must be in 1..=max_tokens ({})",
+                    c.min_tokens, c.max_tokens
+                ),
+            );
+        }
+        self.filter.validate(path)?;
+        if self.sources.is_empty() {
+            return f("sources", "at least one [[sources]] entry is needed".into());
+        }
+        for (i, src) in self.sources.iter().enumerate() {
+            if src.name.is_empty()
+                || !src
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+            {
+                return f(
+                    &format!("sources[{i}].name"),
+                    format!("{:?} must be non-empty [A-Za-z0-9._-]", src.name),
+                );
+            }
+            if src.max_passages == Some(0) {
+                return f(
+                    &format!("sources[{i}].max_passages"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        if self.tasks.is_empty() {
+            return f("tasks", "at least one [[tasks]] entry is needed".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.tasks.iter().enumerate() {
+            if !names.insert(&t.name)
+                || t.name.is_empty()
+                || !t
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+            {
+                return f(
+                    &format!("tasks[{i}].name"),
+                    format!("{:?} must be unique, non-empty [A-Za-z0-9._-]", t.name),
+                );
+            }
+            if t.kind != "rephrased" && t.kind != "textbook" {
+                return f(
+                    &format!("tasks[{i}].kind"),
+                    format!("{:?} must be `rephrased` or `textbook`", t.kind),
+                );
+            }
+            if t.method != Method::Passage && t.extract_template.is_none() {
+                return f(
+                    &format!("tasks[{i}].extract_template"),
+                    "levels 2 and 3 need an extraction template".into(),
+                );
+            }
+            if t.max_records == Some(0) {
+                return f(
+                    &format!("tasks[{i}].max_records"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}

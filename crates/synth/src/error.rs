@@ -1,0 +1,78 @@
+//! The synth crate's one error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    /// A file that must exist does not (the model, a template, a source).
+    #[error("{}: file not found ({what})", path.display())]
+    Missing { path: PathBuf, what: String },
+
+    /// A model this generator cannot run.
+    #[error("{}: unsupported model: {message}", path.display())]
+    Unsupported { path: PathBuf, message: String },
+
+    /// A config or template field out of its bounds.
+    #[error("{}: {field}: {message}", path.display())]
+    Field {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+
+    /// A source with nothing to generate from.
+    #[error("{}: empty source: {what}", path.display())]
+    Empty { path: PathBuf, what: String },
+
+    /// Weights or metadata that do not make a model.
+    #[error("{}: {message}", path.display())]
+    Weights { path: PathBuf, message: String },
+
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// The data crate failed reading a source.
+    #[error(transparent)]
+    Data(#[from] synthscale_data::DataError),
+
+    /// A failure inside candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl SynthError {
+    /// Whether the user can fix this by changing their input.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SynthError::Data(e) => e.is_bad_input(),
+            SynthError::Io { .. } | SynthError::Tokenizer(_) | SynthError::Candle(_) => false,
+            _ => true,
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
+        move |source| SynthError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn field(path: &std::path::Path, field: &str, message: impl Into<String>) -> Self {
+        SynthError::Field {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, SynthError>;

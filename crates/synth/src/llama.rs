@@ -1,0 +1,554 @@
+//! A batched Llama-family decoder for generation: weights from GGUF (dequantized once to
+//! f32) or HF safetensors, one forward pass over many sequences at different positions,
+//! each with its own KV cache.
+//!
+//! candle-transformers' Llama models share one position index across a batch and have no
+//! padding mask, so they cannot batch prompts of different lengths; here every sequence
+//! keeps its own length and RoPE positions, and the projections of all sequences run as
+//! one (rows × d) @ (d × k) matmul. Attention itself (a few rows per sequence) runs in
+//! plain Rust over the per-sequence caches, parallel across sequences and heads.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor, D};
+use rayon::prelude::*;
+
+use crate::error::{Result, SynthError};
+
+/// The shape of a Llama-family model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_ff: usize,
+    pub rope_theta: f32,
+    pub norm_eps: f64,
+    /// Longest sequence (prompt + generation) the model was trained for.
+    pub max_seq_len: usize,
+    /// GGUF files from llama.cpp's converter store Q/K rows permuted for rotation of
+    /// adjacent pairs (2i, 2i+1); HF checkpoints rotate halves (i, i + head_dim/2).
+    pub rope_interleaved: bool,
+}
+
+/// Projections are stored transposed, (in, out), after loading checks them as (out, in).
+struct Layer {
+    attn_norm: Tensor,
+    /// Q, K and V projections stacked by rows: ((n_heads + 2·n_kv_heads)·head_dim, d).
+    wqkv: Tensor,
+    wo: Tensor,
+    ffn_norm: Tensor,
+    /// Gate and up projections stacked by rows: (2·d_ff, d).
+    w_gate_up: Tensor,
+    w_down: Tensor,
+}
+
+/// The model's weights, in f32 on the CPU.
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+}
+
+/// One sequence's cached keys and values, per layer: `[position][kv_head][head_dim]`.
+#[derive(Default, Clone)]
+pub struct KvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions cached so far (prompt + generated tokens fed back).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Reads a GGUF metadata value as u32, naming the key when it is missing.
+fn md_u32(ct: &gguf_file::Content, path: &Path, key: &str) -> Result<u32> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_u32().ok())
+        .ok_or_else(|| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: format!("GGUF metadata `{key}` is missing or not an integer"),
+        })
+}
+
+impl Llama {
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Loads a GGUF file of architecture `llama`, dequantizing every tensor to f32.
+    pub fn from_gguf(path: &Path) -> Result<(Llama, gguf_file::Content)> {
+        let file = File::open(path).map_err(|e| missing_or_io(path, e, "GGUF model"))?;
+        let mut reader = BufReader::new(file);
+        let ct = gguf_file::Content::read(&mut reader).map_err(|e| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: format!("not a readable GGUF file: {e}"),
+        })?;
+        let arch = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "llama" {
+            return Err(SynthError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!(
+                    "general.architecture is `{arch}`; the generator runs Llama-family models (`llama`) only"
+                ),
+            });
+        }
+        if ct.metadata.contains_key("llama.expert_count") {
+            return Err(SynthError::Unsupported {
+                path: path.to_path_buf(),
+                message: "mixture-of-experts Llama models are not supported".into(),
+            });
+        }
+        let n_heads = md_u32(&ct, path, "llama.attention.head_count")? as usize;
+        let d_model = md_u32(&ct, path, "llama.embedding_length")? as usize;
+        let head_dim = md_u32(&ct, path, "llama.rope.dimension_count")
+            .map(|v| v as usize)
+            .unwrap_or(d_model / n_heads.max(1));
+        let n_kv_heads = md_u32(&ct, path, "llama.attention.head_count_kv")
+            .map(|v| v as usize)
+            .unwrap_or(n_heads);
+        let rope_theta = ct
+            .metadata
+            .get("llama.rope.freq_base")
+            .and_then(|v| v.to_f32().ok())
+            .unwrap_or(10_000.0);
+        let norm_eps = ct
+            .metadata
+            .get("llama.attention.layer_norm_rms_epsilon")
+            .and_then(|v| v.to_f32().ok())
+            .ok_or_else(|| SynthError::Weights {
+                path: path.to_path_buf(),
+                message: "GGUF metadata `llama.attention.layer_norm_rms_epsilon` is missing".into(),
+            })? as f64;
+        let n_layers = md_u32(&ct, path, "llama.block_count")? as usize;
+        let max_seq_len = md_u32(&ct, path, "llama.context_length").unwrap_or(2048) as usize;
+        let dev = Device::Cpu;
+        let mut get = |name: &str| -> Result<Tensor> {
+            let q = ct
+                .tensor(&mut reader, name, &dev)
+                .map_err(|e| SynthError::Weights {
+                    path: path.to_path_buf(),
+                    message: format!("tensor `{name}`: {e}"),
+                })?;
+            Ok(q.dequantize(&dev)?.to_dtype(DType::F32)?)
+        };
+        let embed = get("token_embd.weight")?;
+        let vocab_size = embed.dim(0)?;
+        let norm = get("output_norm.weight")?;
+        let lm_head = if ct.tensor_infos.contains_key("output.weight") {
+            get("output.weight")?
+        } else {
+            embed.clone()
+        };
+        let mut layers = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let p = format!("blk.{i}");
+            let wq = get(&format!("{p}.attn_q.weight"))?;
+            let wk = get(&format!("{p}.attn_k.weight"))?;
+            let wv = get(&format!("{p}.attn_v.weight"))?;
+            let gate = get(&format!("{p}.ffn_gate.weight"))?;
+            let up = get(&format!("{p}.ffn_up.weight"))?;
+            layers.push(Layer {
+                attn_norm: get(&format!("{p}.attn_norm.weight"))?,
+                wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
+                wo: get(&format!("{p}.attn_output.weight"))?,
+                ffn_norm: get(&format!("{p}.ffn_norm.weight"))?,
+                w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
+                w_down: get(&format!("{p}.ffn_down.weight"))?,
+            });
+        }
+        let d_ff = layers
+            .first()
+            .map(|l| l.w_down.dim(1))
+            .transpose()?
+            .unwrap_or(0);
+        let cfg = LlamaConfig {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            d_ff,
+            rope_theta,
+            norm_eps,
+            max_seq_len,
+            rope_interleaved: true,
+        };
+        let model = Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        };
+        model.check_shapes(path)?;
+        Ok((model.transposed()?, ct))
+    }
+
+    /// Loads an HF Llama checkpoint folder: `config.json` (`LlamaForCausalLM`) and
+    /// `model.safetensors`, as `synthscale export` writes it.
+    pub fn from_hf_dir(dir: &Path) -> Result<Llama> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| missing_or_io(&cfg_path, e, "HF config.json"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| SynthError::Weights {
+                path: cfg_path.clone(),
+                message: format!("not JSON: {e}"),
+            })?;
+        let archs: Vec<String> = json["architectures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !archs.iter().any(|a| a == "LlamaForCausalLM") {
+            return Err(SynthError::Unsupported {
+                path: cfg_path,
+                message: format!(
+                    "architectures = {archs:?}; the generator runs `LlamaForCausalLM` only"
+                ),
+            });
+        }
+        let num = |key: &str| -> Result<usize> {
+            json[key]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| SynthError::field(&cfg_path, key, "missing or not an integer"))
+        };
+        let n_heads = num("num_attention_heads")?;
+        let d_model = num("hidden_size")?;
+        let head_dim = json["head_dim"]
+            .as_u64()
+            .map(|v| v as usize)
+            .unwrap_or(d_model / n_heads.max(1));
+        let cfg = LlamaConfig {
+            vocab_size: num("vocab_size")?,
+            d_model,
+            n_layers: num("num_hidden_layers")?,
+            n_heads,
+            n_kv_heads: json["num_key_value_heads"]
+                .as_u64()
+                .map(|v| v as usize)
+                .unwrap_or(n_heads),
+            head_dim,
+            d_ff: num("intermediate_size")?,
+            rope_theta: json["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            norm_eps: json["rms_norm_eps"].as_f64().unwrap_or(1e-6),
+            max_seq_len: json["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
+            rope_interleaved: false,
+        };
+        let tied = json["tie_word_embeddings"].as_bool().unwrap_or(false);
+        let wpath = dir.join("model.safetensors");
+        if !wpath.exists() {
+            return Err(SynthError::Missing {
+                path: wpath,
+                what: "HF weights (a single model.safetensors)".into(),
+            });
+        }
+        let mut t: HashMap<String, Tensor> = candle_core::safetensors::load(&wpath, &Device::Cpu)
+            .map_err(|e| SynthError::Weights {
+            path: wpath.clone(),
+            message: format!("not a readable safetensors file: {e}"),
+        })?;
+        let mut get = |name: &str| -> Result<Tensor> {
+            t.remove(name)
+                .ok_or_else(|| SynthError::Weights {
+                    path: wpath.clone(),
+                    message: format!("tensor `{name}` is missing"),
+                })?
+                .to_dtype(DType::F32)
+                .map_err(SynthError::from)
+        };
+        let embed = get("model.embed_tokens.weight")?;
+        let norm = get("model.norm.weight")?;
+        let lm_head = if tied {
+            embed.clone()
+        } else {
+            get("lm_head.weight")?
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let p = format!("model.layers.{i}");
+            let wq = get(&format!("{p}.self_attn.q_proj.weight"))?;
+            let wk = get(&format!("{p}.self_attn.k_proj.weight"))?;
+            let wv = get(&format!("{p}.self_attn.v_proj.weight"))?;
+            let gate = get(&format!("{p}.mlp.gate_proj.weight"))?;
+            let up = get(&format!("{p}.mlp.up_proj.weight"))?;
+            layers.push(Layer {
+                attn_norm: get(&format!("{p}.input_layernorm.weight"))?,
+                wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
+                wo: get(&format!("{p}.self_attn.o_proj.weight"))?,
+                ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
+                w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
+                w_down: get(&format!("{p}.mlp.down_proj.weight"))?,
+            });
+        }
+        let model = Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        };
+        model.check_shapes(&wpath)?;
+        model.transposed()
+    }
+
+    /// Stores every projection as a contiguous (in, out) matrix, so each step's matmuls
+    /// read the weights in gemm's preferred layout.
+    fn transposed(mut self) -> Result<Llama> {
+        let t = |w: &Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
+        for l in self.layers.iter_mut() {
+            l.wqkv = t(&l.wqkv)?;
+            l.wo = t(&l.wo)?;
+            l.w_gate_up = t(&l.w_gate_up)?;
+            l.w_down = t(&l.w_down)?;
+        }
+        self.lm_head = t(&self.lm_head)?;
+        Ok(self)
+    }
+
+    fn check_shapes(&self, path: &Path) -> Result<()> {
+        let c = &self.cfg;
+        let bad = |what: String| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: what,
+        };
+        if c.n_heads == 0 || c.n_kv_heads == 0 || c.n_heads % c.n_kv_heads != 0 {
+            return Err(bad(format!(
+                "{} query heads cannot share {} key/value heads",
+                c.n_heads, c.n_kv_heads
+            )));
+        }
+        if c.head_dim % 2 != 0 {
+            return Err(bad(format!("head dimension {} is odd", c.head_dim)));
+        }
+        let qkv = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim;
+        for (i, l) in self.layers.iter().enumerate() {
+            let dims = [
+                ("qkv", l.wqkv.dims2()?, (qkv, c.d_model)),
+                ("o", l.wo.dims2()?, (c.d_model, c.n_heads * c.head_dim)),
+                ("gate/up", l.w_gate_up.dims2()?, (2 * c.d_ff, c.d_model)),
+                ("down", l.w_down.dims2()?, (c.d_model, c.d_ff)),
+            ];
+            for (name, got, want) in dims {
+                if got != want {
+                    return Err(bad(format!(
+                        "layer {i} {name} projection is {got:?}, the config implies {want:?}"
+                    )));
+                }
+            }
+        }
+        if self.embed.dims2()? != (c.vocab_size, c.d_model)
+            || self.lm_head.dims2()? != (c.vocab_size, c.d_model)
+        {
+            return Err(bad(format!(
+                "embedding {:?} / output {:?} do not match vocab {} × d {}",
+                self.embed.dims(),
+                self.lm_head.dims(),
+                c.vocab_size,
+                c.d_model
+            )));
+        }
+        Ok(())
+    }
+
+    /// A fresh, empty cache for one sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            k: vec![Vec::new(); self.cfg.n_layers],
+            v: vec![Vec::new(); self.cfg.n_layers],
+            len: 0,
+        }
+    }
+
+    /// One forward pass over several sequences: `inputs[i]` are the next tokens of the
+    /// sequence whose cache is `caches[i]` (a whole prompt, or the one token just sampled).
+    /// Appends them to the caches and returns the logits after each sequence's last token,
+    /// shape (inputs.len(), vocab).
+    pub fn forward(&self, inputs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        assert_eq!(inputs.len(), caches.len());
+        let c = &self.cfg;
+        let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
+        // Row layout: the tokens of sequence 0, then of sequence 1, ...
+        let mut ids = Vec::new();
+        let mut rows: Vec<(usize, usize)> = Vec::new(); // (sequence, position)
+        let mut last_rows = Vec::with_capacity(inputs.len());
+        for (s, toks) in inputs.iter().enumerate() {
+            assert!(!toks.is_empty(), "a sequence needs at least one new token");
+            for (t, &id) in toks.iter().enumerate() {
+                ids.push(id);
+                rows.push((s, caches[s].len + t));
+            }
+            last_rows.push((rows.len() - 1) as u32);
+        }
+        let n = rows.len();
+        let ids_t = Tensor::from_vec(ids, n, &Device::Cpu)?;
+        let mut x = self.embed.index_select(&ids_t, 0)?;
+        let (cos, sin) = self.rope_tables(&rows);
+        let qkv_w = (nh + 2 * nkv) * hd;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.norm_eps as f32)?;
+            let qkv = h.matmul(&layer.wqkv)?;
+            let mut qkv: Vec<f32> = qkv.flatten_all()?.to_vec1()?;
+            // RoPE on the q and k heads of every row, at that row's own position.
+            qkv.par_chunks_mut(qkv_w).enumerate().for_each(|(r, row)| {
+                let (cs, sn) = (
+                    &cos[r * hd / 2..(r + 1) * hd / 2],
+                    &sin[r * hd / 2..(r + 1) * hd / 2],
+                );
+                for head in row[..(nh + nkv) * hd].chunks_mut(hd) {
+                    rotate(head, cs, sn, c.rope_interleaved);
+                }
+            });
+            // Append k and v to each sequence's cache.
+            for (r, &(s, _)) in rows.iter().enumerate() {
+                let row = &qkv[r * qkv_w..(r + 1) * qkv_w];
+                caches[s].k[li].extend_from_slice(&row[nh * hd..(nh + nkv) * hd]);
+                caches[s].v[li].extend_from_slice(&row[(nh + nkv) * hd..]);
+            }
+            let mut att = vec![0f32; n * nh * hd];
+            {
+                let caches_ro: Vec<&KvCache> = caches.iter().map(|c| &**c).collect();
+                let scale = 1.0 / (hd as f32).sqrt();
+                att.par_chunks_mut(hd).enumerate().for_each(|(idx, out)| {
+                    let (r, head) = (idx / nh, idx % nh);
+                    let (s, pos) = rows[r];
+                    let kvh = head / (nh / nkv);
+                    let q = &qkv[r * qkv_w + head * hd..r * qkv_w + (head + 1) * hd];
+                    let (kc, vc) = (&caches_ro[s].k[li], &caches_ro[s].v[li]);
+                    let stride = nkv * hd;
+                    let mut scores: Vec<f32> = (0..=pos)
+                        .map(|j| {
+                            dot(q, &kc[j * stride + kvh * hd..j * stride + (kvh + 1) * hd]) * scale
+                        })
+                        .collect();
+                    let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0f32;
+                    for v in scores.iter_mut() {
+                        *v = (*v - m).exp();
+                        sum += *v;
+                    }
+                    for (j, &p) in scores.iter().enumerate() {
+                        let vrow = &vc[j * stride + kvh * hd..j * stride + (kvh + 1) * hd];
+                        let w = p / sum;
+                        for (o, &vv) in out.iter_mut().zip(vrow) {
+                            *o += w * vv;
+                        }
+                    }
+                });
+            }
+            let att = Tensor::from_vec(att, (n, nh * hd), &Device::Cpu)?;
+            x = (x + att.matmul(&layer.wo)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.norm_eps as f32)?;
+            let gu = h.matmul(&layer.w_gate_up)?;
+            let gate = gu.narrow(D::Minus1, 0, c.d_ff)?;
+            let up = gu.narrow(D::Minus1, c.d_ff, c.d_ff)?;
+            let mlp = (candle_nn::ops::silu(&gate)? * up)?.matmul(&layer.w_down)?;
+            x = (x + mlp)?;
+        }
+        for (s, toks) in inputs.iter().enumerate() {
+            caches[s].len += toks.len();
+        }
+        let last = Tensor::from_vec(last_rows, inputs.len(), &Device::Cpu)?;
+        let x = x.index_select(&last, 0)?;
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.norm_eps as f32)?;
+        Ok(x.matmul(&self.lm_head)?)
+    }
+
+    /// cos and sin of every row's rotation angles, `rows × head_dim/2`.
+    fn rope_tables(&self, rows: &[(usize, usize)]) -> (Vec<f32>, Vec<f32>) {
+        let half = self.cfg.head_dim / 2;
+        // In f32, as candle-transformers builds its tables, so both agree to rounding.
+        let inv: Vec<f32> = (0..half)
+            .map(|i| {
+                1.0 / self
+                    .cfg
+                    .rope_theta
+                    .powf((2 * i) as f32 / self.cfg.head_dim as f32)
+            })
+            .collect();
+        let mut cos = Vec::with_capacity(rows.len() * half);
+        let mut sin = Vec::with_capacity(rows.len() * half);
+        for &(_, pos) in rows {
+            for &f in &inv {
+                let a = pos as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        (cos, sin)
+    }
+}
+
+fn missing_or_io(path: &Path, e: std::io::Error, what: &str) -> SynthError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        SynthError::Missing {
+            path: PathBuf::from(path),
+            what: what.to_string(),
+        }
+    } else {
+        SynthError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+/// Rotates one head in place: pairs (2i, 2i+1) when interleaved, else (i, i + d/2).
+fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
+    let half = x.len() / 2;
+    for i in 0..half {
+        let (a, b) = if interleaved {
+            (2 * i, 2 * i + 1)
+        } else {
+            (i, i + half)
+        };
+        let (x0, x1) = (x[a], x[b]);
+        x[a] = x0 * cos[i] - x1 * sin[i];
+        x[b] = x0 * sin[i] + x1 * cos[i];
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight partial sums let the compiler vectorise the loop.
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        s += a[i] * b[i];
+    }
+    s
+}

@@ -1,0 +1,61 @@
+//! Bad input gives one clear error naming the file and field: a template with an unknown
+//! placeholder, an empty source, a config field out of bounds.
+
+use anyhow::Result;
+use synthscale_synth::config::{ChunkConfig, SourceSpec};
+use synthscale_synth::passages::read_passages;
+use synthscale_synth::prompt::Template;
+use synthscale_synth::SynthConfig;
+
+#[test]
+fn unknown_placeholder_is_named() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("t.toml");
+    std::fs::write(
+        &p,
+        "system = \"s\"\nuser = \"Rewrite {passage} about {topic}\"\n",
+    )?;
+    let err = Template::load(&p, &["passage"], &["passage"]).unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("t.toml") && msg.contains("user") && msg.contains("{topic}"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn empty_source_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("empty.jsonl");
+    std::fs::write(&p, "{\"text\": \"too short\"}\n")?;
+    let src = SourceSpec {
+        name: "e".into(),
+        path: p,
+        max_passages: None,
+    };
+    let words = |s: &str| s.split_whitespace().count();
+    let err = read_passages(&src, &ChunkConfig::default(), 1, &words).unwrap_err();
+    assert!(err.is_bad_input());
+    assert!(err.to_string().contains("empty source"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn config_bounds_are_checked_at_load() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("synth.toml");
+    std::fs::write(
+        &p,
+        "work_dir = \"w\"\n[generator]\nmodel = \"m.gguf\"\n[sampling]\ntop_p = 1.5\n\
+         [[sources]]\nname = \"a\"\npath = \"a.jsonl\"\n\
+         [[tasks]]\nname = \"t\"\nmethod = \"passage\"\nkind = \"textbook\"\ntemplate = \"t.toml\"\noutput = \"o.jsonl\"\n",
+    )?;
+    let msg = SynthConfig::load(&p).unwrap_err().to_string();
+    assert!(
+        msg.contains("sampling.top_p") && msg.contains("1.5"),
+        "{msg}"
+    );
+    Ok(())
+}
