@@ -175,10 +175,7 @@ fn fig_size(fig: Fig, d: &PlotData) -> (u32, u32) {
 
 fn domain_text(d: &PlotData) -> String {
     if d.domain == crate::results::MEAN {
-        format!(
-            "mean over {} domain(s)",
-            d.results.domains.len().saturating_sub(1)
-        )
+        d.results.mean_text()
     } else {
         format!("domain {}", d.domain)
     }

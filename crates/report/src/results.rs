@@ -111,6 +111,8 @@ pub struct Results {
     pub budgets: Vec<f64>,
     /// Evaluation domains, [`MEAN`] first.
     pub domains: Vec<String>,
+    /// The domains averaged into [`MEAN`].
+    pub mean_of: Vec<String>,
     /// Scaling points.
     pub points: Vec<Obs>,
     /// The run table.
@@ -120,6 +122,16 @@ pub struct Results {
 }
 
 impl Results {
+    /// "mean over 4 domain(s)", naming them when they are not every domain.
+    pub fn mean_text(&self) -> String {
+        let n = self.mean_of.len();
+        if n + 1 == self.domains.len() {
+            format!("mean over {n} domain(s)")
+        } else {
+            format!("mean over {n} domain(s): {}", self.mean_of.join(", "))
+        }
+    }
+
     /// Points of one domain.
     pub fn domain<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = &'a Obs> + 'a {
         self.points.iter().filter(move |p| p.domain == domain)
@@ -138,7 +150,8 @@ fn distinct(mut v: Vec<f64>) -> Vec<f64> {
 }
 
 /// Reads `path`: the `final` rows, one per run and domain.
-pub fn read_results(path: &Path) -> Result<Results> {
+/// `mean_domains` names the domains averaged into [`MEAN`]; empty: every domain.
+pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
     let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
         path: path.to_path_buf(),
         source,
@@ -318,17 +331,32 @@ pub fn read_results(path: &Path) -> Result<Results> {
             (r.params, r.ne, r.tokens, r.flops, r.mixture.clone()),
         );
     }
-    // The mean over domains, for runs evaluated on every domain (a mean over fewer would
-    // not be comparable).
+    // The mean over the chosen domains, for runs evaluated on every one of them (a mean
+    // over fewer would not be comparable).
+    let averaged: Vec<String> = if mean_domains.is_empty() {
+        domains.clone()
+    } else {
+        if let Some(d) = mean_domains.iter().find(|d| !domains.contains(d)) {
+            return Err(ReportError::Empty {
+                path: path.to_path_buf(),
+                message: format!(
+                    "[report] mean_domains: {d:?} is not among the results' domains ({})",
+                    domains.join(", ")
+                ),
+            });
+        }
+        mean_domains.to_vec()
+    };
     for (run, losses) in by_run.iter_mut() {
-        if losses.len() == domains.len() {
-            let mean = losses.values().sum::<f64>() / losses.len() as f64;
+        let picked: Vec<f64> = averaged.iter().filter_map(|d| losses.get(d).copied()).collect();
+        if picked.len() == averaged.len() {
+            let mean = picked.iter().sum::<f64>() / picked.len() as f64;
             losses.insert(MEAN.to_string(), mean);
         } else {
             warnings.push(format!(
-                "run {run}: final losses on {} of {} domains; left out of the mean",
-                losses.len(),
-                domains.len()
+                "run {run}: final losses on {} of the {} averaged domains; left out of the mean",
+                picked.len(),
+                averaged.len()
             ));
         }
     }
@@ -391,6 +419,7 @@ pub fn read_results(path: &Path) -> Result<Results> {
         budgets: distinct(raws.iter().map(|r| r.tokens).collect()),
         mixtures,
         domains: all_domains,
+        mean_of: averaged,
         points,
         runs,
         warnings,

@@ -99,8 +99,8 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
         ),
         None => None,
     };
-    let results = read_results(&csv)?;
     let cfg = &input.config;
+    let results = read_results(&csv, &cfg.mean_domains)?;
     if !results.domains.contains(&cfg.headline_domain) {
         return Err(ReportError::Config {
             file,
@@ -611,7 +611,7 @@ impl Doc<'_> {
             si(res.budgets[0]),
             si(res.budgets[res.budgets.len() - 1]),
             if self.headline() == MEAN {
-                format!("the mean over {} validation domain(s)", res.domains.len() - 1)
+                format!("the validation loss {}", res.mean_text())
             } else {
                 format!("on domain {}", self.headline())
             }
