@@ -348,7 +348,10 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
         mean_domains.to_vec()
     };
     for (run, losses) in by_run.iter_mut() {
-        let picked: Vec<f64> = averaged.iter().filter_map(|d| losses.get(d).copied()).collect();
+        let picked: Vec<f64> = averaged
+            .iter()
+            .filter_map(|d| losses.get(d).copied())
+            .collect();
         if picked.len() == averaged.len() {
             let mean = picked.iter().sum::<f64>() / picked.len() as f64;
             losses.insert(MEAN.to_string(), mean);
