@@ -42,9 +42,12 @@ fn results(dir: &Path) {
 fn report_from_a_manifest_writes_every_file_and_prints_its_path_last() {
     let tmp = tempfile::tempdir().unwrap();
     results(&tmp.path().join("results/study"));
+    // The manifest is read whole, as every command reads it: its [data] names a corpus.
+    std::fs::write(tmp.path().join("c.jsonl"), "{\"text\": \"a b c\"}\n").unwrap();
     std::fs::write(
         tmp.path().join("study.toml"),
-        "[data]\nsources = []\n\n[report]\nbootstrap = 0\nholdout = false\n",
+        "[data]\n[[data.sources]]\nname = \"c\"\nkind = \"natural\"\ndomain = \"web\"\n\
+         path = \"c.jsonl\"\n\n[report]\nbootstrap = 0\nholdout = false\n",
     )
     .unwrap();
     let (code, out, err) = run(tmp.path(), &["report", "study.toml"]);
@@ -84,7 +87,7 @@ fn report_bad_input_exits_2_naming_the_file_and_field() {
     let (code, _, err) = run(tmp.path(), &["report", "m.toml"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("m.toml: [report]") && err.contains("bootstrap"),
+        err.contains("m.toml") && err.contains("line 2") && err.contains("bootstrap"),
         "{err}"
     );
     results(&tmp.path().join("r"));
