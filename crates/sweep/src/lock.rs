@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -141,13 +142,25 @@ fn write_atomic(path: &Path, owner: &Owner) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(SweepError::io(path))
 }
 
+/// Publishes `owner` at `path` only if nothing is there. The lock is written whole to a
+/// private file first and hard-linked into place: linking is atomic and fails when the
+/// path exists (also on NFS), so another launch never reads a half-written lock, as it
+/// could between an exclusive create and the write that follows it.
 fn create_exclusive(path: &Path, owner: &Owner) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    f.write_all(serde_json::to_string(owner).expect("serializes").as_bytes())?;
-    f.sync_all()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "new{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(serde_json::to_string(owner).expect("serializes").as_bytes())?;
+        f.sync_all()
+    })();
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 /// Takes the run's lock for `owner`. `adopt` names a Slurm job whose lock the caller may
