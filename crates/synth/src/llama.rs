@@ -438,32 +438,32 @@ impl Llama {
             {
                 let caches_ro: Vec<&KvCache> = caches.iter().map(|c| &**c).collect();
                 let scale = 1.0 / (hd as f32).sqrt();
-                att.par_chunks_mut(hd).enumerate().for_each(|(idx, out)| {
-                    let (r, head) = (idx / nh, idx % nh);
-                    let (s, pos) = rows[r];
-                    let kvh = head / (nh / nkv);
-                    let q = &qkv[r * qkv_w + head * hd..r * qkv_w + (head + 1) * hd];
-                    let (kc, vc) = (&caches_ro[s].k[li], &caches_ro[s].v[li]);
-                    let stride = nkv * hd;
-                    let mut scores: Vec<f32> = (0..=pos)
-                        .map(|j| {
-                            dot(q, &kc[j * stride + kvh * hd..j * stride + (kvh + 1) * hd]) * scale
-                        })
-                        .collect();
-                    let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for v in scores.iter_mut() {
-                        *v = (*v - m).exp();
-                        sum += *v;
-                    }
-                    for (j, &p) in scores.iter().enumerate() {
-                        let vrow = &vc[j * stride + kvh * hd..j * stride + (kvh + 1) * hd];
-                        let w = p / sum;
-                        for (o, &vv) in out.iter_mut().zip(vrow) {
-                            *o += w * vv;
-                        }
-                    }
-                });
+                let group = nh / nkv;
+                // One task per (row, KV head): the `group` query heads that share a KV head
+                // read each cached key and value row once.
+                att.par_chunks_mut(group * hd).enumerate().for_each_init(
+                    Vec::new,
+                    |scores, (idx, out)| {
+                        let (r, kvh) = (idx / nkv, idx % nkv);
+                        let (s, pos) = rows[r];
+                        let q0 = r * qkv_w + kvh * group * hd;
+                        let cache = caches_ro[s];
+                        attend(
+                            &qkv[q0..q0 + group * hd],
+                            &cache.k[li],
+                            &cache.v[li],
+                            AttnShape {
+                                stride: nkv * hd,
+                                offset: kvh * hd,
+                                head_dim: hd,
+                                len: pos + 1,
+                                scale,
+                            },
+                            scores,
+                            out,
+                        );
+                    },
+                );
             }
             let att = Tensor::from_vec(att, (n, nh * hd), &Device::Cpu)?;
             x = (x + att.matmul(&layer.wo)?)?;
@@ -537,18 +537,116 @@ fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// Where one KV head's rows sit in a sequence's cache, and how many to attend over.
+#[derive(Clone, Copy)]
+struct AttnShape {
+    /// Floats between consecutive positions (`n_kv_heads · head_dim`).
+    stride: usize,
+    /// This KV head's first float within a position.
+    offset: usize,
+    head_dim: usize,
+    /// Positions attended over (causal: up to and including the row's own).
+    len: usize,
+    scale: f32,
+}
+
+/// Softmax attention of a group of query heads (`q`, `g · head_dim`) over one KV head's
+/// cached keys and values; writes `out` (`g · head_dim`). Runs AVX2+FMA code where the
+/// CPU has it (decided at run time; a release build targets baseline x86-64, where the
+/// compiler may only use SSE2), portable code elsewhere.
+fn attend(q: &[f32], k: &[f32], v: &[f32], sh: AttnShape, scores: &mut Vec<f32>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            unsafe { attend_avx2(q, k, v, sh, scores, out) };
+            return;
+        }
+    }
+    attend_generic::<false>(q, k, v, sh, scores, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: AttnShape,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    attend_generic::<true>(q, k, v, sh, scores, out)
+}
+
+#[inline(always)]
+fn attend_generic<const FMA: bool>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: AttnShape,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let (hd, len) = (sh.head_dim, sh.len);
+    let g = q.len() / hd;
+    scores.clear();
+    scores.resize(g * len, 0.0);
+    for j in 0..len {
+        let krow = &k[j * sh.stride + sh.offset..][..hd];
+        for h in 0..g {
+            scores[h * len + j] = dot::<FMA>(&q[h * hd..(h + 1) * hd], krow) * sh.scale;
+        }
+    }
+    for h in 0..g {
+        let row = &mut scores[h * len..(h + 1) * len];
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for x in row.iter_mut() {
+            *x = (*x - m).exp();
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        for x in row.iter_mut() {
+            *x *= inv;
+        }
+    }
+    out.fill(0.0);
+    for j in 0..len {
+        let vrow = &v[j * sh.stride + sh.offset..][..hd];
+        for h in 0..g {
+            let w = scores[h * len + j];
+            for (o, &x) in out[h * hd..(h + 1) * hd].iter_mut().zip(vrow) {
+                *o = madd::<FMA>(w, x, *o);
+            }
+        }
+    }
+}
+
+/// `a · b + c`, fused where the caller is compiled with FMA.
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[inline(always)]
+fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     // Eight partial sums let the compiler vectorise the loop.
     let mut acc = [0f32; 8];
     let chunks = a.len() / 8;
     for c in 0..chunks {
         for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+            acc[l] = madd::<FMA>(a[c * 8 + l], b[c * 8 + l], acc[l]);
         }
     }
     let mut s: f32 = acc.iter().sum();
     for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
+        s = madd::<FMA>(a[i], b[i], s);
     }
     s
 }

@@ -246,12 +246,13 @@ pub fn run_synth(
             .map(|v| v.len())
             .unwrap_or(0)
     };
-    let mut passages: Vec<Passage> = Vec::new();
+    let mut per_source: Vec<Vec<Passage>> = Vec::new();
     for src in &cfg.sources {
         let p = read_passages(src, &cfg.chunking, cfg.sampling.seed, &count)?;
         log(&format!("source {}: {} passages", src.name, p.len()));
-        passages.extend(p);
+        per_source.push(p);
     }
+    let passages = interleave(per_source);
     std::fs::create_dir_all(&cfg.work_dir).map_err(SynthError::io(&cfg.work_dir))?;
     let _ = cfg_path;
     let start = std::time::Instant::now();
@@ -303,6 +304,24 @@ pub fn run_synth(
         )?);
     }
     Ok(out)
+}
+
+/// Round-robin over the sources: passage 0 of each source, then passage 1 of each, …, so
+/// that every prefix of the prompt list (a task's `max_records`, a run stopped early)
+/// draws on every source in proportion.
+pub fn interleave<T>(per_source: Vec<Vec<T>>) -> Vec<T> {
+    let total = per_source.iter().map(Vec::len).sum();
+    let mut iters: Vec<std::vec::IntoIter<T>> =
+        per_source.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        for it in iters.iter_mut() {
+            if let Some(x) = it.next() {
+                out.push(x);
+            }
+        }
+    }
+    out
 }
 
 fn raw_path(cfg: &SynthConfig, task: &TaskConfig) -> PathBuf {
@@ -636,4 +655,21 @@ pub fn write_output(path: &Path, records: &[&Record]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(SynthError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave;
+
+    #[test]
+    fn interleave_takes_sources_in_turn_and_keeps_every_item() {
+        let a = vec!["a0", "a1", "a2", "a3"];
+        let b = vec!["b0"];
+        let c = vec!["c0", "c1"];
+        let out = interleave(vec![a, b, c, vec![]]);
+        assert_eq!(out, ["a0", "b0", "c0", "a1", "c1", "a2", "a3"]);
+        // A prefix as long as the number of sources holds one item of each non-empty one.
+        assert_eq!(&out[..3], ["a0", "b0", "c0"]);
+        assert!(interleave::<u8>(vec![]).is_empty());
+    }
 }
