@@ -47,6 +47,8 @@ pub struct Request {
     /// Stable id; keys the random stream.
     pub id: String,
     pub prompt: Vec<u32>,
+    /// This request's own cap on new tokens (at most `Sampling::max_new_tokens`).
+    pub max_new_tokens: Option<usize>,
 }
 
 /// Why a generation stopped.
@@ -144,6 +146,8 @@ struct Slot {
     rng: ChaCha8Rng,
     /// Tokens to feed at the next step (the prompt, then each sampled token).
     pending: Vec<u32>,
+    /// New tokens allowed.
+    cap: usize,
 }
 
 /// The model, its tokenizer and how to decode.
@@ -186,7 +190,13 @@ impl Generator {
                     req.prompt.truncate(keep);
                 }
                 stats.prompt_tokens += req.prompt.len() as u64;
+                let cap = req
+                    .max_new_tokens
+                    .map_or(self.sampling.max_new_tokens, |c| {
+                        c.min(self.sampling.max_new_tokens)
+                    });
                 slots.push(Slot {
+                    cap,
                     rng: ChaCha8Rng::seed_from_u64(stream_seed(self.sampling.seed, &req.id)),
                     cache: self.model.new_cache(),
                     out: Vec::new(),
@@ -220,7 +230,7 @@ impl Generator {
                     s.out.push(tok);
                     stats.generated_tokens += 1;
                 }
-                let full = s.out.len() >= self.sampling.max_new_tokens || s.cache.len() + 1 >= ctx;
+                let full = s.out.len() >= s.cap || s.cache.len() + 1 >= ctx;
                 if stop || full {
                     finished.push(Completion {
                         prompt_tokens: s.req.prompt.len(),

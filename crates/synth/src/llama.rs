@@ -438,23 +438,20 @@ impl Llama {
             {
                 let caches_ro: Vec<&KvCache> = caches.iter().map(|c| &**c).collect();
                 let scale = 1.0 / (hd as f32).sqrt();
-                let group = nh / nkv;
-                // One task per (row, KV head): the `group` query heads that share a KV head
-                // read each cached key and value row once.
-                att.par_chunks_mut(group * hd).enumerate().for_each_init(
+                // One task per row over all its heads: each cached position's keys and
+                // values (all KV heads, contiguous) are read once, front to back, which is
+                // what decoding is bound by (the caches outgrow the CPU caches).
+                att.par_chunks_mut(nh * hd).enumerate().for_each_init(
                     Vec::new,
-                    |scores, (idx, out)| {
-                        let (r, kvh) = (idx / nkv, idx % nkv);
+                    |scores, (r, out)| {
                         let (s, pos) = rows[r];
-                        let q0 = r * qkv_w + kvh * group * hd;
                         let cache = caches_ro[s];
                         attend(
-                            &qkv[q0..q0 + group * hd],
+                            &qkv[r * qkv_w..r * qkv_w + nh * hd],
                             &cache.k[li],
                             &cache.v[li],
                             AttnShape {
-                                stride: nkv * hd,
-                                offset: kvh * hd,
+                                n_kv_heads: nkv,
                                 head_dim: hd,
                                 len: pos + 1,
                                 scale,
@@ -537,23 +534,21 @@ fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32], interleaved: bool) {
     }
 }
 
-/// Where one KV head's rows sit in a sequence's cache, and how many to attend over.
+/// The shape of one row's attention over a sequence's cache.
 #[derive(Clone, Copy)]
 struct AttnShape {
-    /// Floats between consecutive positions (`n_kv_heads · head_dim`).
-    stride: usize,
-    /// This KV head's first float within a position.
-    offset: usize,
+    n_kv_heads: usize,
     head_dim: usize,
     /// Positions attended over (causal: up to and including the row's own).
     len: usize,
     scale: f32,
 }
 
-/// Softmax attention of a group of query heads (`q`, `g · head_dim`) over one KV head's
-/// cached keys and values; writes `out` (`g · head_dim`). Runs AVX2+FMA code where the
-/// CPU has it (decided at run time; a release build targets baseline x86-64, where the
-/// compiler may only use SSE2), portable code elsewhere.
+/// Softmax attention of one row's query heads (`q`, `n_heads · head_dim`) over a cache of
+/// `len` positions (each `n_kv_heads · head_dim` keys, then as many values); query head `h`
+/// reads KV head `h / (n_heads / n_kv_heads)`. Writes `out` (`n_heads · head_dim`). Runs
+/// AVX2+FMA code where the CPU has it (decided at run time; a release build targets
+/// baseline x86-64, where the compiler may only use SSE2), portable code elsewhere.
 fn attend(q: &[f32], k: &[f32], v: &[f32], sh: AttnShape, scores: &mut Vec<f32>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -590,17 +585,18 @@ fn attend_generic<const FMA: bool>(
     out: &mut [f32],
 ) {
     let (hd, len) = (sh.head_dim, sh.len);
-    let g = q.len() / hd;
+    let nh = q.len() / hd;
+    let group = nh / sh.n_kv_heads;
+    let stride = sh.n_kv_heads * hd;
     scores.clear();
-    scores.resize(g * len, 0.0);
-    for j in 0..len {
-        let krow = &k[j * sh.stride + sh.offset..][..hd];
-        for h in 0..g {
-            scores[h * len + j] = dot::<FMA>(&q[h * hd..(h + 1) * hd], krow) * sh.scale;
+    scores.resize(nh * len, 0.0);
+    for (j, krow) in k.chunks_exact(stride).take(len).enumerate() {
+        for (h, qh) in q.chunks_exact(hd).enumerate() {
+            let kh = &krow[(h / group) * hd..][..hd];
+            scores[h * len + j] = dot::<FMA>(qh, kh) * sh.scale;
         }
     }
-    for h in 0..g {
-        let row = &mut scores[h * len..(h + 1) * len];
+    for row in scores.chunks_exact_mut(len) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for x in row.iter_mut() {
@@ -613,11 +609,11 @@ fn attend_generic<const FMA: bool>(
         }
     }
     out.fill(0.0);
-    for j in 0..len {
-        let vrow = &v[j * sh.stride + sh.offset..][..hd];
-        for h in 0..g {
+    for (j, vrow) in v.chunks_exact(stride).take(len).enumerate() {
+        for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
             let w = scores[h * len + j];
-            for (o, &x) in out[h * hd..(h + 1) * hd].iter_mut().zip(vrow) {
+            let vh = &vrow[(h / group) * hd..][..hd];
+            for (o, &x) in oh.iter_mut().zip(vh) {
                 *o = madd::<FMA>(w, x, *o);
             }
         }

@@ -148,6 +148,10 @@ pub struct Job {
     /// The user text, for the prompt-echo filter.
     pub user: String,
     pub prompt: Vec<u32>,
+    /// The template's response prefix: already in the prompt, and the start of the text.
+    pub prefix: String,
+    /// The template's cap on new tokens, if any.
+    pub max_new_tokens: Option<usize>,
 }
 
 /// What one task produced.
@@ -342,16 +346,23 @@ fn record_maker<'a>(
         sources: job.sources.clone(),
         generator: gen.id.clone(),
         template_sha256: tmpl.sha256.clone(),
-        sampling: SamplingRecord {
-            temperature: cfg.sampling.temperature,
-            top_p: cfg.sampling.top_p,
-            max_new_tokens: cfg.sampling.max_new_tokens,
-        },
+        sampling: sampling_record(&cfg.sampling, job),
         seed: cfg.sampling.seed,
         finish: c.finish,
         prompt_tokens: c.prompt_tokens,
         generated_tokens: c.tokens.len(),
     })
+}
+
+/// The sampling a job ran with: the run's, with the template's cap where it is lower.
+pub fn sampling_record(s: &Sampling, job: &Job) -> SamplingRecord {
+    SamplingRecord {
+        temperature: s.temperature,
+        top_p: s.top_p,
+        max_new_tokens: job
+            .max_new_tokens
+            .map_or(s.max_new_tokens, |c| c.min(s.max_new_tokens)),
+    }
 }
 
 fn load_task_templates(t: &TaskConfig) -> Result<(Template, Option<Template>)> {
@@ -368,23 +379,26 @@ fn load_task_templates(t: &TaskConfig) -> Result<(Template, Option<Template>)> {
     Ok((main, extract))
 }
 
-/// Builds a job from rendered texts.
+/// Builds a job: `tmpl` filled with `values`, in the generator's chat format, followed by
+/// the template's response prefix.
 pub fn make_job(
     gen: &LoadedGenerator,
+    tmpl: &Template,
     id: String,
     sources: Vec<String>,
-    system: &str,
-    user: String,
+    values: &BTreeMap<&str, String>,
 ) -> Result<Job> {
-    let prompt = gen
-        .generator
-        .tokenizer
-        .encode(&gen.format.render(system, &user))?;
+    let (system, user) = tmpl.render(values);
+    let mut text = gen.format.render(&system, &user);
+    text.push_str(&tmpl.response_prefix);
+    let prompt = gen.generator.tokenizer.encode(&text)?;
     Ok(Job {
         id,
         sources,
         user,
         prompt,
+        prefix: tmpl.response_prefix.clone(),
+        max_new_tokens: tmpl.max_new_tokens,
     })
 }
 
@@ -403,13 +417,12 @@ fn task_jobs(
             .map(|p| {
                 let mut v = BTreeMap::new();
                 v.insert("passage", p.text.clone());
-                let (system, user) = tmpl.render(&v);
                 make_job(
                     gen,
+                    tmpl,
                     format!("{}/{}", task.name, p.id),
                     vec![p.id.clone()],
-                    &system,
-                    user,
+                    &v,
                 )
             })
             .collect::<Result<_>>()?,
@@ -570,6 +583,7 @@ pub fn generate_sinks(
                 requests.push(Request {
                     id: j.id.clone(),
                     prompt: j.prompt.clone(),
+                    max_new_tokens: j.max_new_tokens,
                 });
             }
         }
@@ -586,12 +600,13 @@ pub fn generate_sinks(
     gen.generator.generate(requests, |c| {
         let (si, job) = owner[c.id.as_str()];
         let sink = &sinks[si];
-        let text = gen
-            .generator
-            .tokenizer
-            .decode(&c.tokens)?
-            .trim()
-            .to_string();
+        let text = format!(
+            "{}{}",
+            job.prefix,
+            gen.generator.tokenizer.decode(&c.tokens)?
+        )
+        .trim()
+        .to_string();
         let rec = (sink.make)(&c, job, text);
         let mut line = serde_json::to_string(&rec).expect("serializable");
         line.push('\n');

@@ -15,8 +15,8 @@ use crate::generate::stream_seed;
 use crate::passages::Passage;
 use crate::prompt::Template;
 use crate::run::{
-    generate_jobs, make_job, read_raw, GeneratorId, Job, LoadedGenerator, Log, Record,
-    SamplingRecord,
+    generate_jobs, make_job, read_raw, sampling_record, GeneratorId, Job, LoadedGenerator, Log,
+    Record,
 };
 
 /// Topics of one passage, each with its key concepts.
@@ -32,7 +32,17 @@ impl Extraction {
     }
 }
 
+/// A concept: at most six words and 60 characters, lower case, single spaces.
 fn normalise(s: &str) -> Option<String> {
+    normalise_up_to(s, 6, 60)
+}
+
+/// A topic name may be longer than a concept (ten words, 100 characters).
+fn normalise_topic(s: &str) -> Option<String> {
+    normalise_up_to(s, 10, 100)
+}
+
+fn normalise_up_to(s: &str, words: usize, chars: usize) -> Option<String> {
     let s = s
         .trim()
         .trim_matches(|c: char| !c.is_alphanumeric())
@@ -40,7 +50,28 @@ fn normalise(s: &str) -> Option<String> {
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase();
-    (!s.is_empty() && s.chars().count() <= 60 && s.split(' ').count() <= 6).then_some(s)
+    (!s.is_empty() && s.chars().count() <= chars && s.split(' ').count() <= words).then_some(s)
+}
+
+impl Extraction {
+    /// Keeps the concepts grounded in `passage`: those with a word of four or more letters
+    /// that occurs in it (case-insensitive), so that a concept the generator made up or
+    /// copied from the prompt's instructions is dropped; topics left without concepts go.
+    pub fn grounded_in(mut self, passage: &str) -> Self {
+        let text = passage.to_lowercase();
+        let words: BTreeSet<&str> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 4)
+            .collect();
+        for concepts in self.topics.values_mut() {
+            concepts.retain(|c| {
+                c.split(|ch: char| !ch.is_alphanumeric())
+                    .any(|w| w.chars().count() >= 4 && words.contains(w))
+            });
+        }
+        self.topics.retain(|_, c| !c.is_empty());
+        self
+    }
 }
 
 /// Parses an extraction answer of the form
@@ -48,14 +79,20 @@ fn normalise(s: &str) -> Option<String> {
 /// Topic: <name>
 /// Concepts: <a>, <b>; <c>
 /// ```
-/// tolerating bullets, markdown emphasis, numbering, case and "Key concepts". Returns why
-/// it failed when no topic with at least one concept was found.
+/// tolerating bullets, markdown emphasis, numbering, case, "Key concepts", "Concept:" and
+/// "Keywords:" lines, and concepts
+/// given as a bulleted list under their topic (with or without a `Concepts:` line) — the
+/// shapes small generators fall into. A concept longer than six words is not a concept and
+/// is dropped. Returns why it failed when no topic with at least one concept was found.
 pub fn parse_extraction(answer: &str) -> std::result::Result<Extraction, String> {
     let mut ex = Extraction::default();
     let mut current: Option<String> = None;
     for raw in answer.lines() {
-        let line = raw
-            .trim()
+        let t = raw.trim();
+        let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
+        let bullet =
+            t.starts_with(['-', '*', '•']) || (digits > 0 && t[digits..].starts_with(['.', ')']));
+        let line = t
             .trim_start_matches(|c: char| {
                 c == '-'
                     || c == '*'
@@ -67,21 +104,36 @@ pub fn parse_extraction(answer: &str) -> std::result::Result<Extraction, String>
                     || c.is_whitespace()
             })
             .replace("**", "");
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let key = key.trim().to_lowercase();
-        if key == "topic" || key.starts_with("topic ") {
-            current = normalise(value);
-            if let Some(t) = &current {
-                ex.topics.entry(t.clone()).or_default();
+        if let Some((key, value)) = line.split_once(':') {
+            let key = key.trim().to_lowercase();
+            if key == "topic" || key.starts_with("topic ") {
+                current = normalise_topic(value);
+                if let Some(t) = &current {
+                    ex.topics.entry(t.clone()).or_default();
+                }
+                continue;
             }
-        } else if key == "concepts" || key == "key concepts" || key.ends_with(" concepts") {
-            let Some(t) = &current else { continue };
-            let set = ex.topics.entry(t.clone()).or_default();
-            for c in value.split([',', ';']) {
-                if let Some(c) = normalise(c) {
-                    set.insert(c);
+            if key == "concepts"
+                || key == "concept"
+                || key == "keywords"
+                || key.ends_with(" concepts")
+            {
+                let Some(t) = &current else { continue };
+                let set = ex.topics.entry(t.clone()).or_default();
+                for c in value.split([',', ';']) {
+                    if let Some(c) = normalise(c) {
+                        set.insert(c);
+                    }
+                }
+                continue;
+            }
+        }
+        // A bulleted item under a topic is one concept ("- name: gloss" names it).
+        if bullet {
+            if let Some(t) = &current {
+                let name = line.split_once(':').map_or(line.as_str(), |(k, _)| k);
+                if let Some(c) = normalise(name) {
+                    ex.topics.entry(t.clone()).or_default().insert(c);
                 }
             }
         }
@@ -89,7 +141,7 @@ pub fn parse_extraction(answer: &str) -> std::result::Result<Extraction, String>
     ex.topics.retain(|_, c| !c.is_empty());
     if ex.topics.is_empty() {
         return Err(format!(
-            "no `Topic:` line followed by a `Concepts:` line in {:?}",
+            "no `Topic:` line followed by concepts in {:?}",
             answer.chars().take(120).collect::<String>()
         ));
     }
@@ -257,13 +309,12 @@ pub fn extract_all(
         .map(|p| {
             let mut v = BTreeMap::new();
             v.insert("passage", p.text.clone());
-            let (system, user) = tmpl.render(&v);
             make_job(
                 gen,
+                tmpl,
                 format!("extract/{}", p.id),
                 vec![p.id.clone()],
-                &system,
-                user,
+                &v,
             )
         })
         .collect::<Result<_>>()?;
@@ -278,11 +329,7 @@ pub fn extract_all(
         sources: job.sources.clone(),
         generator: GeneratorId { ..gen.id.clone() },
         template_sha256: tmpl.sha256.clone(),
-        sampling: SamplingRecord {
-            temperature: cfg.sampling.temperature,
-            top_p: cfg.sampling.top_p,
-            max_new_tokens: cfg.sampling.max_new_tokens,
-        },
+        sampling: sampling_record(&cfg.sampling, job),
         seed: cfg.sampling.seed,
         finish: c.finish,
         prompt_tokens: c.prompt_tokens,
@@ -298,8 +345,23 @@ pub fn extract_all(
     )?;
     let mut out = BTreeMap::new();
     let mut bad = 0;
+    let text_of: HashMap<&str, &str> = passages
+        .iter()
+        .map(|p| (p.id.as_str(), p.text.as_str()))
+        .collect();
     for r in read_raw(&raw)? {
-        match parse_extraction(&r.text) {
+        let Some(passage) = r.sources.first().and_then(|s| text_of.get(s.as_str())) else {
+            continue; // a passage no longer among this run's sources
+        };
+        let parsed = parse_extraction(&r.text).and_then(|ex| {
+            let ex = ex.grounded_in(passage);
+            if ex.topics.is_empty() {
+                Err("none of its concepts occurs in the passage".to_string())
+            } else {
+                Ok(ex)
+            }
+        });
+        match parsed {
             Ok(ex) => {
                 out.insert(r.sources[0].clone(), ex);
             }
@@ -350,8 +412,7 @@ pub fn jobs(
                 let mut v = BTreeMap::new();
                 v.insert("passage", p.text.clone());
                 v.insert("concepts", join(picked.iter().map(|i| concepts[i].clone())));
-                let (system, user) = tmpl.render(&v);
-                jobs.push(make_job(gen, id, vec![pid.clone()], &system, user)?);
+                jobs.push(make_job(gen, tmpl, id, vec![pid.clone()], &v)?);
             }
         }
         Method::Level3 => {
@@ -377,8 +438,7 @@ pub fn jobs(
                 v.insert("passage", text);
                 v.insert("concepts", join(concepts));
                 v.insert("topics", join(topics));
-                let (system, user) = tmpl.render(&v);
-                jobs.push(make_job(gen, id, sources, &system, user)?);
+                jobs.push(make_job(gen, tmpl, id, sources, &v)?);
             }
         }
         Method::Passage => unreachable!("passage tasks need no extraction"),
@@ -405,6 +465,32 @@ mod tests {
         assert_eq!(ex.topics["war"].len(), 1);
         assert!(parse_extraction("I like turtles.").is_err());
         assert!(parse_extraction("Topic: lonely\n").is_err());
+        // Concepts as a bulleted list under the topic, with glosses, repeats and a
+        // sentence that is no concept; a list before any topic belongs to none.
+        let ans = "- stray item\nTopic: Incremental decoding\n- Decoder state: kept between calls\n- Error handling\n- error handling\n- The decoder keeps its state between calls so that no bytes are lost\n2) BOM\nTopic: Codecs\nConcepts:\n* UTF-8\n* code page\nKeywords: utf-8, byte order\n";
+        let ex = parse_extraction(ans).unwrap();
+        let names = |t: &str| ex.topics[t].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(ex.topics.len(), 2);
+        assert_eq!(
+            names("incremental decoding"),
+            ["bom", "decoder state", "error handling"]
+        );
+        assert_eq!(names("codecs"), ["byte order", "code page", "utf-8"]);
+    }
+
+    #[test]
+    fn grounding_keeps_concepts_that_occur_in_the_passage() {
+        let ans = "Topic: Photosynthesis\nConcepts: chlorophyll, sunlight\nTopic: The incremental decoder of the codecs module\nConcepts: decoder state, error handling, BOM\n";
+        let ex = parse_extraction(ans).unwrap();
+        assert_eq!(ex.topics.len(), 2, "a ten-word topic name is kept");
+        let ex = ex.grounded_in(
+            "An incremental decoder keeps its state; errors are handled as the codec says.",
+        );
+        assert_eq!(ex.topics.len(), 1);
+        let kept: Vec<_> = ex.topics.values().next().unwrap().iter().cloned().collect();
+        // "decoder state" shares "decoder" and "state"; "error handling" shares nothing
+        // ("errors", "handled" are other words); "bom" is under four letters.
+        assert_eq!(kept, ["decoder state"]);
     }
 
     fn ex(pairs: &[(&str, &[&str])]) -> Extraction {

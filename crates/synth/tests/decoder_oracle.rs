@@ -210,7 +210,8 @@ fn greedy_generation_is_the_same_at_batch_1_and_4() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("tiny.gguf");
     write_gguf(&path, "llama")?;
-    let run = |batch: usize| -> Result<Vec<(String, Vec<u32>)>> {
+    // `cap` gives request r2 a cap of its own (3 new tokens).
+    let run = |batch: usize, cap: bool| -> Result<Vec<(String, Vec<u32>)>> {
         let (model, ct) = Llama::from_gguf(&path)?;
         let tokenizer = ChatTokenizer::from_gguf(&ct, &path)?;
         let g = Generator {
@@ -227,6 +228,7 @@ fn greedy_generation_is_the_same_at_batch_1_and_4() -> Result<()> {
             .map(|i| Request {
                 id: format!("r{i}"),
                 prompt: (0..(3 + i)).map(|k| 3 + (k * 7 + i) % 90).collect(),
+                max_new_tokens: (cap && i == 2).then_some(3),
             })
             .collect();
         let mut out = Vec::new();
@@ -237,11 +239,25 @@ fn greedy_generation_is_the_same_at_batch_1_and_4() -> Result<()> {
         out.sort();
         Ok(out)
     };
-    let one = run(1)?;
-    let four = run(4)?;
+    let one = run(1, false)?;
+    let four = run(4, false)?;
     assert_eq!(one.len(), 6);
     assert!(one.iter().any(|(_, t)| t.len() > 1));
     assert_eq!(one, four);
+    // A request's own cap cuts only that request, to the first tokens it made uncapped.
+    let capped = run(4, true)?;
+    for (a, b) in one.iter().zip(&capped) {
+        if a.0 == "r2" {
+            assert!(
+                a.1.len() > 3,
+                "r2 must run past the cap uncapped: {:?}",
+                a.1
+            );
+            assert_eq!(b.1, a.1[..3]);
+        } else {
+            assert_eq!(a, b);
+        }
+    }
     Ok(())
 }
 

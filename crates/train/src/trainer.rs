@@ -62,19 +62,32 @@ pub struct TrainOptions<'a> {
 
 /// Nominal peak FLOP/s of the device MFU is measured against.
 ///
-/// CPU: cores × 2.5 GHz × 32 FP32 FLOP/cycle (two 8-lane FMA units, AVX2) — a nominal
-/// figure for the x86 cores this runs on, stated so MFU numbers can be compared.
+/// CPU: cores × 2.5 GHz × FP32 FLOP per cycle — 64 where the CPU has AVX-512F (two 16-lane
+/// FMA units; the matmuls then run gemm's AVX-512 kernels), else 32 (two 8-lane FMA units,
+/// AVX2). A nominal figure for the x86 cores this runs on, stated so MFU numbers can be
+/// compared; a core that splits 512-bit FMAs into two 256-bit halves reads low against it.
 pub fn peak_flops(device: DeviceSpec) -> f64 {
     match device {
         DeviceSpec::Cpu => {
             let cores = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1);
-            cores as f64 * 2.5e9 * 32.0
+            cores as f64 * 2.5e9 * cpu_flops_per_cycle()
         }
         // H100/H200 SXM dense BF16 (NVIDIA datasheets), assumed when the GPU is not named.
         DeviceSpec::Cuda => 989e12,
     }
+}
+
+/// FP32 FLOP per cycle and core of [`peak_flops`]'s CPU yardstick.
+pub fn cpu_flops_per_cycle() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return 64.0;
+        }
+    }
+    32.0
 }
 
 /// Dense peak FLOP/s in the compute dtype for a GPU, looked up by its name (as the driver
