@@ -41,6 +41,14 @@ pub struct GeneratorConfig {
     /// Sequences decoded together.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// `cpu` (the fused CPU decoder), or `cuda` (GPU 0 of those visible; a binary built
+    /// with `--features cuda`), where the weights, caches and attention live on the GPU.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_device() -> String {
+    "cpu".into()
 }
 
 fn default_batch() -> usize {
@@ -149,6 +157,15 @@ impl SynthConfig {
             return f(
                 "generator.batch_size",
                 format!("{} is outside 1..=1024", self.generator.batch_size),
+            );
+        }
+        if !matches!(self.generator.device.as_str(), "cpu" | "cuda") {
+            return f(
+                "generator.device",
+                format!(
+                    "{:?} is neither \"cpu\" nor \"cuda\"",
+                    self.generator.device
+                ),
             );
         }
         let s = &self.sampling;

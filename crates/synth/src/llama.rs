@@ -53,6 +53,8 @@ struct Layer {
 /// The model's weights, in f32 on the CPU.
 pub struct Llama {
     cfg: LlamaConfig,
+    /// Where the weights live and the forward pass runs.
+    device: Device,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -65,6 +67,11 @@ pub struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     len: usize,
+    /// The tensor path's caches, per layer: `(capacity, n_kv_heads · head_dim)` on the
+    /// model's device, the first `len` rows filled; grown by doubling.
+    dk: Vec<Tensor>,
+    dv: Vec<Tensor>,
+    cap: usize,
 }
 
 impl KvCache {
@@ -200,6 +207,7 @@ impl Llama {
         };
         let model = Llama {
             cfg,
+            device: Device::Cpu,
             embed,
             layers,
             norm,
@@ -312,6 +320,7 @@ impl Llama {
         }
         let model = Llama {
             cfg,
+            device: Device::Cpu,
             embed,
             layers,
             norm,
@@ -386,7 +395,39 @@ impl Llama {
             k: vec![Vec::new(); self.cfg.n_layers],
             v: vec![Vec::new(); self.cfg.n_layers],
             len: 0,
+            dk: Vec::new(),
+            dv: Vec::new(),
+            cap: 0,
         }
+    }
+
+    /// The device the model computes on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The same model with its weights on `device` (a CUDA GPU under the `cuda` feature).
+    pub fn to_device(self, device: &Device) -> Result<Llama> {
+        let mv = |t: Tensor| -> Result<Tensor> { Ok(t.to_device(device)?) };
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in self.layers {
+            layers.push(Layer {
+                attn_norm: mv(l.attn_norm)?,
+                wqkv: mv(l.wqkv)?,
+                wo: mv(l.wo)?,
+                ffn_norm: mv(l.ffn_norm)?,
+                w_gate_up: mv(l.w_gate_up)?,
+                w_down: mv(l.w_down)?,
+            });
+        }
+        Ok(Llama {
+            cfg: self.cfg,
+            device: device.clone(),
+            embed: mv(self.embed)?,
+            layers,
+            norm: mv(self.norm)?,
+            lm_head: mv(self.lm_head)?,
+        })
     }
 
     /// One forward pass over several sequences: `inputs[i]` are the next tokens of the
@@ -394,6 +435,9 @@ impl Llama {
     /// Appends them to the caches and returns the logits after each sequence's last token,
     /// shape (inputs.len(), vocab).
     pub fn forward(&self, inputs: &[&[u32]], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if !self.device.is_cpu() {
+            return self.forward_tensors(inputs, caches);
+        }
         assert_eq!(inputs.len(), caches.len());
         let c = &self.cfg;
         let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
@@ -475,6 +519,163 @@ impl Llama {
             caches[s].len += toks.len();
         }
         let last = Tensor::from_vec(last_rows, inputs.len(), &Device::Cpu)?;
+        let x = x.index_select(&last, 0)?;
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.norm_eps as f32)?;
+        Ok(x.matmul(&self.lm_head)?)
+    }
+
+    /// [`Llama::forward`] in candle tensor ops only, on the model's device: what runs on a
+    /// GPU. Each sequence's keys and values stay on the device; attention runs per
+    /// sequence as two batched products over its KV heads (the query heads that share a KV
+    /// head stacked as rows). On the CPU it computes the same as the fused path (tested),
+    /// only slower.
+    pub fn forward_tensors(
+        &self,
+        inputs: &[&[u32]],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        assert_eq!(inputs.len(), caches.len());
+        let c = &self.cfg;
+        let dev = &self.device;
+        let (hd, nh, nkv) = (c.head_dim, c.n_heads, c.n_kv_heads);
+        let group = nh / nkv;
+        let mut ids = Vec::new();
+        let mut rows: Vec<(usize, usize)> = Vec::new();
+        let mut spans = Vec::with_capacity(inputs.len()); // (first row, rows)
+        for (s, toks) in inputs.iter().enumerate() {
+            assert!(!toks.is_empty(), "a sequence needs at least one new token");
+            spans.push((rows.len(), toks.len()));
+            for (t, &id) in toks.iter().enumerate() {
+                ids.push(id);
+                rows.push((s, caches[s].len + t));
+            }
+        }
+        let n = rows.len();
+        // Room in every cache for its new rows (doubling, keeping what is there).
+        for (s, &(_, m)) in spans.iter().enumerate() {
+            let cache = &mut *caches[s];
+            let need = cache.len + m;
+            if need > cache.cap || cache.dk.len() != c.n_layers {
+                let cap = need.next_power_of_two().max(64);
+                let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+                    let t = Tensor::zeros((cap, nkv * hd), DType::F32, dev)?;
+                    if let Some(old) = old {
+                        if cache.len > 0 {
+                            t.slice_set(&old.narrow(0, 0, cache.len)?, 0, 0)?;
+                        }
+                    }
+                    Ok(t)
+                };
+                let dk = (0..c.n_layers)
+                    .map(|l| grow(cache.dk.get(l)))
+                    .collect::<Result<Vec<_>>>()?;
+                let dv = (0..c.n_layers)
+                    .map(|l| grow(cache.dv.get(l)))
+                    .collect::<Result<Vec<_>>>()?;
+                cache.dk = dk;
+                cache.dv = dv;
+                cache.cap = cap;
+            }
+        }
+        // Causal masks for sequences fed several rows at once (prompts): query row
+        // (i, head-in-group) sees positions up to len + i.
+        let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(spans.len());
+        for (s, &(_, m)) in spans.iter().enumerate() {
+            if m == 1 {
+                masks.push(None);
+                continue;
+            }
+            let len0 = caches[s].len;
+            let total = len0 + m;
+            let mask: Vec<f32> = (0..m * group)
+                .flat_map(|r| {
+                    let i = r / group;
+                    (0..total).map(move |j| {
+                        if j <= len0 + i {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            masks.push(Some(Tensor::from_vec(mask, (m * group, total), dev)?));
+        }
+        let ids_t = Tensor::from_vec(ids, n, dev)?;
+        let mut x = self.embed.index_select(&ids_t, 0)?;
+        let (cos, sin) = self.rope_tables(&rows);
+        let cos = Tensor::from_vec(cos, (n, hd / 2), dev)?;
+        let sin = Tensor::from_vec(sin, (n, hd / 2), dev)?;
+        let rope = |t: &Tensor, heads: usize| -> Result<Tensor> {
+            let t = t
+                .reshape((n, heads, hd))?
+                .transpose(0, 1)?
+                .unsqueeze(0)?
+                .contiguous()?;
+            let t = if c.rope_interleaved {
+                candle_nn::rotary_emb::rope_i(&t, &cos, &sin)?
+            } else {
+                candle_nn::rotary_emb::rope(&t, &cos, &sin)?
+            };
+            Ok(t.squeeze(0)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((n, heads * hd))?)
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.norm_eps as f32)?;
+            let qkv = h.matmul(&layer.wqkv)?;
+            let q = rope(&qkv.narrow(1, 0, nh * hd)?, nh)?;
+            let k = rope(&qkv.narrow(1, nh * hd, nkv * hd)?, nkv)?;
+            let v = qkv.narrow(1, (nh + nkv) * hd, nkv * hd)?.contiguous()?;
+            let mut outs = Vec::with_capacity(spans.len());
+            for (s, &(r0, m)) in spans.iter().enumerate() {
+                let cache = &*caches[s];
+                let len0 = cache.len;
+                cache.dk[li].slice_set(&k.narrow(0, r0, m)?, 0, len0)?;
+                cache.dv[li].slice_set(&v.narrow(0, r0, m)?, 0, len0)?;
+                let total = len0 + m;
+                let heads = |t: &Tensor| -> Result<Tensor> {
+                    Ok(t.narrow(0, 0, total)?
+                        .reshape((total, nkv, hd))?
+                        .transpose(0, 1)?
+                        .contiguous()?)
+                };
+                let (kh, vh) = (heads(&cache.dk[li])?, heads(&cache.dv[li])?);
+                let qh = q
+                    .narrow(0, r0, m)?
+                    .reshape((m, nkv, group, hd))?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((nkv, m * group, hd))?;
+                let mut scores = (qh.matmul(&kh.t()?)? * scale)?;
+                if let Some(mask) = &masks[s] {
+                    scores = scores.broadcast_add(mask)?;
+                }
+                let p = candle_nn::ops::softmax_last_dim(&scores)?;
+                let o = p
+                    .matmul(&vh)?
+                    .reshape((nkv, m, group, hd))?
+                    .transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((m, nh * hd))?;
+                outs.push(o);
+            }
+            let att = Tensor::cat(&outs, 0)?;
+            x = (x + att.matmul(&layer.wo)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.norm_eps as f32)?;
+            let gu = h.matmul(&layer.w_gate_up)?;
+            let gate = gu.narrow(D::Minus1, 0, c.d_ff)?;
+            let up = gu.narrow(D::Minus1, c.d_ff, c.d_ff)?;
+            let mlp = (candle_nn::ops::silu(&gate)? * up)?.matmul(&layer.w_down)?;
+            x = (x + mlp)?;
+        }
+        let last: Vec<u32> = spans.iter().map(|&(r0, m)| (r0 + m - 1) as u32).collect();
+        for (s, toks) in inputs.iter().enumerate() {
+            caches[s].len += toks.len();
+        }
+        let last = Tensor::from_vec(last, inputs.len(), dev)?;
         let x = x.index_select(&last, 0)?;
         let x = candle_nn::ops::rms_norm(&x, &self.norm, c.norm_eps as f32)?;
         Ok(x.matmul(&self.lm_head)?)

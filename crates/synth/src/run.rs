@@ -120,6 +120,10 @@ pub fn load_generator(cfg: &GeneratorConfig, sampling: Sampling) -> Result<Loade
             ),
         });
     }
+    let model = match cfg.device.as_str() {
+        "cpu" => model,
+        _ => model.to_device(&open_cuda(path)?)?,
+    };
     let bytes = std::fs::read(&weights).map_err(SynthError::io(&weights))?;
     let id = GeneratorId {
         name: cfg.name.clone().unwrap_or_else(|| {
@@ -139,6 +143,24 @@ pub fn load_generator(cfg: &GeneratorConfig, sampling: Sampling) -> Result<Loade
         format,
         id,
     })
+}
+
+/// GPU 0 of those visible, for `device = "cuda"`.
+fn open_cuda(model: &Path) -> Result<candle_core::Device> {
+    #[cfg(feature = "cuda")]
+    {
+        candle_core::Device::new_cuda(0).map_err(|e| SynthError::Weights {
+            path: model.to_path_buf(),
+            message: format!("generator.device = \"cuda\": cannot open CUDA device 0: {e}"),
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err(SynthError::Unsupported {
+            path: model.to_path_buf(),
+            message: "generator.device = \"cuda\" needs a binary built with --features cuda".into(),
+        })
+    }
 }
 
 /// A prompt ready to run, with what its record needs.

@@ -132,19 +132,42 @@ const TOL: f32 = 1e-4;
 
 #[test]
 fn gguf_batched_logits_match_quantized_llama_per_sequence() -> Result<()> {
+    gguf_against_quantized_llama(false)
+}
+
+/// The tensor-op path (what runs on a GPU under the `cuda` feature), here on the CPU, against
+/// the same oracle; its first prompt outgrows the initial 64-row device cache.
+#[test]
+fn tensor_path_logits_match_quantized_llama_per_sequence() -> Result<()> {
+    gguf_against_quantized_llama(true)
+}
+
+fn gguf_against_quantized_llama(tensor_path: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("tiny.gguf");
     write_gguf(&path, "llama")?;
     let (ours, _) = Llama::from_gguf(&path)?;
-    let prompts: Vec<Vec<u32>> = vec![vec![5, 9, 17, 33, 4, 60, 7], vec![11, 3, 40], vec![90]];
+    let long: Vec<u32> = (0..70u32).map(|i| 3 + (i * 13) % 90).collect();
+    let prompts: Vec<Vec<u32>> = if tensor_path {
+        vec![long, vec![11, 3, 40], vec![90]]
+    } else {
+        vec![vec![5, 9, 17, 33, 4, 60, 7], vec![11, 3, 40], vec![90]]
+    };
     let next: Vec<u32> = vec![12, 13, 14];
     let mut caches: Vec<_> = prompts.iter().map(|_| ours.new_cache()).collect();
     let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
     let mut cref: Vec<_> = caches.iter_mut().collect();
-    let prefill = ours.forward(&refs, &mut cref)?;
+    let fwd = |inputs: &[&[u32]], c: &mut [&mut synthscale_synth::llama::KvCache]| {
+        if tensor_path {
+            ours.forward_tensors(inputs, c)
+        } else {
+            ours.forward(inputs, c)
+        }
+    };
+    let prefill = fwd(&refs, &mut cref)?;
     let step_in: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
     let refs: Vec<&[u32]> = step_in.iter().map(|p| p.as_slice()).collect();
-    let step = ours.forward(&refs, &mut cref)?;
+    let step = fwd(&refs, &mut cref)?;
     for (i, p) in prompts.iter().enumerate() {
         let mut f = std::fs::File::open(&path)?;
         let ct = gguf_file::Content::read(&mut f)?;

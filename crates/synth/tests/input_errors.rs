@@ -59,3 +59,39 @@ fn config_bounds_are_checked_at_load() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn generator_device_must_be_cpu_or_cuda() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("synth.toml");
+    std::fs::write(
+        &p,
+        "work_dir = \"w\"\n[generator]\nmodel = \"m.gguf\"\ndevice = \"tpu\"\n\
+         [[sources]]\nname = \"a\"\npath = \"a.jsonl\"\n\
+         [[tasks]]\nname = \"t\"\nmethod = \"passage\"\nkind = \"textbook\"\ntemplate = \"t.toml\"\noutput = \"o.jsonl\"\n",
+    )?;
+    let msg = SynthConfig::load(&p).unwrap_err().to_string();
+    assert!(
+        msg.contains("synth.toml") && msg.contains("generator.device") && msg.contains("tpu"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn template_cap_of_zero_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("t.toml");
+    std::fs::write(
+        &p,
+        "system = \"s\"\nuser = \"Rewrite {passage}\"\nmax_new_tokens = 0\n",
+    )?;
+    let msg = Template::load(&p, &["passage"], &["passage"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("t.toml") && msg.contains("max_new_tokens"),
+        "{msg}"
+    );
+    Ok(())
+}
