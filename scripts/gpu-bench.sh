@@ -9,6 +9,7 @@
 # 2. `bench train --device cuda`: tokens/s and MFU of a GPT-2-small-class decoder (d 768,
 #    12 layers, 12 heads, SwiGLU, tied embeddings, vocabulary 50,257, sequence 1024: 124M
 #    parameters) at a few batch sizes, then a table. Exit code 1 when a check failed.
+# 3. With SYNTH_MODEL=GGUF: `bench synth --device cuda`, the generator on the GPU.
 #
 # Needs the NVIDIA driver (libcuda.so.1) and the CUDA 13 runtime libraries
 # (libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13)
@@ -64,6 +65,14 @@ for b in $BATCHES; do
       | tee -a "$work/train.jsonl" || echo "gpu-bench: batch $b ($dt) failed (the error is above; out of memory?)" >&2
   done
 done
+
+# 3. The generator on the GPU, when its GGUF was carried along (no network there):
+#    SYNTH_MODEL=path/to/SmolLM2-135M-Instruct.Q4_1.gguf bash scripts/gpu-bench.sh …
+if [ -n "${SYNTH_MODEL:-}" ]; then
+  echo "== bench synth --device cuda"
+  "$bin" bench synth --device cuda --model "$SYNTH_MODEL" --batches 1,16,64,128 \
+    --prompt-tokens 256 --steps 16 --no-peer || echo "gpu-bench: bench synth failed (the error is above)" >&2
+fi
 
 echo "== results"
 python3 - "$work/check.jsonl" "$work/train.jsonl" <<'PY' || cat "$work/check.jsonl" "$work/train.jsonl"

@@ -29,11 +29,16 @@ pub struct BenchSynthArgs {
     /// Skip the quantized_llama peer.
     #[arg(long)]
     pub no_peer: bool,
+    /// `cpu`, or `cuda` (GPU 0; a binary built with --features cuda): where our decoder
+    /// runs. The peer always runs on the CPU.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Serialize)]
 struct Figures {
     model: String,
+    device: String,
     prompt_tokens: usize,
     steps: usize,
     threads: usize,
@@ -57,6 +62,21 @@ pub fn run(a: &BenchSynthArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let (model, _) = Llama::from_gguf(&a.model)?;
+    let model = match a.device.as_str() {
+        "cpu" => model,
+        "cuda" => {
+            let dev =
+                synthscale_train::trainer::open_device(synthscale_train::config::DeviceSpec::Cuda)
+                    .map_err(|e| crate::util::BadInput(format!("--device cuda: {e}")))?;
+            model.to_device(&dev)?
+        }
+        other => {
+            return Err(crate::util::BadInput(format!(
+                "--device {other:?}: expected \"cpu\" or \"cuda\""
+            ))
+            .into())
+        }
+    };
     let mut rates = Vec::new();
     for &b in &batches {
         let r = decode_rate(&model, b, a.prompt_tokens, a.steps)?;
@@ -76,6 +96,7 @@ pub fn run(a: &BenchSynthArgs) -> anyhow::Result<ExitCode> {
     };
     let f = Figures {
         model: a.model.display().to_string(),
+        device: a.device.clone(),
         prompt_tokens: a.prompt_tokens,
         steps: a.steps,
         threads: rayon::current_num_threads(),
