@@ -542,8 +542,25 @@ pub fn generate_jobs(
     Ok(out[0])
 }
 
-/// [`generate_jobs`] for several tasks at once: their prompts are interleaved round-robin
-/// into one queue, so every task advances and the batch stays full.
+/// Merges several queues into one in proportion to their lengths: item `i` of a queue of
+/// `n` goes at fraction `(i + ½) / n` of the whole (ties by queue order). Any prefix of the
+/// result, a run stopped early, then holds about the same share of every queue.
+pub fn proportional_order<T>(queues: &[Vec<T>]) -> Vec<(usize, usize)> {
+    let mut keys: Vec<(f64, usize, usize)> = queues
+        .iter()
+        .enumerate()
+        .flat_map(|(q, items)| {
+            let n = items.len() as f64;
+            (0..items.len()).map(move |i| ((i as f64 + 0.5) / n, q, i))
+        })
+        .collect();
+    keys.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    keys.into_iter().map(|(_, q, i)| (q, i)).collect()
+}
+
+/// [`generate_jobs`] for several tasks at once: their prompts are merged into one queue in
+/// proportion to each task's count ([`proportional_order`]), so every task advances at its
+/// own rate and the batch stays full.
 pub fn generate_sinks(
     sinks: &[Sink],
     gen: &LoadedGenerator,
@@ -597,19 +614,17 @@ pub fn generate_sinks(
         }
         todos.push(todo);
     }
-    let mut requests = Vec::new();
-    let longest = todos.iter().map(|t| t.len()).max().unwrap_or(0);
-    for i in 0..longest {
-        for t in &todos {
-            if let Some(j) = t.get(i) {
-                requests.push(Request {
-                    id: j.id.clone(),
-                    prompt: j.prompt.clone(),
-                    max_new_tokens: j.max_new_tokens,
-                });
+    let requests: Vec<Request> = proportional_order(&todos)
+        .into_iter()
+        .map(|(t, i)| {
+            let j = todos[t][i];
+            Request {
+                id: j.id.clone(),
+                prompt: j.prompt.clone(),
+                max_new_tokens: j.max_new_tokens,
             }
-        }
-    }
+        })
+        .collect();
     let mut counts = vec![(0usize, 0u64); sinks.len()];
     if requests.is_empty() {
         return Ok(counts);
@@ -708,5 +723,26 @@ mod tests {
         // A prefix as long as the number of sources holds one item of each non-empty one.
         assert_eq!(&out[..3], ["a0", "b0", "c0"]);
         assert!(interleave::<u8>(vec![]).is_empty());
+    }
+
+    #[test]
+    fn proportional_order_keeps_every_prefix_in_proportion() {
+        use super::proportional_order;
+        // 1200 textbook prompts against 600 + 600 rephrase prompts (the quickstart's caps).
+        let qs = vec![vec![(); 1200], vec![(); 600], vec![(); 600]];
+        let order = proportional_order(&qs);
+        assert_eq!(order.len(), 2400);
+        // Each queue's items keep their order and all appear once.
+        for q in 0..3 {
+            let idx: Vec<usize> = order.iter().filter(|x| x.0 == q).map(|x| x.1).collect();
+            assert_eq!(idx, (0..qs[q].len()).collect::<Vec<_>>());
+        }
+        // In every prefix, the first queue holds half the items, within one.
+        let mut first = 0usize;
+        for (k, &(q, _)) in order.iter().enumerate() {
+            first += (q == 0) as usize;
+            let want = (k + 1) as f64 / 2.0;
+            assert!((first as f64 - want).abs() <= 1.0, "prefix {}: {first}", k + 1);
+        }
     }
 }
