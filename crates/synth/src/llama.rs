@@ -507,13 +507,7 @@ impl Llama {
                 );
             }
             let att = Tensor::from_vec(att, (n, nh * hd), &Device::Cpu)?;
-            x = (x + att.matmul(&layer.wo)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.norm_eps as f32)?;
-            let gu = h.matmul(&layer.w_gate_up)?;
-            let gate = gu.narrow(D::Minus1, 0, c.d_ff)?;
-            let up = gu.narrow(D::Minus1, c.d_ff, c.d_ff)?;
-            let mlp = (candle_nn::ops::silu(&gate)? * up)?.matmul(&layer.w_down)?;
-            x = (x + mlp)?;
+            x = self.finish_layer(layer, &x, &att)?;
         }
         for (s, toks) in inputs.iter().enumerate() {
             caches[s].len += toks.len();
@@ -663,13 +657,7 @@ impl Llama {
                 outs.push(o);
             }
             let att = Tensor::cat(&outs, 0)?;
-            x = (x + att.matmul(&layer.wo)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.norm_eps as f32)?;
-            let gu = h.matmul(&layer.w_gate_up)?;
-            let gate = gu.narrow(D::Minus1, 0, c.d_ff)?;
-            let up = gu.narrow(D::Minus1, c.d_ff, c.d_ff)?;
-            let mlp = (candle_nn::ops::silu(&gate)? * up)?.matmul(&layer.w_down)?;
-            x = (x + mlp)?;
+            x = self.finish_layer(layer, &x, &att)?;
         }
         let last: Vec<u32> = spans.iter().map(|&(r0, m)| (r0 + m - 1) as u32).collect();
         for (s, toks) in inputs.iter().enumerate() {
@@ -679,6 +667,19 @@ impl Llama {
         let x = x.index_select(&last, 0)?;
         let x = candle_nn::ops::rms_norm(&x, &self.norm, c.norm_eps as f32)?;
         Ok(x.matmul(&self.lm_head)?)
+    }
+
+    /// The rest of a layer after attention: output projection and residual, then the
+    /// SwiGLU MLP and its residual.
+    fn finish_layer(&self, layer: &Layer, x: &Tensor, att: &Tensor) -> Result<Tensor> {
+        let c = &self.cfg;
+        let x = (x + att.matmul(&layer.wo)?)?;
+        let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.norm_eps as f32)?;
+        let gu = h.matmul(&layer.w_gate_up)?;
+        let gate = gu.narrow(D::Minus1, 0, c.d_ff)?;
+        let up = gu.narrow(D::Minus1, c.d_ff, c.d_ff)?;
+        let mlp = (candle_nn::ops::silu(&gate)? * up)?.matmul(&layer.w_down)?;
+        Ok((x + mlp)?)
     }
 
     /// cos and sin of every row's rotation angles, `rows × head_dim/2`.
