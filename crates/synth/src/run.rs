@@ -733,16 +733,20 @@ mod tests {
         let order = proportional_order(&qs);
         assert_eq!(order.len(), 2400);
         // Each queue's items keep their order and all appear once.
-        for q in 0..3 {
+        for (q, items) in qs.iter().enumerate() {
             let idx: Vec<usize> = order.iter().filter(|x| x.0 == q).map(|x| x.1).collect();
-            assert_eq!(idx, (0..qs[q].len()).collect::<Vec<_>>());
+            assert_eq!(idx, (0..items.len()).collect::<Vec<_>>());
         }
         // In every prefix, the first queue holds half the items, within one.
         let mut first = 0usize;
         for (k, &(q, _)) in order.iter().enumerate() {
             first += (q == 0) as usize;
             let want = (k + 1) as f64 / 2.0;
-            assert!((first as f64 - want).abs() <= 1.0, "prefix {}: {first}", k + 1);
+            assert!(
+                (first as f64 - want).abs() <= 1.0,
+                "prefix {}: {first}",
+                k + 1
+            );
         }
     }
 }
