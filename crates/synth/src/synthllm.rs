@@ -318,14 +318,16 @@ pub fn extract_all(
             )
         })
         .collect::<Result<_>>()?;
+    // Named by the template, not the task: level 2 and level 3 tasks with one extraction
+    // template (and the same passages) share one extraction run.
     let raw = cfg
         .work_dir
-        .join(format!("{}.extract.raw.jsonl", task.name));
+        .join(format!("extract-{}.raw.jsonl", &tmpl.sha256[..12]));
     let make = |c: &crate::generate::Completion, job: &Job, text: String| Record {
         id: c.id.clone(),
         text,
         kind: "extraction".into(),
-        task: format!("{}-extract", task.name),
+        task: "extract".into(),
         sources: job.sources.clone(),
         generator: GeneratorId { ..gen.id.clone() },
         template_sha256: tmpl.sha256.clone(),
