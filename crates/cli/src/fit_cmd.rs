@@ -10,7 +10,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use synthscale_fit::input::{parse_filter, SourceFile};
-use synthscale_fit::study::GroupReport;
+use synthscale_fit::bootstrap::Resampling;
+use synthscale_fit::study::{GroupReport, Plateau};
 use synthscale_fit::{
     read_inputs, run_study, BootstrapOptions, FitError, FitOptions, Holdout, InputOptions, Law,
     StudyOptions, StudyReport,
@@ -45,6 +46,14 @@ pub enum HoldoutArg {
     /// Fit each group without its largest D (joint law: largest N), report the relative
     /// error of the prediction there.
     Largest,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ResampleArg {
+    /// Redraw the full fit's log residuals onto its predictions (every budget kept).
+    Residuals,
+    /// Redraw the points with replacement (Epoch AI's bootstrap of Chinchilla's data).
+    Cases,
 }
 
 /// Fit a scaling law to every group of points, from the law's full start grid, with
@@ -104,12 +113,21 @@ pub struct FitArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// What each bootstrap resample redraws.
+    #[arg(long, value_enum, default_value_t = ResampleArg::Residuals)]
+    pub resample: ResampleArg,
     /// Pin the asymptote E to this loss instead of fitting it.
     #[arg(long)]
     pub pin_e: Option<f64>,
-    /// Doubling plateau: a doubling of D that gains less than this fraction of the loss.
-    #[arg(long, default_value_t = 0.01)]
+    /// Doubling plateau: a doubling of D that gains less than this fraction of the loss
+    /// (2%: the gain per doubling where SynthLLM's 8B model "approaches its ceiling", read
+    /// off their Table 1; see `StudyOptions::plateau_eps`).
+    #[arg(long, default_value_t = 0.02)]
     pub plateau_eps: f64,
+    /// Plateaus are searched up to this multiple of each curve's largest budget; one further
+    /// out is reported as beyond it, not as a number.
+    #[arg(long, default_value_t = 100.0)]
+    pub plateau_search: f64,
     /// Margin plateau: within this fraction above the asymptote.
     #[arg(long, default_value_t = 0.01)]
     pub plateau_margin: f64,
@@ -164,6 +182,10 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
         bootstrap: BootstrapOptions {
             resamples: a.bootstrap,
             seed: a.seed,
+            method: match a.resample {
+                ResampleArg::Residuals => Resampling::Residuals,
+                ResampleArg::Cases => Resampling::Cases,
+            },
             ..BootstrapOptions::default()
         },
         holdout: match a.holdout {
@@ -172,11 +194,15 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
         },
         plateau_eps: a.plateau_eps,
         plateau_margin: a.plateau_margin,
+        plateau_search: a.plateau_search,
         baseline: a.baseline.clone(),
         target_losses: a.target_loss.clone(),
         ratio_col: a.ratio_col.clone(),
         flops_budgets: a.flops_budget.clone(),
     };
+    if let Some(path) = &a.json {
+        check_json_path(path)?;
+    }
     let t = Instant::now();
     let table = read_inputs(&a.inputs, &input)?;
     let groups = table.groups(law, &input)?;
@@ -208,6 +234,28 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks, before any fitting, that `--json` can be written: its folder exists and takes a
+/// new file, and the path is not a folder. A fit of minutes is not run only to fail at the end.
+fn check_json_path(path: &Path) -> anyhow::Result<()> {
+    let bad = |message: String| FitError::Option {
+        option: "--json".into(),
+        message: format!("{}: {message}", path.display()),
+    };
+    if path.is_dir() {
+        return Err(bad("is a folder; name a file".into()).into());
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(bad(format!("its folder {} does not exist", dir.display())).into());
+    }
+    tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| bad(format!("cannot write in {}: {e}", dir.display())))?;
+    Ok(())
 }
 
 /// Writes beside the destination and renames: never a half-written report.
@@ -251,6 +299,34 @@ fn ci(v: Option<&[f64; 2]>) -> String {
     })
 }
 
+/// " (extrapolated, 3.2× past the data)" where a derived number reads a curve past its data.
+fn extrap(extrapolated: bool, beyond: Option<f64>) -> String {
+    match (extrapolated, beyond) {
+        (false, _) => String::new(),
+        (true, Some(f)) if f.is_finite() && f > 1.0 => {
+            format!(" (extrapolated, {}× past the data)", num(f))
+        }
+        (true, _) => " (extrapolated)".into(),
+    }
+}
+
+/// A plateau: its tokens, or "beyond" the search limit, marked when past the data.
+fn plateau_at(d: Option<f64>, ci95: Option<&[f64; 2]>, extrapolated: bool, p: &Plateau) -> String {
+    match d {
+        None => format!(
+            "beyond {}× the data (> {} tokens)",
+            num(p.search_limit / p.largest_tokens),
+            num(p.search_limit)
+        ),
+        Some(d) => format!(
+            "{}{}{}",
+            num(d),
+            ci(ci95),
+            extrap(extrapolated, Some(d / p.largest_tokens))
+        ),
+    }
+}
+
 fn print_report(r: &StudyReport, secs: f64) {
     let o = &r.options;
     println!(
@@ -280,13 +356,55 @@ fn print_report(r: &StudyReport, secs: f64) {
                 .params
                 .map_or(String::new(), |n| format!(" at N={}", num(n)));
             println!(
-                "  {} vs {}{} at L*={}: {}{}",
+                "  {} vs {}{} at L*={}: {}{}{}",
                 s.mixture,
                 s.baseline,
                 at,
                 num(s.target_loss),
                 opt(s.speedup),
-                ci(s.speedup_ci95.as_ref())
+                ci(s.speedup_ci95.as_ref()),
+                extrap(s.extrapolated, s.beyond_data)
+            );
+        }
+        println!();
+    }
+    if !r.multipliers.is_empty() {
+        println!("effective-data multipliers k, L_mixture(D) = L_baseline(k·D), baseline law shared:");
+        for m in &r.multipliers {
+            let k = match m.k {
+                Some(k) => format!("{}{}", num(k), ci(m.ci95.as_ref())),
+                None => "not identified (k at the edge of [1e-3, 1e3])".into(),
+            };
+            println!(
+                "  {} vs {}: k = {}{}; rmsd_log {:.5} over {} points, {} of {} resamples fitted",
+                m.mixture,
+                m.baseline,
+                k,
+                extrap(m.extrapolated, Some(m.beyond_data)),
+                m.rmsd_log,
+                m.n_points,
+                m.resamples[1],
+                m.resamples[0]
+            );
+        }
+        println!();
+    }
+    if !r.budget_speedups.is_empty() {
+        println!("speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:");
+        for s in &r.budget_speedups {
+            let at = s
+                .params
+                .map_or(String::new(), |n| format!(" N={}", num(n)));
+            println!(
+                "  {} vs {}{} D={} (loss {}): {}{}{}",
+                s.mixture,
+                s.baseline,
+                at,
+                num(s.tokens),
+                num(s.loss),
+                opt(s.speedup),
+                ci(s.speedup_ci95.as_ref()),
+                extrap(s.extrapolated, s.beyond_data)
             );
         }
         println!();
@@ -296,12 +414,17 @@ fn print_report(r: &StudyReport, secs: f64) {
         for x in &r.optimal_ratios {
             let at = x.params.map_or(String::new(), |n| format!("N={} ", num(n)));
             println!(
-                "  {} {}D={}: {}{}",
+                "  {} {}D={}: {}{}{}",
                 x.family,
                 at,
                 num(x.tokens),
                 opt(x.optimal_ratio),
-                ci(x.optimal_ratio_ci95.as_ref())
+                ci(x.optimal_ratio_ci95.as_ref()),
+                if x.grid_determined {
+                    " (fewer than 4 ratios: the grid, not the data, sets it)"
+                } else {
+                    ""
+                }
             );
         }
         println!();
@@ -355,6 +478,12 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
             ci(g.ci95.get(*name))
         );
     }
+    if !g.at_bound.is_empty() {
+        println!(
+            "  at a bound: {} (not determined by the data; read this fit as a label, not a result)",
+            g.at_bound.join(", ")
+        );
+    }
     if g.bootstrap.drawn > 0 {
         println!(
             "  (95% bootstrap intervals from {} of {} resamples)",
@@ -378,19 +507,27 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
             .params
             .map_or(String::new(), |n| format!(" at N={}", num(n)));
         println!(
-            "  plateau{at}: doubling D gains < {}% from D = {}{}; within {}% of L∞={} from D = {}{}",
+            "  plateau{at}: doubling D gains < {}% from D = {}; within {}% of L∞={} from D = {}",
             100.0 * o.plateau_eps,
-            opt(p.doubling_tokens),
-            ci(p.doubling_tokens_ci95.as_ref()),
+            plateau_at(
+                p.doubling_tokens,
+                p.doubling_tokens_ci95.as_ref(),
+                p.doubling_extrapolated,
+                p
+            ),
             100.0 * o.plateau_margin,
             num(p.asymptote),
-            opt(p.margin_tokens),
-            ci(p.margin_tokens_ci95.as_ref())
+            plateau_at(
+                p.margin_tokens,
+                p.margin_tokens_ci95.as_ref(),
+                p.margin_extrapolated,
+                p
+            ),
         );
     }
     for c in &g.derived.compute_optimal {
         println!(
-            "  compute-optimal at C={}: N={}{}, D={}{}, D/N={}, L={}{}",
+            "  compute-optimal at C={}: N={}{}, D={}{}, D/N={}, L={}{}{}",
             num(c.flops),
             num(c.params),
             ci(c.params_ci95.as_ref()),
@@ -398,7 +535,8 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
             ci(c.tokens_ci95.as_ref()),
             num(c.tokens_per_param),
             num(c.loss),
-            ci(c.loss_ci95.as_ref())
+            ci(c.loss_ci95.as_ref()),
+            extrap(c.extrapolated, None)
         );
     }
     println!();

@@ -45,6 +45,20 @@ impl LoadedManifest {
         manifest.data.validate(path)?;
         if let Some(r) = &manifest.report {
             r.validate(path)?;
+            let mixtures: Vec<&str> = manifest
+                .sweep
+                .iter()
+                .flat_map(|s| s.mixtures.keys().map(String::as_str))
+                .collect();
+            let mut domains: Vec<&str> = manifest
+                .data
+                .sources
+                .iter()
+                .map(|s| s.domain.as_str())
+                .collect();
+            domains.sort_unstable();
+            domains.dedup();
+            r.check_names(path, &mixtures, &domains)?;
         }
         Ok(LoadedManifest {
             path: path.to_path_buf(),

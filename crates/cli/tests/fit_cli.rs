@@ -213,3 +213,68 @@ fn bench_fit_prints_one_json_line() {
     // Epoch AI's objective on this data (REFERENCE.md §2).
     assert!(v["objective"].as_f64().unwrap() <= 0.0010182740346154362 * (1.0 + 1e-9));
 }
+
+/// Oracle: a curve whose losses are all equal has no decline, so no law's parameters are
+/// determined (before, `fit` printed a power law with B 1.0011, beta 0.9915 for it).
+#[test]
+fn fit_refuses_a_curve_flat_over_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flat = String::from("tokens,loss,mixture\n");
+    for i in 0..8 {
+        flat.push_str(&format!("{},3.0,flat\n", 1e6 * 2f64.powi(i)));
+    }
+    let csv = dir.path().join("flat.csv");
+    std::fs::write(&csv, flat).unwrap();
+    for law in ["power", "rectified"] {
+        let (code, out, err) = run(&[
+            "fit",
+            csv.to_str().unwrap(),
+            "--law",
+            law,
+            "--group-by",
+            "mixture",
+        ]);
+        assert_eq!(code, 2, "{law}: {out}\n{err}");
+        assert!(
+            err.contains("mixture=flat") && err.contains("flat over the data"),
+            "{law}: {err}"
+        );
+        assert!(!out.contains("beta"), "{law}: a flat curve printed a fit: {out}");
+    }
+}
+
+/// `--json` into a folder that does not exist fails at once, before the fit (it used to fail
+/// only after the fit, which at Epoch's 4500 starts and a bootstrap takes minutes).
+#[test]
+fn fit_json_path_is_checked_before_fitting() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = results_csv(dir.path());
+    let missing = dir.path().join("nonexistent/x.json");
+    let (code, out, err) = run(&[
+        "fit",
+        csv.to_str().unwrap(),
+        "--law",
+        "chinchilla",
+        "--bootstrap",
+        "4000",
+        "--json",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains("--json") && err.contains("nonexistent") && err.contains("does not exist"),
+        "{err}"
+    );
+    // The fit never started: it prints its table to stdout.
+    assert!(out.is_empty(), "nothing is fitted or printed: {out}");
+    let (code, _, err) = run(&[
+        "fit",
+        csv.to_str().unwrap(),
+        "--law",
+        "power",
+        "--json",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is a folder"), "{err}");
+}

@@ -1,5 +1,12 @@
-//! Bootstrap over points: resample a group's points with replacement, refit, and read 95%
-//! intervals off the percentiles of every parameter and derived quantity.
+//! Bootstrap intervals: refit resampled data and read 95% intervals off the percentiles of
+//! every parameter and derived quantity.
+//!
+//! Two ways to resample ([`Resampling`]). By default the full fit's log residuals are
+//! redrawn with replacement onto its predictions, so every resample keeps every budget: a
+//! curve of 5 budgets resampled by points has at most a handful of distinct subsets, and
+//! most of them lack the distinct budgets the law needs, so intervals would rest on a few
+//! values. Epoch AI's replication of Chinchilla resampled the points themselves (`cases`);
+//! its oracle test runs that way.
 //!
 //! Cost: Epoch AI refit each of 4000 resamples from one start. We restart each resample
 //! from the full-data fit's distinct local optima (the best and up to 7 more, see
@@ -25,6 +32,20 @@ pub struct BootstrapOptions {
     pub seed: u64,
     /// Confidence level of the intervals.
     pub level: f64,
+    /// What is resampled.
+    pub method: Resampling,
+}
+
+/// What a bootstrap resample redraws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resampling {
+    /// The full fit's log residuals, scaled by `sqrt(n/(n − p))` for the `p` fitted
+    /// parameters, drawn with replacement and added to its predictions (the residual
+    /// bootstrap for regression; Efron and Tibshirani 1993, §9.4).
+    Residuals,
+    /// The points, drawn with replacement (Epoch AI's bootstrap of Chinchilla's data).
+    Cases,
 }
 
 impl Default for BootstrapOptions {
@@ -33,6 +54,7 @@ impl Default for BootstrapOptions {
             resamples: 1000,
             seed: 0,
             level: 0.95,
+            method: Resampling::Residuals,
         }
     }
 }
@@ -96,16 +118,48 @@ pub fn resample_fits(
     group: &str,
 ) -> Vec<Option<Vec<f64>>> {
     let base = opts.seed ^ fnv1a(group);
+    let n = points.len();
+    // Residual bootstrap: predictions and scaled log residuals of the full fit (the first
+    // restart is its best optimum).
+    let (preds, resid): (Vec<f64>, Vec<f64>) = match (opts.method, restarts.first()) {
+        (Resampling::Residuals, Some(theta)) => {
+            let p = crate::fit::free_params(law, fit_opts);
+            let scale = if n > p {
+                (n as f64 / (n - p) as f64).sqrt()
+            } else {
+                1.0
+            };
+            points
+                .iter()
+                .map(|pt| {
+                    let lp = law.log_pred(theta, pt);
+                    (lp, (pt.loss.ln() - lp) * scale)
+                })
+                .unzip()
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
     (0..opts.resamples)
         .into_par_iter()
         .map(|k| {
             let mut rng =
                 SplitMix64::new(base.wrapping_add((k as u64).wrapping_mul(0xA24B_AED4_963E_E407)));
-            let mut counts = vec![0u32; points.len()];
-            for _ in 0..points.len() {
-                counts[rng.below(points.len())] += 1;
-            }
             // Restarts run one after another inside a resample; the resamples run in parallel.
+            if !resid.is_empty() {
+                let drawn: Vec<Point> = points
+                    .iter()
+                    .zip(&preds)
+                    .map(|(pt, lp)| Point {
+                        loss: (lp + resid[rng.below(n)]).exp(),
+                        ..*pt
+                    })
+                    .collect();
+                return fit_resample(law, &drawn, &vec![1; n], restarts, fit_opts, group).ok();
+            }
+            let mut counts = vec![0u32; n];
+            for _ in 0..n {
+                counts[rng.below(n)] += 1;
+            }
             // A resample can hold too few distinct sizes for the law; it then says nothing
             // and is dropped (the caller reports how many resamples fitted).
             fit_resample(law, points, &counts, restarts, fit_opts, group).ok()

@@ -18,16 +18,22 @@ pub fn doubling_gain(law: Law, theta: &[f64], n: f64, d: f64) -> f64 {
 
 /// The doubling plateau: the token count D after which every further doubling of D improves
 /// the loss by less than the fraction `eps` of the loss, `(L(D) − L(2D))/L(D) < eps` for
-/// all larger D. The gain rises and then falls for the rectified law (slow start while
-/// `D^beta < D_l`), so this is the last crossing, found on a grid of 20 points per decade
-/// from 1 to 1e30 and refined by bisection. `Some(1.0)` when the gain is below `eps`
-/// everywhere; `None` when it is still above at 1e30.
-pub fn plateau_doubling(law: Law, theta: &[f64], n: f64, eps: f64) -> Option<f64> {
-    let steps = 600; // 30 decades × 20
-    let ln_max = MAX_TOKENS.ln();
+/// all larger D up to `max_d`. The gain rises and then falls for the rectified law (slow
+/// start while `D^beta < D_l`), so this is the last crossing below `max_d`, found on a grid
+/// of 20 points per decade from 1 to `max_d` and refined by bisection. `Some(1.0)` when the
+/// gain is below `eps` everywhere; `None` when it is still above at `max_d` (the caller
+/// passes a multiple of the largest observed budget: a plateau further out is not read off
+/// a law fitted decades below it).
+pub fn plateau_doubling(law: Law, theta: &[f64], n: f64, eps: f64, max_d: f64) -> Option<f64> {
+    let max_d = max_d.min(MAX_TOKENS);
+    if !(max_d > 1.0) {
+        return None;
+    }
+    let steps = ((max_d.log10() * 20.0).ceil() as usize).max(2);
+    let ln_max = max_d.ln();
     let at = |i: usize| (ln_max * i as f64 / steps as f64).exp();
     let gain = |d: f64| doubling_gain(law, theta, n, d);
-    if !gain(MAX_TOKENS).is_finite() || gain(MAX_TOKENS) >= eps {
+    if !gain(max_d).is_finite() || gain(max_d) >= eps {
         return None;
     }
     let last_above = (0..steps).rev().find(|&i| gain(at(i)) >= eps)?;
@@ -211,14 +217,16 @@ mod tests {
     fn doubling_plateau_is_where_the_gain_falls_below_eps() {
         // Power law: gain(D) = B D^-b (1 − 2^-b) / (B D^-b + E), decreasing in D.
         let th = [5.0_f64, 0.5, 0.35];
-        let d = plateau_doubling(Law::Power, &th, 1.0, 0.01).unwrap();
+        let d = plateau_doubling(Law::Power, &th, 1.0, 0.01, MAX_TOKENS).unwrap();
+        // Searched only up to a bound, a plateau past it is not reported.
+        assert_eq!(plateau_doubling(Law::Power, &th, 1.0, 0.01, d / 2.0), None);
         let g = doubling_gain(Law::Power, &th, 1.0, d);
         assert!((g - 0.01).abs() < 1e-9, "gain {g} at {d}");
         assert!(doubling_gain(Law::Power, &th, 1.0, d * 1.01) < 0.01);
         // Rectified law with a long flat start: the gain below D_l^(1/beta) is also small,
         // and the plateau must be the last crossing, not the first.
         let th = [20.0_f64, 18.0, 0.0, 1.0];
-        let d = plateau_doubling(Law::Rectified, &th, 1.0, 0.01).unwrap();
+        let d = plateau_doubling(Law::Rectified, &th, 1.0, 0.01, MAX_TOKENS).unwrap();
         assert!(d > 1e7, "{d}");
         assert!(doubling_gain(Law::Rectified, &th, 1.0, 1.0) < 0.01);
     }

@@ -79,6 +79,17 @@ pub enum FitError {
         min: usize,
     },
 
+    /// A group whose losses do not change over its data: no law's parameters are determined.
+    #[error(
+        "group {group}: the loss is flat over the data (it varies by {spread:.2e} in ln L, less \
+         than {bound:e}): no scaling law can be fitted to a curve that does not fall"
+    )]
+    FlatData {
+        group: String,
+        spread: f64,
+        bound: f64,
+    },
+
     /// No start of the grid reached a finite fit inside the law's bounds.
     #[error("group {group}: the {law} fit did not converge: {detail}")]
     NotConverged {

@@ -346,6 +346,32 @@ fn is_flat(law: Law, theta: &[f64], points: &[Point]) -> bool {
     hi - lo < FLAT
 }
 
+/// Spread of ln L over a group's data (max − min) below which the data count as flat: 0.1%
+/// of the loss, about half the seed-to-seed noise of the quickstart's runs and far below the
+/// decline of any curve a law describes.
+pub const FLAT_DATA: f64 = 1e-3;
+
+/// Errors when the losses of `points` do not change over the data ([`FLAT_DATA`]): a flat
+/// curve has no decline to fit, and any law "fitted" to it runs off along a flat valley
+/// (B → 0, beta → ∞, or E anywhere below the data), so it is refused before fitting.
+pub fn check_not_flat(points: &[Point], group: &str) -> Result<()> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in points {
+        let v = p.loss.ln();
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let spread = hi - lo;
+    if points.len() > 1 && spread < FLAT_DATA {
+        return Err(FitError::FlatData {
+            group: group.to_string(),
+            spread,
+            bound: FLAT_DATA,
+        });
+    }
+    Ok(())
+}
+
 /// The smallest number of points a law can be fitted to: one more than its free parameters.
 pub fn min_points(law: Law, opts: &FitOptions) -> usize {
     free_params(law, opts) + 1
@@ -434,6 +460,7 @@ fn fit_starts_with(
     group: &str,
     parallel: bool,
 ) -> Result<Fit> {
+    check_not_flat(points, group)?;
     fit_data(
         law,
         points,

@@ -5,11 +5,14 @@
 //! - [`fit`]: the Huber objective on log residuals and the multi-start L-BFGS fit;
 //! - [`bootstrap`]: resampling points for 95% intervals;
 //! - [`derived`]: plateaus, tokens to a loss, speed-ups, optimal ratio, compute-optimal size;
+//! - [`effective`]: effective-data multipliers and speed-ups at each observed budget, marked
+//!   where they read a curve past its data;
 //! - [`input`]: long CSV tables, run directories and wide per-step logs → grouped points;
 //! - [`study`]: a whole fit job → one serializable report.
 
 pub mod bootstrap;
 pub mod derived;
+pub mod effective;
 pub mod error;
 pub mod fit;
 pub mod input;

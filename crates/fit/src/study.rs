@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::bootstrap::{percentile_interval, resample_fits, BootstrapOptions};
 use crate::derived;
+use crate::effective::{self, BudgetSpeedup, Multiplier};
 use crate::error::{FitError, Result};
-use crate::fit::{check_sizes, fit, free_params, min_points, Fit, FitOptions};
+use crate::fit::{check_not_flat, check_sizes, fit, free_params, min_points, Fit, FitOptions};
 use crate::input::{group_name, Group};
 use crate::law::{Law, Point};
 
@@ -35,11 +36,20 @@ pub struct StudyOptions {
     /// Held-out check.
     pub holdout: Holdout,
     /// Doubling plateau: the gain of one more doubling, as a fraction of the loss, below
-    /// which the curve has plateaued; 1%, a gain well inside seed-to-seed noise of small runs.
+    /// which the curve has plateaued. Default 2%, read off SynthLLM's Table 1 (REFERENCE.md
+    /// §9), where the paper says its 8B model "approaches its ceiling" at about 1T tokens: its
+    /// error rate 100 − accuracy falls from 18.6 (250B) to 17.4 (1T) to 16.8 (4T), per
+    /// doubling (17.4/18.6)^(1/2) = 0.967 and (16.8/17.4)^(1/2) = 0.983, gains of 3.3% and
+    /// 1.7%; at 1T itself, their geometric mean, √(3.3 × 1.7) = 2.4%, rounded down to 2%.
+    /// (Its 3B model, which the paper puts at about 4T, gains 3.9% per doubling just before.)
     pub plateau_eps: f64,
     /// Margin plateau: the fraction above the asymptote within which the curve counts as
     /// arrived; 1%.
     pub plateau_margin: f64,
+    /// Plateaus are searched up to this multiple of a curve's largest observed budget; one
+    /// further out is reported as "beyond" that, never as a number read off the fitted law
+    /// decades past its data.
+    pub plateau_search: f64,
     /// Speed-ups: `(column, value)` naming the baseline groups (e.g. `mixture=natural`).
     pub baseline: Option<(String, String)>,
     /// Speed-ups: target losses L*; empty: the baseline's fitted loss at its largest D.
@@ -58,8 +68,9 @@ impl Default for StudyOptions {
             fit: FitOptions::default(),
             bootstrap: BootstrapOptions::default(),
             holdout: Holdout::None,
-            plateau_eps: 0.01,
+            plateau_eps: 0.02,
             plateau_margin: 0.01,
+            plateau_search: 100.0,
             baseline: None,
             target_losses: Vec::new(),
             ratio_col: None,
@@ -122,7 +133,8 @@ pub struct Plateau {
     pub params: Option<f64>,
     /// Asymptote of the curve in D.
     pub asymptote: f64,
-    /// Tokens after which a doubling gains less than `eps` of the loss (`null`: beyond 1e30).
+    /// Tokens after which a doubling gains less than `eps` of the loss (`null`: beyond
+    /// `search_limit`).
     pub doubling_tokens: Option<f64>,
     /// Its 95% interval.
     pub doubling_tokens_ci95: Option<[f64; 2]>,
@@ -130,6 +142,16 @@ pub struct Plateau {
     pub margin_tokens: Option<f64>,
     /// Its 95% interval.
     pub margin_tokens_ci95: Option<[f64; 2]>,
+    /// The largest observed budget of the curve.
+    pub largest_tokens: f64,
+    /// Plateaus are searched up to this many tokens (`plateau_search` × `largest_tokens`).
+    pub search_limit: f64,
+    /// Whether the doubling plateau lies past the largest observed budget (or beyond the
+    /// search limit): a reading of the fitted law beyond the data.
+    pub doubling_extrapolated: bool,
+    /// Whether the margin plateau lies past the largest observed budget (or beyond the
+    /// search limit).
+    pub margin_extrapolated: bool,
 }
 
 /// Compute-optimal split of one budget.
@@ -151,6 +173,8 @@ pub struct ComputeOptimal {
     pub loss: f64,
     /// Its 95% interval.
     pub loss_ci95: Option<[f64; 2]>,
+    /// Whether N* or D* lies outside the observed sizes or budgets.
+    pub extrapolated: bool,
 }
 
 /// Derived answers of one group.
@@ -205,6 +229,10 @@ pub struct GroupReport {
     pub n_points: usize,
     /// What the starts of the grid did.
     pub starts: StartCounts,
+    /// θ coordinates that sit at one of their bounds (within 1e-3): such a parameter is not
+    /// determined by the data (E at its lower bound, an exponent at 4), and the fit is
+    /// labelled rather than read as a result.
+    pub at_bound: Vec<String>,
     /// 95% (or `level`) bootstrap intervals of every parameter (empty without bootstrap).
     pub ci95: BTreeMap<String, [f64; 2]>,
     /// Bootstrap resamples drawn, and how many of them fitted.
@@ -238,6 +266,11 @@ pub struct Speedup {
     pub speedup: Option<f64>,
     /// Its 95% interval (paired resamples of the two fits).
     pub speedup_ci95: Option<[f64; 2]>,
+    /// Whether either curve is read outside its observed budgets to reach L* (or never
+    /// reaches it).
+    pub extrapolated: bool,
+    /// How far past the data, the larger of the two curves' ratios (1 inside).
+    pub beyond_data: Option<f64>,
 }
 
 /// The optimal synthetic ratio at one (N, D).
@@ -256,6 +289,12 @@ pub struct OptimalRatio {
     pub optimal_ratio: Option<f64>,
     /// Its 95% interval.
     pub optimal_ratio_ci95: Option<[f64; 2]>,
+    /// Always false: the optimum is searched within the observed ratios, at an observed
+    /// (N, D).
+    pub extrapolated: bool,
+    /// Whether fewer than four ratios were run: a quadratic through three points always
+    /// has a vertex, so the grid, not the data, then sets the answer.
+    pub grid_determined: bool,
 }
 
 /// A whole fit job's answer.
@@ -279,6 +318,12 @@ pub struct StudyReport {
     /// Optimal ratios.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub optimal_ratios: Vec<OptimalRatio>,
+    /// Effective-data multipliers over the baseline, `L_mix(D) = L_base(k·D)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub multipliers: Vec<Multiplier>,
+    /// Speed-ups at each observed mixture budget, read off the baseline's curve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budget_speedups: Vec<BudgetSpeedup>,
 }
 
 /// The optimizer, as recorded.
@@ -321,6 +366,7 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
     }
     for g in groups {
         check_sizes(law, &g.points, &opts.fit, &g.name())?;
+        check_not_flat(&g.points, &g.name())?;
     }
     let mut fitted = Vec::with_capacity(groups.len());
     let mut reports = Vec::with_capacity(groups.len());
@@ -361,6 +407,7 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
                 converged: f.starts_converged,
                 in_bounds: f.starts_in_bounds,
             },
+            at_bound: at_bound(law, &f.theta, opts.fit.pin_e.is_some()),
             ci95,
             bootstrap: ResampleCounts {
                 drawn: resamples.len(),
@@ -378,6 +425,10 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
     let optimal_ratios = match &opts.ratio_col {
         Some(c) => optimal_ratios(groups, &fitted, c, opts)?,
         None => Vec::new(),
+    };
+    let (multipliers, budget_speedups) = match &opts.baseline {
+        Some(b) => effective_answers(groups, &fitted, b, opts)?,
+        None => (Vec::new(), Vec::new()),
     };
     let axes = law
         .theta_names()
@@ -398,7 +449,67 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
         groups: reports,
         speedups,
         optimal_ratios,
+        multipliers,
+        budget_speedups,
     })
+}
+
+/// Names of the θ coordinates within 1e-3 of a bound (E skipped when pinned).
+fn at_bound(law: Law, theta: &[f64], pinned_e: bool) -> Vec<String> {
+    law.bounds()
+        .iter()
+        .zip(theta)
+        .enumerate()
+        .filter(|&(i, (b, &v))| {
+            !(pinned_e && i == law.e_index()) && ((v - b.lo).abs() < 1e-3 || (b.hi - v).abs() < 1e-3)
+        })
+        .map(|(i, _)| law.theta_names()[i].to_string())
+        .collect()
+}
+
+/// Multipliers and per-budget speed-ups of every mixture over its family's baseline.
+fn effective_answers(
+    groups: &[Group],
+    fitted: &[Fitted],
+    (col, base_value): &(String, String),
+    opts: &StudyOptions,
+) -> Result<(Vec<Multiplier>, Vec<BudgetSpeedup>)> {
+    let law = opts.law;
+    let mut mults = Vec::new();
+    let mut budgets = Vec::new();
+    for (family, members) in families(groups, col)? {
+        let Some(&(bi, _)) = members.iter().find(|(_, v)| v == base_value) else {
+            continue;
+        };
+        let base = &groups[bi];
+        let base_resamples: Vec<&Vec<f64>> = fitted[bi].resamples.iter().flatten().collect();
+        for &(mi, _) in members.iter().filter(|(i, _)| *i != bi) {
+            let mix = &groups[mi];
+            let (bname, mname) = (base.name(), mix.name());
+            let names = (family.as_str(), bname.as_str(), mname.as_str());
+            let mut starts = fitted[bi].fit.optima.clone();
+            starts.extend(fitted[mi].fit.optima.iter().cloned());
+            mults.push(effective::multiplier(
+                law,
+                names,
+                &base.points,
+                &mix.points,
+                &starts,
+                &opts.fit,
+                &opts.bootstrap,
+            )?);
+            budgets.extend(effective::budget_speedups(
+                law,
+                names,
+                &base.points,
+                &fitted[bi].fit.theta,
+                &base_resamples,
+                &mix.points,
+                opts.bootstrap.level,
+            ));
+        }
+    }
+    Ok((mults, budgets))
 }
 
 fn validate(opts: &StudyOptions) -> Result<()> {
@@ -486,8 +597,17 @@ fn derive(
         .into_iter()
         .map(|n| {
             let nn = n.unwrap_or(1.0);
-            let dbl = |t: &[f64]| derived::plateau_doubling(law, t, nn, opts.plateau_eps);
-            let mrg = |t: &[f64]| derived::plateau_margin(law, t, nn, opts.plateau_margin);
+            let largest = points
+                .iter()
+                .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
+                .map(|p| p.d)
+                .fold(0.0, f64::max);
+            let limit = opts.plateau_search * largest;
+            let dbl = |t: &[f64]| derived::plateau_doubling(law, t, nn, opts.plateau_eps, limit);
+            let mrg = |t: &[f64]| {
+                derived::plateau_margin(law, t, nn, opts.plateau_margin).filter(|&d| d <= limit)
+            };
+            let past = |d: Option<f64>| d.is_none_or(|d| d > largest);
             Plateau {
                 params: n,
                 asymptote: derived::asymptote_in_d(law, theta, nn),
@@ -501,11 +621,22 @@ fn derive(
                     resamples.iter().filter_map(|t| mrg(t)).collect(),
                     level,
                 ),
+                largest_tokens: largest,
+                search_limit: limit,
+                doubling_extrapolated: past(dbl(theta)),
+                margin_extrapolated: past(mrg(theta)),
             }
         })
         .collect();
     let mut compute_optimal = Vec::new();
     if law.uses_params() {
+        let ns = effective::d_range(
+            &points
+                .iter()
+                .map(|p| Point { d: p.n, ..*p })
+                .collect::<Vec<_>>(),
+        );
+        let ds = effective::d_range(points);
         let budgets = if opts.flops_budgets.is_empty() {
             let cmax = points.iter().map(|p| 6.0 * p.n * p.d).fold(0.0, f64::max);
             vec![cmax, 10.0 * cmax, 100.0 * cmax]
@@ -527,6 +658,8 @@ fn derive(
                     tokens_per_param: d / n,
                     loss: l,
                     loss_ci95: interval(rs.iter().map(|r| r.2).collect(), level),
+                    extrapolated: effective::beyond(n, ns) > 1.0 + 1e-9
+                        || effective::beyond(d, ds) > 1.0 + 1e-9,
                 });
             }
         }
@@ -646,7 +779,24 @@ fn speedups(
                             derived::speedup(law, b.as_ref()?, m.as_ref()?, nn, target)
                         })
                         .collect();
+                    let at = |g: &Group| {
+                        let pts: Vec<Point> = g
+                            .points
+                            .iter()
+                            .copied()
+                            .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
+                            .collect();
+                        effective::d_range(if pts.is_empty() { &g.points } else { &pts })
+                    };
+                    let tb = derived::tokens_for_loss(law, &base.fit.theta, nn, target);
+                    let tm = derived::tokens_for_loss(law, &mix.fit.theta, nn, target);
+                    let far = tb.zip(tm).map(|(tb, tm)| {
+                        effective::beyond(tb, at(&groups[bi]))
+                            .max(effective::beyond(tm, at(&groups[mi])))
+                    });
                     out.push(Speedup {
+                        extrapolated: far.is_none_or(|f| f > 1.0 + 1e-9),
+                        beyond_data: far,
                         family: family.clone(),
                         baseline: groups[bi].name(),
                         mixture: groups[mi].name(),
@@ -734,6 +884,8 @@ fn optimal_ratios(
                 ratios: distinct(rs.iter().map(|r| r.1).collect()),
                 optimal_ratio: point,
                 optimal_ratio_ci95: interval(boot, level),
+                extrapolated: false,
+                grid_determined: distinct(rs.iter().map(|r| r.1).collect()).len() < 4,
             });
         }
     }

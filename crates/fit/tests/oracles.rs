@@ -87,9 +87,11 @@ fn epoch_chinchilla_bootstrap_intervals_match_the_published_ones() {
     let pts = epoch_points();
     let opts = FitOptions::default();
     let f = fit(Law::Chinchilla, &pts, &opts, "epoch").unwrap();
+    // Epoch AI's procedure: resample the points (cases), not residuals.
     let boot = BootstrapOptions {
         resamples: 400,
         seed: 1,
+        method: synthscale_fit::bootstrap::Resampling::Cases,
         ..BootstrapOptions::default()
     };
     let rs = resample_fits(Law::Chinchilla, &pts, &f.optima, &opts, &boot, "epoch");

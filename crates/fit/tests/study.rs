@@ -118,8 +118,12 @@ fn optimal_ratio_finds_the_constructed_optimum() {
 #[test]
 fn holdout_predicts_a_clean_curve_and_output_has_no_nan() {
     let groups = vec![group(&[], power_curve(400.0, 1.8, 0.3, 1.0, &ds()))];
+    // Closed forms far past the data: searched up to 1e30 tokens here (the default stops at
+    // 100× the largest budget, checked below).
     let opts = StudyOptions {
         holdout: Holdout::Largest,
+        plateau_eps: 0.01,
+        plateau_search: 1e30 / 5.12e9,
         ..quick(Law::Power)
     };
     let r = run_study(&groups, &opts).unwrap();
@@ -137,6 +141,20 @@ fn holdout_predicts_a_clean_curve_and_output_has_no_nan() {
     // Within 1% of E = 1.8: 400/D^0.3 = 0.018.
     let want = (400.0f64 / 0.018).powf(1.0 / 0.3);
     assert!((p.margin_tokens.unwrap() / want - 1.0).abs() < 1e-3);
+    // Both lie past the largest budget (5.12e9): marked extrapolated.
+    assert!(p.doubling_extrapolated && p.margin_extrapolated);
+
+    // With the default search (100× the largest budget, 5.12e11 tokens) the margin plateau
+    // (3.0e14) is beyond it: no number, and the JSON says how far was searched.
+    let r = run_study(&groups, &quick(Law::Power)).unwrap();
+    let p = &r.groups[0].derived.plateau[0];
+    assert_eq!(p.margin_tokens, None);
+    assert!(p.margin_extrapolated);
+    assert_eq!(p.largest_tokens, 5.12e9);
+    assert_eq!(p.search_limit, 5.12e11);
+    // The doubling plateau at the default 2%: gain(D) = 2% inside the search.
+    let d = p.doubling_tokens.unwrap();
+    assert!(((l(d) - l(2.0 * d)) / l(d) - 0.02).abs() < 1e-4);
 }
 
 /// The joint law: one held-out largest model size, compute-optimal sizes with intervals.

@@ -4,7 +4,7 @@
 //! note saying why where they do not.
 
 use serde::Serialize;
-use synthscale_fit::fit::{check_sizes, min_points};
+use synthscale_fit::fit::{check_not_flat, check_sizes, min_points};
 use synthscale_fit::study::GroupReport;
 use synthscale_fit::{
     run_study, BootstrapOptions, FitError, FitOptions, Group, Holdout, Law, Point, StudyOptions,
@@ -140,6 +140,7 @@ fn unfit(law: Law, pts: &[Point], opts: &FitOptions, name: &str) -> Option<Strin
         ));
     }
     check_sizes(law, pts, opts, name)
+        .and_then(|()| check_not_flat(pts, name))
         .err()
         .map(|e| format!("{} law, {e}", law.name()))
 }
@@ -398,7 +399,14 @@ fn with_holdout(
             .copied()
             .filter(|p| key(p) < largest)
             .collect();
-        if unfit(law, &kept, &opts.fit, &g.name()).is_some() {
+        if let Some(why) = unfit(law, &kept, &opts.fit, &g.name()) {
+            // Said, not skipped silently: with its largest budget held out, the group has too
+            // few points or budgets left for the law.
+            skipped.push(format!(
+                "held-out check not run (largest {} {} left out): {why}",
+                if law.uses_params() { "size" } else { "budget" },
+                crate::format::si(largest)
+            ));
             continue;
         }
         match run_study(std::slice::from_ref(g), &opts) {

@@ -48,6 +48,39 @@ impl Default for ReportConfig {
 }
 
 impl ReportConfig {
+    /// Checks the names `[report]` uses against the manifest's `[sweep.mixtures]` and the
+    /// eval domains of its `[data]` sources: a baseline or domain that names nothing is bad
+    /// input, refused before any work rather than noted in a finished report.
+    pub fn check_names(&self, file: &Path, mixtures: &[&str], domains: &[&str]) -> Result<()> {
+        let bad = |message: String| ReportError::Config {
+            file: file.to_path_buf(),
+            message,
+        };
+        if !mixtures.is_empty() && !mixtures.contains(&self.baseline.as_str()) {
+            return Err(bad(format!(
+                "[report] baseline: {:?} is not a mixture of [sweep.mixtures] (mixtures: {})",
+                self.baseline,
+                mixtures.join(", ")
+            )));
+        }
+        let known = |d: &str| domains.contains(&d);
+        if self.headline_domain != "mean" && !known(&self.headline_domain) {
+            return Err(bad(format!(
+                "[report] headline_domain: {:?} is neither `mean` nor an eval domain of [data] \
+                 (domains: {})",
+                self.headline_domain,
+                domains.join(", ")
+            )));
+        }
+        if let Some(d) = self.mean_domains.iter().find(|d| !known(d)) {
+            return Err(bad(format!(
+                "[report] mean_domains: {d:?} is not an eval domain of [data] (domains: {})",
+                domains.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks every bound; `file` names the manifest in the error.
     pub fn validate(&self, file: &Path) -> Result<()> {
         let bad = |message: String| ReportError::Config {

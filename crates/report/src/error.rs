@@ -43,6 +43,11 @@ pub enum ReportError {
     #[error("{}: {message}", path.display())]
     Empty { path: PathBuf, message: String },
 
+    /// An output folder the report may not write into: a file, or a folder holding
+    /// something other than an earlier report.
+    #[error("{}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+
     /// A `[report]` setting out of its bounds, or a manifest that does not parse.
     #[error("{}: {message}", file.display())]
     Config { file: PathBuf, message: String },

@@ -226,9 +226,7 @@ fn draw<DB: DrawingBackend>(
         Fig::Residuals => "Residuals: rectified against power law".to_string(),
         Fig::Joint => "Joint law: iso-loss contours and the compute-optimal frontier".to_string(),
     };
-    let area = root
-        .titled(&format!("{title} ({})", domain_text(d)), (FONT, 26))
-        .map_err(pe)?;
+    let area = titled_to_fit(root, &format!("{title} ({})", domain_text(d)))?;
     let missing = match fig {
         Fig::LossTokens => loss_tokens(&area, d)?,
         Fig::Mixtures => mixtures(&area, d)?,
@@ -238,6 +236,50 @@ fn draw<DB: DrawingBackend>(
         Fig::Joint => joint(&area, d)?,
     };
     Ok((title, missing))
+}
+
+/// Draws `text` as the figure's title at the largest size from 26 px down to 16 px whose
+/// measured width fits the image with a margin; a title too long even then goes on two
+/// lines, broken at the space nearest its middle. Returns the area below the title.
+fn titled_to_fit<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    text: &str,
+) -> R<DrawingArea<DB, Shift>> {
+    let (w, _) = root.dim_in_pixel();
+    let room = w.saturating_sub(40);
+    let fits = |t: &str, size: i32| -> R<bool> {
+        let style: TextStyle = (FONT, size).into();
+        Ok(root.estimate_text_size(t, &style).map_err(pe)?.0 <= room)
+    };
+    for size in [26, 24, 22, 20, 18, 16] {
+        if fits(text, size)? {
+            return root.titled(text, (FONT, size)).map_err(pe);
+        }
+    }
+    let mid = text.chars().count() / 2;
+    let cut = text
+        .char_indices()
+        .filter(|(_, c)| *c == ' ')
+        .map(|(i, _)| i)
+        .min_by_key(|&i| (text[..i].chars().count() as i64 - mid as i64).abs())
+        .unwrap_or(text.len());
+    let (a, b) = text.split_at(cut);
+    let lines = [a.trim(), b.trim()];
+    let mut size = 20;
+    while size > 12 && !(fits(lines[0], size)? && fits(lines[1], size)?) {
+        size -= 1;
+    }
+    let line_h = size + 6;
+    let (top, rest) = root.split_vertically(2 * line_h as u32 + 14);
+    let style = TextStyle::from((FONT, size)).pos(plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Top,
+    ));
+    for (i, line) in lines.iter().enumerate() {
+        top.draw_text(line, &style, (w as i32 / 2, 6 + i as i32 * line_h))
+            .map_err(pe)?;
+    }
+    Ok(rest)
 }
 
 /// Wraps `s` at about `width` characters.
@@ -477,18 +519,28 @@ fn loss_tokens<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) 
                         .draw_series(held.iter().map(|&p| Circle::new(p, 9, c.stroke_width(2))))
                         .map_err(pe)?;
                 }
-                let plateau = g.and_then(|g| {
+                let reading = g.and_then(|g| {
                     g.derived
                         .plateau
                         .iter()
                         .find(|p| p.params.is_none_or(|pn| same(pn, n)))
-                        .and_then(|p| p.doubling_tokens)
                 });
-                label = format!(
-                    "{label} ({}{})",
-                    curve.law.name(),
-                    plateau.map_or(String::new(), |p| format!(", plateau {} tok", si(p)))
-                );
+                let plateau = reading.and_then(|p| p.doubling_tokens);
+                // A plateau past the runs says so; one past the search limit is no number.
+                let said = match reading {
+                    Some(p) => match p.doubling_tokens {
+                        None => format!(
+                            ", plateau beyond {}× the data",
+                            si(p.search_limit / p.largest_tokens)
+                        ),
+                        Some(t) if p.doubling_extrapolated => {
+                            format!(", plateau {} tok, extrapolated", si(t))
+                        }
+                        Some(t) => format!(", plateau {} tok", si(t)),
+                    },
+                    None => String::new(),
+                };
+                label = format!("{label} ({}{said})", curve.law.name());
                 if let Some(p) = plateau.filter(|p| xr.contains(p)) {
                     chart
                         .draw_series(DashedLineSeries::new(

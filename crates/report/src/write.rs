@@ -76,6 +76,44 @@ pub struct FitJson<'a> {
     pub warnings: &'a [String],
 }
 
+/// The report writes its files into `out` by name. `out` may be missing, empty, or an
+/// earlier report (its `fit.json` says `"tool": "synthscale report"`); a file, or a folder
+/// holding anything else, is refused untouched, so `-o ~/papers` never overwrites a
+/// `report.md` the user wrote.
+pub fn check_out_dir(out: &Path) -> Result<()> {
+    let refuse = |message: &str| {
+        Err(ReportError::Output {
+            path: out.to_path_buf(),
+            message: message.to_string(),
+        })
+    };
+    let Ok(meta) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return refuse("exists and is not a folder; choose another output folder (-o)");
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|source| ReportError::Read {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let earlier = std::fs::read_to_string(out.join("fit.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("tool").and_then(|t| t.as_str()) == Some("synthscale report"));
+    if earlier {
+        return Ok(());
+    }
+    refuse(
+        "is a folder that holds files but no earlier report (no fit.json written by \
+         `synthscale report`); the report would overwrite files there by name, so it is left \
+         untouched: choose a new or empty output folder (-o)",
+    )
+}
+
 /// Reads the results, fits, draws and writes the report.
 pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
     let csv = input.results_dir.join("results.csv");
@@ -111,15 +149,17 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
             ),
         });
     }
+    let out = input
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| input.results_dir.join("report"));
+    // Checked before the fits, which take minutes: nothing is lost and no time is wasted.
+    check_out_dir(&out)?;
     let t0 = std::time::Instant::now();
     let analysis = analyze(&results, cfg)?;
     let fit_seconds = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
 
-    let out = input
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| input.results_dir.join("report"));
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -213,8 +253,58 @@ enum Cell {
     Text(String),
     /// A number from the fit JSON, with its interval if any.
     Num(Option<f64>, Option<[f64; 2]>),
+    /// A derived number with where it was read: inside the data, past it, or not found
+    /// within the search limit (DESIGN house style 18: nothing extrapolated goes unmarked).
+    Est(Option<f64>, Option<[f64; 2]>, Reach),
     /// A fraction shown as a percentage.
     Pct(f64),
+}
+
+/// Where a derived number was read, relative to the data it comes from.
+#[derive(Debug, Clone, Copy)]
+enum Reach {
+    /// Inside the observed budgets (or sizes).
+    Inside,
+    /// Past them; by this factor where known.
+    Past(Option<f64>),
+    /// Not reached within this multiple of the largest observed budget.
+    Beyond(f64),
+}
+
+impl Reach {
+    fn of(extrapolated: bool, beyond: Option<f64>) -> Reach {
+        if extrapolated {
+            Reach::Past(beyond.filter(|f| f.is_finite() && *f > 1.0))
+        } else {
+            Reach::Inside
+        }
+    }
+
+    fn text(self) -> Option<String> {
+        match self {
+            Reach::Inside => None,
+            Reach::Past(Some(f)) => Some(format!("extrapolated, {}× past the data", num(f))),
+            Reach::Past(None) => Some("extrapolated".into()),
+            Reach::Beyond(f) => Some(format!("beyond {}× the data", num(f))),
+        }
+    }
+}
+
+/// A plateau cell: the tokens, marked when past the largest budget, or "beyond" the limit.
+fn plateau_cell(
+    d: Option<f64>,
+    ci: Option<[f64; 2]>,
+    extrapolated: bool,
+    p: &synthscale_fit::study::Plateau,
+) -> Cell {
+    match d {
+        None => Cell::Est(None, None, Reach::Beyond(p.search_limit / p.largest_tokens)),
+        Some(d) => Cell::Est(
+            Some(d),
+            ci,
+            Reach::of(extrapolated, Some(d / p.largest_tokens)),
+        ),
+    }
 }
 
 fn t(s: impl Into<String>) -> Cell {
@@ -260,6 +350,16 @@ fn cell_html(c: &Cell) -> String {
             key_num(*v),
             100.0 * v
         ),
+        Cell::Est(v, iv, reach) => {
+            let inner = cell_html(&Cell::Num(*v, *iv));
+            match reach.text() {
+                None => inner,
+                Some(note) => inner.replace(
+                    "</td>",
+                    &format!(" <small class=\"x\">({})</small></td>", html_escape(&note)),
+                ),
+            }
+        }
     }
 }
 
@@ -274,6 +374,13 @@ fn cell_md(c: &Cell) -> String {
             format!("{}{ci}", num(*v))
         }
         Cell::Pct(v) => format!("{:.3}%", 100.0 * v),
+        Cell::Est(v, iv, reach) => {
+            let inner = cell_md(&Cell::Num(*v, *iv));
+            match reach.text() {
+                None => inner,
+                Some(note) => format!("{inner} *({note})*"),
+            }
+        }
     }
 }
 
@@ -387,7 +494,13 @@ impl Doc<'_> {
         let law = r.law;
         let mut head = vec!["mixture", "model size"];
         head.extend(law.param_names().iter().copied());
-        head.extend(["RMSD ln L", "points", "held-out error"]);
+        head.extend([
+            "RMSD ln L",
+            "points",
+            "held-out error",
+            "resamples fitted",
+            "at a bound (not determined)",
+        ]);
         let mut tb = Table::new(
             format!("{} law {} — {domain}", law.name(), law.formula()),
             &head,
@@ -404,6 +517,16 @@ impl Doc<'_> {
                 Some(h) => Cell::Pct(h.mean_rel_error),
                 None => t("—"),
             });
+            row.push(t(if g.bootstrap.drawn == 0 {
+                "—".to_string()
+            } else {
+                format!("{} of {}", g.bootstrap.fitted, g.bootstrap.drawn)
+            }));
+            row.push(t(if g.at_bound.is_empty() {
+                "none".to_string()
+            } else {
+                g.at_bound.join(", ")
+            }));
             tb.rows.push(row);
         }
         tb
@@ -456,12 +579,20 @@ impl Doc<'_> {
     }
 
     fn plateau_table(&self) -> Table {
+        let o = self
+            .laws()
+            .first()
+            .map(|r| r.options.clone())
+            .unwrap_or_default();
+        let (eps, margin) = (num(100.0 * o.plateau_eps), num(100.0 * o.plateau_margin));
+        let margin_head = format!("within {margin}% of L∞ from D");
         let mut tb = Table::new(
             format!(
-                "Plateaus — {}: tokens after which a doubling of D gains < 1% of the loss, and from which the loss is within 1% of its asymptote L∞",
-                self.headline()
+                "Plateaus — {}: tokens after which a doubling of D gains < {eps}% of the loss (about the gain per doubling where SynthLLM's 8B model approaches its ceiling), and from which the loss is within {margin}% of its asymptote L∞; searched up to {}× each curve's largest budget",
+                self.headline(),
+                num(o.plateau_search)
             ),
-            &["law", "mixture", "model size", "L∞", "doubling plateau D", "within 1% of L∞ from D"],
+            &["law", "mixture", "model size", "L∞", "doubling plateau D", &margin_head],
         );
         for r in self.laws() {
             for g in r.groups.iter().filter(|g| domain_of(g) == self.headline()) {
@@ -473,8 +604,18 @@ impl Doc<'_> {
                         t(m.clone()),
                         t(size),
                         n(p.asymptote),
-                        Cell::Num(p.doubling_tokens, p.doubling_tokens_ci95),
-                        Cell::Num(p.margin_tokens, p.margin_tokens_ci95),
+                        plateau_cell(
+                            p.doubling_tokens,
+                            p.doubling_tokens_ci95,
+                            p.doubling_extrapolated,
+                            p,
+                        ),
+                        plateau_cell(
+                            p.margin_tokens,
+                            p.margin_tokens_ci95,
+                            p.margin_extrapolated,
+                            p,
+                        ),
                     ]);
                 }
             }
@@ -524,7 +665,56 @@ impl Doc<'_> {
                     n(s.target_loss),
                     Cell::Num(s.tokens_baseline, None),
                     Cell::Num(s.tokens_mixture, None),
-                    Cell::Num(s.speedup, s.speedup_ci95),
+                    Cell::Est(
+                        s.speedup,
+                        s.speedup_ci95,
+                        Reach::of(s.extrapolated, s.beyond_data),
+                    ),
+                ]);
+            }
+        }
+        tb
+    }
+
+    fn multiplier_table(&self) -> Table {
+        let base = &self.analysis.config.baseline;
+        let mut tb = Table::new(
+            format!(
+                "Effective-data multipliers over {base} — {}: k with L_mixture(D) = L_{base}(k·D), the {base} law shared, fitted to every point of both curves (Hernandez et al. 2021); k > 1: a mixture token is worth k {base} tokens",
+                self.headline()
+            ),
+            &["law", "mixture", "model size", "k", "RMSD ln L", "points", "resamples fitted"],
+        );
+        let fam_ok = |f: &str| {
+            f.split(',')
+                .any(|kv| kv == format!("eval_domain={}", self.headline()))
+        };
+        for r in [&self.analysis.rectified, &self.analysis.chinchilla]
+            .into_iter()
+            .flatten()
+        {
+            for m in r.multipliers.iter().filter(|m| fam_ok(&m.family)) {
+                let size = m
+                    .family
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("params="))
+                    .and_then(|p| p.parse().ok())
+                    .map_or("all sizes".into(), fmt_params);
+                tb.rows.push(vec![
+                    t(r.law.name()),
+                    t(mixture_of(&m.mixture)),
+                    t(size),
+                    match m.k {
+                        Some(k) => Cell::Est(
+                            Some(k),
+                            m.ci95,
+                            Reach::of(m.extrapolated, Some(m.beyond_data)),
+                        ),
+                        None => t("not identified (k at the edge of 1e-3 … 1e3)"),
+                    },
+                    n(m.rmsd_log),
+                    t(m.n_points.to_string()),
+                    t(format!("{} of {}", m.resamples[1], m.resamples[0])),
                 ]);
             }
         }
@@ -564,7 +754,14 @@ impl Doc<'_> {
                         .map(|r| num(*r))
                         .collect::<Vec<_>>()
                         .join(", ")),
-                    Cell::Num(x.optimal_ratio, x.optimal_ratio_ci95),
+                    if x.grid_determined {
+                        t(format!(
+                            "{} (set by the grid: fewer than 4 shares)",
+                            x.optimal_ratio.map_or("—".into(), num)
+                        ))
+                    } else {
+                        Cell::Num(x.optimal_ratio, x.optimal_ratio_ci95)
+                    },
                 ]);
             }
         }
@@ -588,7 +785,7 @@ impl Doc<'_> {
                         Cell::Num(Some(c.params), c.params_ci95),
                         Cell::Num(Some(c.tokens), c.tokens_ci95),
                         n(c.tokens_per_param),
-                        Cell::Num(Some(c.loss), c.loss_ci95),
+                        Cell::Est(Some(c.loss), c.loss_ci95, Reach::of(c.extrapolated, None)),
                     ]);
                 }
             }
@@ -623,8 +820,11 @@ impl Doc<'_> {
             .find(|&&n| !speedups_at(a, self.headline(), n).is_empty())
         {
             for s in speedups_at(a, self.headline(), n) {
+                let mark = Reach::of(s.extrapolated, s.beyond_data)
+                    .text()
+                    .map_or(String::new(), |m| format!(" ({m}: a curve is read past its runs)"));
                 out.push(format!(
-                    "At {}, {} reaches L* = {} with a speed-up of {}× {} over {} (D_{}(L*) / D_mixture(L*); below 1 means more tokens).",
+                    "At {}, {} reaches L* = {} with a speed-up of {}× {} over {} (D_{}(L*) / D_mixture(L*); below 1 means more tokens){mark}.",
                     fmt_params(n),
                     mixture_of(&s.mixture),
                     num(s.target_loss),
@@ -650,11 +850,18 @@ impl Doc<'_> {
                 xs.iter().copied().reduce(f64::min),
                 xs.iter().copied().reduce(f64::max),
             ) {
+                let grid = s.report.optimal_ratios.iter().any(|x| x.grid_determined);
                 out.push(format!(
-                    "Optimal {} share across sizes and budgets: {} to {}.",
+                    "Optimal {} share across sizes and budgets: {} to {}{}.",
                     s.kind,
                     num(lo),
-                    num(hi)
+                    num(hi),
+                    if grid {
+                        " (fewer than 4 shares were run: a quadratic through 3 always has a \
+                         vertex, so the grid, not the data, sets this)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
@@ -672,6 +879,7 @@ impl Doc<'_> {
         }
         v.push((self.holdout_table(), false));
         v.push((self.plateau_table(), false));
+        v.push((self.multiplier_table(), false));
         v.push((self.speedup_table(), false));
         v.push((self.share_table(), false));
         if self.analysis.chinchilla.is_some() {
