@@ -54,7 +54,8 @@ pub fn epoch_points(path: &std::path::Path) -> anyhow::Result<Vec<Point>> {
 
 pub fn run(a: &BenchFitArgs) -> anyhow::Result<ExitCode> {
     let points = epoch_points(&a.data)?;
-    let opts = FitOptions::default();
+    // Epoch AI's procedure (delta 1e-3, fixed): the fit the SciPy peer runs.
+    let opts = FitOptions::default().fixed(1e-3);
     let law = Law::Chinchilla;
     let mut best = f64::INFINITY;
     let mut result = None;

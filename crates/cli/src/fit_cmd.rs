@@ -9,8 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use synthscale_fit::input::{parse_filter, SourceFile};
 use synthscale_fit::bootstrap::Resampling;
+use synthscale_fit::fit::DeltaRule;
+use synthscale_fit::input::{parse_filter, SourceFile};
 use synthscale_fit::study::{GroupReport, Plateau};
 use synthscale_fit::{
     read_inputs, run_study, BootstrapOptions, FitError, FitOptions, Holdout, InputOptions, Law,
@@ -104,9 +105,11 @@ pub struct FitArgs {
     /// Held-out extrapolation check.
     #[arg(long, value_enum, default_value = "none")]
     pub holdout: HoldoutArg,
-    /// Huber threshold on log residuals.
-    #[arg(long, default_value_t = 1e-3)]
-    pub huber_delta: f64,
+    /// Huber threshold on log residuals, fixed (Epoch AI's procedure: 1e-3; least squares:
+    /// 1) [default: scaled to each group's noise, 1.345 × the MAD-estimated σ of a
+    /// least-squares fit's log residuals].
+    #[arg(long)]
+    pub huber_delta: Option<f64>,
     /// Bootstrap resamples for 95% intervals (0: none).
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
@@ -175,7 +178,12 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
     let opts = StudyOptions {
         law,
         fit: FitOptions {
-            huber_delta: a.huber_delta,
+            huber_delta: a.huber_delta.unwrap_or(FitOptions::default().huber_delta),
+            delta_rule: if a.huber_delta.is_some() {
+                DeltaRule::Fixed
+            } else {
+                DeltaRule::Noise
+            },
             pin_e: a.pin_e,
             ..FitOptions::default()
         },
@@ -333,7 +341,10 @@ fn print_report(r: &StudyReport, secs: f64) {
         "{} law: {}; Huber delta {}, {} starts per group, {} bootstrap resamples (seed {}); {:.1} s",
         r.law.name(),
         r.formula,
-        o.fit.huber_delta,
+        match o.fit.delta_rule {
+            DeltaRule::Fixed => o.fit.huber_delta.to_string(),
+            DeltaRule::Noise => "scaled to each group's noise".to_string(),
+        },
         r.start_grid.starts,
         o.bootstrap.resamples,
         o.bootstrap.seed,
@@ -369,7 +380,9 @@ fn print_report(r: &StudyReport, secs: f64) {
         println!();
     }
     if !r.multipliers.is_empty() {
-        println!("effective-data multipliers k, L_mixture(D) = L_baseline(k·D), baseline law shared:");
+        println!(
+            "effective-data multipliers k, L_mixture(D) = L_baseline(k·D), baseline law shared:"
+        );
         for m in &r.multipliers {
             let k = match m.k {
                 Some(k) => format!("{}{}", num(k), ci(m.ci95.as_ref())),
@@ -392,9 +405,7 @@ fn print_report(r: &StudyReport, secs: f64) {
     if !r.budget_speedups.is_empty() {
         println!("speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:");
         for s in &r.budget_speedups {
-            let at = s
-                .params
-                .map_or(String::new(), |n| format!(" N={}", num(n)));
+            let at = s.params.map_or(String::new(), |n| format!(" N={}", num(n)));
             println!(
                 "  {} vs {}{} D={} (loss {}): {}{}{}",
                 s.mixture,
@@ -467,8 +478,14 @@ fn print_summary(r: &StudyReport) {
 
 fn print_group(r: &StudyReport, g: &GroupReport) {
     println!(
-        "{}  ({} points; objective {:.6e}, rmsd_log {:.5}; {}/{} starts in bounds)",
-        g.name, g.n_points, g.objective, g.rmsd_log, g.starts.in_bounds, g.starts.tried
+        "{}  ({} points; Huber delta {}, objective {:.6e}, rmsd_log {:.5}; {}/{} starts in bounds)",
+        g.name,
+        g.n_points,
+        num(g.huber_delta),
+        g.objective,
+        g.rmsd_log,
+        g.starts.in_bounds,
+        g.starts.tried
     );
     for name in r.law.param_names() {
         println!(

@@ -116,7 +116,11 @@ fn an_unknown_baseline_is_refused() {
              [report]\nbootstrap = 0\nholdout = false\n{report}"
         )
     };
-    std::fs::write(tmp.path().join("study.toml"), manifest("baseline = \"nope\"\n")).unwrap();
+    std::fs::write(
+        tmp.path().join("study.toml"),
+        manifest("baseline = \"nope\"\n"),
+    )
+    .unwrap();
     let (code, _, err) = run(tmp.path(), &["report", "study.toml"]);
     assert_eq!(code, 2, "{err}");
     assert!(
@@ -149,7 +153,10 @@ fn report_refuses_an_output_folder_that_is_not_a_report() {
     let args = ["report", "r", "--bootstrap", "0", "-o", "papers"];
     let (code, out, err) = run(tmp.path(), &args);
     assert_eq!(code, 2, "{out}\n{err}");
-    assert!(err.contains("papers") && err.contains("no earlier report"), "{err}");
+    assert!(
+        err.contains("papers") && err.contains("no earlier report"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(mine.join("report.md")).unwrap(),
         "my own notes\n"
@@ -157,12 +164,18 @@ fn report_refuses_an_output_folder_that_is_not_a_report() {
     assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
     // A file in the way is refused too.
     std::fs::write(tmp.path().join("afile"), "x").unwrap();
-    let (code, _, err) = run(tmp.path(), &["report", "r", "--bootstrap", "0", "-o", "afile"]);
+    let (code, _, err) = run(
+        tmp.path(),
+        &["report", "r", "--bootstrap", "0", "-o", "afile"],
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a folder"), "{err}");
     // A new folder, then the same folder again (an earlier report): both written.
     for _ in 0..2 {
-        let (code, out, err) = run(tmp.path(), &["report", "r", "--bootstrap", "0", "-o", "new"]);
+        let (code, out, err) = run(
+            tmp.path(),
+            &["report", "r", "--bootstrap", "0", "-o", "new"],
+        );
         assert_eq!(code, 0, "{out}\n{err}");
         assert!(tmp.path().join("new/fit.json").is_file());
     }

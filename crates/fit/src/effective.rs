@@ -85,9 +85,9 @@ pub struct BudgetSpeedup {
 
 /// Smallest and largest D of `points`.
 pub fn d_range(points: &[Point]) -> (f64, f64) {
-    points
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| (lo.min(p.d), hi.max(p.d)))
+    points.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+        (lo.min(p.d), hi.max(p.d))
+    })
 }
 
 /// How far `d` lies outside `[lo, hi]`, as a ratio ≥ 1 (1 inside).

@@ -13,12 +13,30 @@ use serde::Serialize;
 use crate::error::{FitError, Result};
 use crate::law::{Law, Point};
 
+/// How the Huber threshold of a fit is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaRule {
+    /// `huber_delta` as given (Epoch AI's procedure: 1e-3; least squares: 1).
+    Fixed,
+    /// Scaled to the data's noise: a least-squares fit first, then `delta = 1.345·σ̂` with
+    /// σ̂ = 1.4826 × the median absolute deviation of its log residuals (Huber's constant
+    /// for 95% efficiency under normal noise; the MAD is robust to the outliers Huber
+    /// guards against), floored at 1e-4. A fixed 1e-3 is near-L1 for curves whose noise
+    /// is 0.5–1% (Lin et al.'s fine-tuning losses, small models' seed noise), and then
+    /// trades goodness of fit for robustness the data do not need.
+    Noise,
+}
+
 /// How one group is fitted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FitOptions {
-    /// Huber threshold on log residuals; 1e-3, as Epoch AI (after Hoffmann et al.) and OLMo
-    /// use: residuals below it count squared, larger ones linearly (robust to outliers).
+    /// Huber threshold on log residuals: residuals below it count squared, larger ones
+    /// linearly (robust to outliers). Used as given under [`DeltaRule::Fixed`]; under
+    /// [`DeltaRule::Noise`] each group's is derived from its data (recorded in the fit).
     pub huber_delta: f64,
+    /// How `huber_delta` is chosen; default [`DeltaRule::Noise`].
+    pub delta_rule: DeltaRule,
     /// Pin the asymptote E to this value instead of fitting it.
     pub pin_e: Option<f64>,
     /// L-BFGS history length (pairs kept); 10 is SciPy L-BFGS-B's default.
@@ -35,6 +53,7 @@ impl Default for FitOptions {
     fn default() -> Self {
         FitOptions {
             huber_delta: 1e-3,
+            delta_rule: DeltaRule::Noise,
             pin_e: None,
             memory: 10,
             max_iters: 1000,
@@ -50,7 +69,21 @@ impl Default for FitOptions {
     }
 }
 
+/// Huber delta of the least-squares pre-fit: above every log residual of any curve a law
+/// describes, where the Huber loss is exactly half the squared error.
+pub const LEAST_SQUARES_DELTA: f64 = 1.0;
+
 impl FitOptions {
+    /// These options with the threshold fixed at `delta` (a group's resolved threshold,
+    /// reused by its bootstrap resamples and held-out check).
+    pub fn fixed(&self, delta: f64) -> FitOptions {
+        FitOptions {
+            huber_delta: delta,
+            delta_rule: DeltaRule::Fixed,
+            ..self.clone()
+        }
+    }
+
     /// Checks every bound; `Err` names the option.
     pub fn validate(&self) -> Result<()> {
         if !(self.huber_delta.is_finite() && self.huber_delta > 0.0) {
@@ -312,6 +345,29 @@ pub struct Fit {
     /// Distinct local optima, best first (the best is `theta`): where bootstrap resamples
     /// restart.
     pub optima: Vec<Vec<f64>>,
+    /// The Huber threshold the fit used (derived from the data under [`DeltaRule::Noise`]).
+    pub huber_delta: f64,
+}
+
+/// The Huber threshold scaled to the noise of the residuals `r` ([`DeltaRule::Noise`]).
+pub fn noise_delta(r: &[f64]) -> f64 {
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        }
+    };
+    let mut v = r.to_vec();
+    if v.is_empty() {
+        return 1e-4;
+    }
+    let m = median(&mut v);
+    let mut dev: Vec<f64> = r.iter().map(|x| (x - m).abs()).collect();
+    let sigma = 1.4826 * median(&mut dev);
+    (1.345 * sigma).max(1e-4)
 }
 
 /// Which of θ's coordinates leave the law's bounds: `(name, value, lo, hi)` of the first.
@@ -487,6 +543,32 @@ fn fit_data(
     parallel: bool,
 ) -> Result<Fit> {
     opts.validate()?;
+    if opts.delta_rule == DeltaRule::Noise {
+        // Least squares first, from the given starts; then Huber at the threshold its
+        // residuals give, from the least-squares optima.
+        let ls = fit_data(
+            law,
+            points,
+            data,
+            total,
+            starts,
+            &opts.fixed(LEAST_SQUARES_DELTA),
+            group,
+            parallel,
+        )?;
+        let r: Vec<f64> = points
+            .iter()
+            .map(|p| law.log_pred(&ls.theta, p) - p.loss.ln())
+            .collect();
+        let fixed = opts.fixed(noise_delta(&r));
+        let mut f = fit_data(
+            law, points, data, total, &ls.optima, &fixed, group, parallel,
+        )?;
+        f.starts = ls.starts;
+        f.starts_converged = ls.starts_converged;
+        f.starts_in_bounds = ls.starts_in_bounds;
+        return Ok(f);
+    }
     let min = min_points(law, opts);
     if total < min {
         return Err(FitError::TooFewPoints {
@@ -591,5 +673,6 @@ fn select(
         starts_converged,
         starts_in_bounds,
         optima,
+        huber_delta: opts.huber_delta,
     })
 }

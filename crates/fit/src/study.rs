@@ -223,6 +223,8 @@ pub struct GroupReport {
     pub theta: BTreeMap<String, f64>,
     /// Sum of Huber losses of log residuals.
     pub objective: f64,
+    /// The Huber threshold of this fit (scaled to the group's noise by default).
+    pub huber_delta: f64,
     /// RMSD of log loss.
     pub rmsd_log: f64,
     /// Points fitted.
@@ -373,8 +375,10 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
     for g in groups {
         let name = g.name();
         let f = fit(law, &g.points, &opts.fit, &name)?;
+        // The group's threshold, resolved by its fit, serves its resamples and checks.
+        let gopts = opts.fit.fixed(f.huber_delta);
         let resamples = if opts.bootstrap.resamples > 0 {
-            resample_fits(law, &g.points, &f.optima, &opts.fit, &opts.bootstrap, &name)
+            resample_fits(law, &g.points, &f.optima, &gopts, &opts.bootstrap, &name)
         } else {
             Vec::new()
         };
@@ -390,7 +394,7 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
         }
         let holdout = match opts.holdout {
             Holdout::None => None,
-            Holdout::Largest => Some(holdout_largest(law, &g.points, &opts.fit, &name)?),
+            Holdout::Largest => Some(holdout_largest(law, &g.points, &gopts, &name)?),
         };
         let derived = derive(law, &f.theta, &ok, &g.points, opts);
         reports.push(GroupReport {
@@ -400,6 +404,7 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
             params: named(law.param_names(), &law.params(&f.theta)),
             theta: named(law.theta_names(), &f.theta),
             objective: f.objective,
+            huber_delta: f.huber_delta,
             rmsd_log: f.rmsd_log,
             n_points: f.n_points,
             starts: StartCounts {
@@ -461,7 +466,8 @@ fn at_bound(law: Law, theta: &[f64], pinned_e: bool) -> Vec<String> {
         .zip(theta)
         .enumerate()
         .filter(|&(i, (b, &v))| {
-            !(pinned_e && i == law.e_index()) && ((v - b.lo).abs() < 1e-3 || (b.hi - v).abs() < 1e-3)
+            !(pinned_e && i == law.e_index())
+                && ((v - b.lo).abs() < 1e-3 || (b.hi - v).abs() < 1e-3)
         })
         .map(|(i, _)| law.theta_names()[i].to_string())
         .collect()
@@ -489,13 +495,14 @@ fn effective_answers(
             let names = (family.as_str(), bname.as_str(), mname.as_str());
             let mut starts = fitted[bi].fit.optima.clone();
             starts.extend(fitted[mi].fit.optima.iter().cloned());
+            // The joint fit uses the baseline's threshold: the baseline's law is the one read.
             mults.push(effective::multiplier(
                 law,
                 names,
                 &base.points,
                 &mix.points,
                 &starts,
-                &opts.fit,
+                &opts.fit.fixed(fitted[bi].fit.huber_delta),
                 &opts.bootstrap,
             )?);
             budgets.extend(effective::budget_speedups(

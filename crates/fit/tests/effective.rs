@@ -63,16 +63,30 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
         } else {
             0.5
         };
-        let k = m.k.unwrap_or_else(|| panic!("{}: k not identified", m.mixture));
-        assert!((k / want - 1.0).abs() < 0.10, "{}: k = {k}, want {want}", m.mixture);
+        let k =
+            m.k.unwrap_or_else(|| panic!("{}: k not identified", m.mixture));
+        assert!(
+            (k / want - 1.0).abs() < 0.10,
+            "{}: k = {k}, want {want}",
+            m.mixture
+        );
         let [lo, hi] = m.ci95.unwrap();
-        assert!(lo <= k && k <= hi, "{}: {k} outside [{lo}, {hi}]", m.mixture);
+        assert!(
+            lo <= k && k <= hi,
+            "{}: {k} outside [{lo}, {hi}]",
+            m.mixture
+        );
         assert!(m.resamples[1] > 0);
         // Mapped to k·D the mixture's budgets run past the baseline's (k = 3: above its
         // largest budget; k = 0.5: below its smallest), by about k or 1/k.
         assert!(m.extrapolated, "{}", m.mixture);
         let far = if want > 1.0 { want } else { 1.0 / want };
-        assert!((m.beyond_data / far - 1.0).abs() < 0.15, "{}: {}", m.mixture, m.beyond_data);
+        assert!(
+            (m.beyond_data / far - 1.0).abs() < 0.15,
+            "{}: {}",
+            m.mixture,
+            m.beyond_data
+        );
     }
 
     // Per-budget speed-ups: D_base(L_mix(D)) / D ≈ k where the baseline is read inside its
@@ -89,14 +103,27 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
         let inside = (16_384.0 * 1.05..=2_097_152.0 / 1.05).contains(&needs);
         let outside = !(16_384.0 / 1.05..=2_097_152.0 * 1.05).contains(&needs);
         if inside {
-            assert!(!s.extrapolated, "{} at {}: marked, needs {needs}", s.mixture, s.tokens);
+            assert!(
+                !s.extrapolated,
+                "{} at {}: marked, needs {needs}",
+                s.mixture, s.tokens
+            );
             // Read inside the data, the speed-up is the construction's k. (Read past it, it
             // is not: the good mixture's last budget reads 4.6 for k = 3 on this draw.)
             let x = s.speedup.unwrap();
-            assert!((x / want - 1.0).abs() < 0.15, "{} at {}: {x}", s.mixture, s.tokens);
+            assert!(
+                (x / want - 1.0).abs() < 0.15,
+                "{} at {}: {x}",
+                s.mixture,
+                s.tokens
+            );
         }
         if outside {
-            assert!(s.extrapolated, "{} at {}: unmarked, needs {needs}", s.mixture, s.tokens);
+            assert!(
+                s.extrapolated,
+                "{} at {}: unmarked, needs {needs}",
+                s.mixture, s.tokens
+            );
             assert!(s.beyond_data.unwrap() > 1.0);
         }
     }

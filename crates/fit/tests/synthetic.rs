@@ -52,10 +52,17 @@ fn coverage(
         let pts = draw(law, truth, ns, ds, sigma, &mut rng);
         let name = format!("trial {t}");
         let f = fit(law, &pts, &opts, &name).unwrap();
-        let rs: Vec<Vec<f64>> = resample_fits(law, &pts, &f.optima, &opts, &boot, &name)
-            .into_iter()
-            .flatten()
-            .collect();
+        let rs: Vec<Vec<f64>> = resample_fits(
+            law,
+            &pts,
+            &f.optima,
+            &opts.fixed(f.huber_delta),
+            &boot,
+            &name,
+        )
+        .into_iter()
+        .flatten()
+        .collect();
         for (j, &want) in true_params.iter().enumerate() {
             let vals: Vec<f64> = rs.iter().map(|th| law.params(th)[j]).collect();
             let [lo, hi] = percentile_interval(&vals, 0.95).unwrap();
@@ -113,7 +120,11 @@ fn rectified_law_intervals_cover_the_truth() {
 }
 
 /// The joint law, from Epoch AI's fitted parameters on a 5 × 8 grid of (N, D) with 1%
-/// noise: the fit recovers E, alpha and beta to within a few percent.
+/// noise, over six draws: the default fit (threshold scaled to the noise) recovers E and
+/// alpha to a few percent, and is no worse than Epoch's fixed delta = 1e-3 on E, alpha and
+/// beta. Beta is weakly determined by this grid: both rules miss it by about 16% on
+/// average (measured: default E 2.6%, alpha 3.9%, beta 15.5%; fixed 1e-3 2.8%, 5.5%,
+/// 15.8%), so one draw alone says little.
 #[test]
 fn chinchilla_parameters_are_recovered() {
     let truth = [
@@ -123,20 +134,41 @@ fn chinchilla_parameters_are_recovered() {
         0.3473,
         0.3672,
     ];
-    let mut rng = SplitMix64::new(9);
     let ns = log_spaced(7e7, 1.6e10, 5);
     let ds = log_spaced(5e9, 5e11, 8);
-    let pts = draw(Law::Chinchilla, &truth, &ns, &ds, 0.01, &mut rng);
-    let f = fit(Law::Chinchilla, &pts, &FitOptions::default(), "synthetic").unwrap();
-    let got = Law::Chinchilla.params(&f.theta);
-    for (j, name, tol) in [(2, "E", 0.03), (3, "alpha", 0.1), (4, "beta", 0.1)] {
-        let want = Law::Chinchilla.params(&truth)[j];
+    let want = Law::Chinchilla.params(&truth);
+    let draws = [9u64, 10, 11, 12, 13, 14];
+    let mean_errors = |opts: &FitOptions| {
+        let mut err = [0.0f64; 5];
+        for seed in draws {
+            let mut rng = SplitMix64::new(seed);
+            let pts = draw(Law::Chinchilla, &truth, &ns, &ds, 0.01, &mut rng);
+            let f = fit(Law::Chinchilla, &pts, opts, "synthetic").unwrap();
+            let got = Law::Chinchilla.params(&f.theta);
+            for j in 0..5 {
+                err[j] += (got[j] / want[j] - 1.0).abs() / draws.len() as f64;
+            }
+        }
+        err
+    };
+    let default = mean_errors(&FitOptions::default());
+    let epoch = mean_errors(&FitOptions::default().fixed(1e-3));
+    eprintln!("mean relative errors (A, B, E, alpha, beta): default {default:?}, 1e-3 {epoch:?}");
+    for (j, name, tol) in [(2, "E", 0.04), (3, "alpha", 0.06), (4, "beta", 0.2)] {
         assert!(
-            (got[j] / want - 1.0).abs() < tol,
-            "{name}: fitted {}, true {want}",
-            got[j]
+            default[j] < tol,
+            "{name}: mean relative error {}",
+            default[j]
+        );
+        assert!(
+            default[j] <= 1.1 * epoch[j],
+            "{name}: default {} worse than fixed 1e-3 {}",
+            default[j],
+            epoch[j]
         );
     }
+    let mut rng = SplitMix64::new(9);
+    let pts = draw(Law::Chinchilla, &truth, &ns, &ds, 0.01, &mut rng);
     // Noise-free data: recovered to optimizer precision.
     let exact: Vec<Point> = pts
         .iter()

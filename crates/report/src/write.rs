@@ -822,7 +822,9 @@ impl Doc<'_> {
             for s in speedups_at(a, self.headline(), n) {
                 let mark = Reach::of(s.extrapolated, s.beyond_data)
                     .text()
-                    .map_or(String::new(), |m| format!(" ({m}: a curve is read past its runs)"));
+                    .map_or(String::new(), |m| {
+                        format!(" ({m}: a curve is read past its runs)")
+                    });
                 out.push(format!(
                     "At {}, {} reaches L* = {} with a speed-up of {}× {} over {} (D_{}(L*) / D_mixture(L*); below 1 means more tokens){mark}.",
                     fmt_params(n),
