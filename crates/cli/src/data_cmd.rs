@@ -36,7 +36,9 @@ pub struct PrepareArgs {
     /// Output directory [default: data.out_dir, else results/<manifest name>/data].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Rebuild even if the directory is up to date or was prepared differently.
+    /// Rebuild even if the directory is up to date or was prepared differently. Replaces
+    /// only a data directory this command wrote (data.json, tokenizer.json, train/, val/ and
+    /// nothing else); any other file or folder is refused (exit 2) and left untouched.
     #[arg(long)]
     pub force: bool,
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use synthscale_data::DataDir;
-use synthscale_model::export_hf;
+use synthscale_data::datadir::{read_meta, tokenizer_file};
+use synthscale_data::DataError;
+use synthscale_model::export::not_an_export_dir;
+use synthscale_model::{export_hf, ModelError};
 use synthscale_train::trainer::CONFIG;
 use synthscale_train::{train, Event, Outcome, ResolvedConfig, TrainOptions, EXIT_REQUEUE};
 
@@ -22,8 +24,11 @@ use crate::util::{plain_logs, thousands};
 /// Relaunching resumes from the last checkpoint with exactly the metrics an uninterrupted
 /// run logs; a run marked DONE is left alone. SIGTERM, SIGUSR1 or SIGINT make it write a
 /// checkpoint at the next step boundary and exit with code 75 (EX_TEMPFAIL), on which a
-/// scheduler can requeue. Exit codes: 0 done, 75 stopped to be resumed, 2 bad config,
-/// 1 failure (a non-finite loss keeps the last good checkpoint).
+/// scheduler can requeue. A checkpoint is verified before the run resumes from it (every
+/// file against its sha256, state.json against the config); the one before is kept as
+/// checkpoint.prev/. Exit codes: 0 done, 75 stopped to be resumed, 2 bad config or data,
+/// 1 failure (a non-finite loss keeps the last good checkpoint; a damaged checkpoint is
+/// refused, naming the file and field and how to resume from checkpoint.prev/).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// The run config (TOML: [model], [data], [optim], [eval], [checkpoint]).
@@ -35,12 +40,15 @@ pub struct TrainArgs {
 }
 
 /// Export a run's latest checkpoint in Hugging Face's Llama layout (model.safetensors,
-/// config.json, tokenizer.json), which transformers and candle-transformers load.
+/// config.json, tokenizer.json), which transformers and candle-transformers load. The
+/// checkpoint is verified against its checksums, and the tokenizer against the hash the
+/// data was prepared with.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// A run directory written by `synthscale train`.
     pub run_dir: PathBuf,
-    /// Output directory.
+    /// Output directory: new, empty, or an earlier export, which is replaced; anything else
+    /// is refused (exit 2) and left untouched.
     #[arg(short, long)]
     pub out: PathBuf,
 }
@@ -163,16 +171,31 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         toml::from_str(&text).with_context(|| format!("reading {}", cfg_path.display()))?;
     let ck = synthscale_train::checkpoint::find(&a.run_dir)
         .with_context(|| format!("{}: no checkpoint yet", a.run_dir.display()))?;
+    // The output first: refused before any work when it holds anything but an export.
+    if a.out.symlink_metadata().is_ok() {
+        if let Some(reason) = not_an_export_dir(&a.out) {
+            return Err(ModelError::NotExportDir {
+                path: a.out.clone(),
+                reason,
+            }
+            .into());
+        }
+    }
+    // The tokenizer the run was trained with, unchanged since (its sha256 is the hash that
+    // data.json and the run's config record); the shards are not needed.
+    let meta = read_meta(&cfg.data_dir)?;
+    if meta.tokenizer.hash != cfg.tokenizer_hash {
+        return Err(DataError::TokenizerMismatch {
+            path: cfg.data_dir.clone(),
+            expected: cfg.tokenizer_hash.clone(),
+            found: meta.tokenizer.hash,
+        }
+        .into());
+    }
+    let tok = tokenizer_file(&cfg.data_dir, &meta)?;
     let (model, _, state) =
-        synthscale_train::checkpoint::load(&ck, &cfg.model, &cfg.optim, &candle_core::Device::Cpu)?;
-    let data = DataDir::open(&cfg.data_dir)?;
-    let tok = data.path().join(synthscale_data::datadir::TOKENIZER_FILE);
-    export_hf(
-        &model,
-        &a.out,
-        Some(&tok),
-        Some(data.meta().tokenizer.eot_id),
-    )?;
+        synthscale_train::checkpoint::load(&ck, &cfg, &candle_core::Device::Cpu)?;
+    export_hf(&model, &a.out, Some(&tok), Some(meta.tokenizer.eot_id))?;
     println!(
         "exported step {} of {} to {}",
         state.step,

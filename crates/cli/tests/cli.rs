@@ -235,3 +235,192 @@ fn bad_mixtures_exit_2() {
         );
     }
 }
+
+/// The names of a folder's entries, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn prepare(m: &Path, out: &Path, force: bool) -> (i32, String, String) {
+    let mut cmd = bin();
+    cmd.arg("data").arg("prepare").arg(m).arg("--out").arg(out);
+    if force {
+        cmd.arg("--force");
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn force_refuses_a_directory_that_is_not_a_data_dir() {
+    // Issue 12's reproduction: `--force` removed a folder holding important.txt (exit 0),
+    // and renamed an --out naming a file to a hidden .name.old (exit 1).
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let out = dir.path().join("data");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("important.txt"), "keep me").unwrap();
+    let (code, _, stderr) = prepare(&m, &out, true);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("data") && stderr.contains("--force") && stderr.contains("untouched"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("important.txt")).unwrap(),
+        "keep me"
+    );
+    assert_eq!(entries(&out), vec!["important.txt"]);
+
+    // --out naming a file: refused, with or without --force, the file as it was.
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "my notes").unwrap();
+    for force in [false, true] {
+        let (code, _, stderr) = prepare(&m, &file, force);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("notes.txt") && stderr.contains("a file"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "my notes");
+    }
+
+    // A data directory is replaced by --force; one with a file of the user's inside is not.
+    let real = dir.path().join("real");
+    assert_eq!(prepare(&m, &real, false).0, 0);
+    let (code, stdout, stderr) = prepare(&m, &real, true);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("prepared"), "{stdout}");
+    std::fs::write(real.join("train/README"), "notes").unwrap();
+    let (code, _, stderr) = prepare(&m, &real, true);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("train/README"), "{stderr}");
+    assert!(real.join("train/README").exists() && real.join("data.json").exists());
+    assert_eq!(
+        entries(dir.path()),
+        vec![
+            "a.jsonl",
+            "b.jsonl",
+            "data",
+            "notes.txt",
+            "real",
+            "study.toml"
+        ],
+        "nothing hidden left behind"
+    );
+}
+
+#[test]
+fn stale_temporary_directories_of_dead_processes_are_removed_at_start() {
+    // Oracle: pid_max is at most 2^22 on Linux, so pid 2^22 + 7 is dead; this test's own
+    // pid is alive.
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let dead = 4_194_304 + 7;
+    let me = std::process::id();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let names = [
+        format!(".data.tmp-{dead}"),
+        format!(".data.tmp-{dead}-{host}"),
+        format!(".data.old-{dead}-{host}"),
+        format!(".data.tmp-{me}"),
+        format!(".data.tmp-{dead}-another-host"),
+    ];
+    for n in &names {
+        std::fs::create_dir(dir.path().join(n)).unwrap();
+        std::fs::write(dir.path().join(n).join("x.bin"), vec![0u8; 1000]).unwrap();
+    }
+    let (code, _, stderr) = prepare(&m, &dir.path().join("data"), false);
+    assert_eq!(code, 0, "{stderr}");
+    for n in &names[..3] {
+        assert!(!dir.path().join(n).exists(), "{n} was not removed");
+    }
+    for n in &names[3..] {
+        assert!(
+            dir.path().join(n).exists(),
+            "{n} belongs to a live or remote process"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_data_dir_is_refused_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), "");
+    let out = dir.path().join("data");
+    assert_eq!(prepare(&m, &out, false).0, 0);
+    let inspect = || run(bin().args(["data", "inspect"]).arg(&out));
+    assert_eq!(inspect().0, 0);
+
+    // Each damage, then the file restored.
+    let shard = out.join("train/a.bin");
+    let meta_path = out.join("data.json");
+    let tok_path = out.join("tokenizer.json");
+    let meta_text = std::fs::read_to_string(&meta_path).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta_text).unwrap();
+    let edit_meta = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = meta.clone();
+        f(&mut v);
+        std::fs::write(&meta_path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    };
+
+    // A token id of 0xFFFF (GPT-2's vocabulary has 50,257): refused when the shard is
+    // opened, naming the shard and the header field, not deep inside the model.
+    let good = std::fs::read(&shard).unwrap();
+    let mut bad = good.clone();
+    bad[128 + 2 * 10..128 + 2 * 11].copy_from_slice(&[0xFF, 0xFF]);
+    std::fs::write(&shard, &bad).unwrap();
+    let (code, _, stderr) = inspect();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("a.bin") && stderr.contains("65535") && stderr.contains("vocab_size"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one message, no backtrace: {stderr}"
+    );
+    std::fs::write(&shard, &good).unwrap();
+
+    // data.json's vocabulary against the shard headers.
+    edit_meta(&|v| v["tokenizer"]["vocab_size"] = 60000.into());
+    let (code, _, stderr) = inspect();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("data.json") && stderr.contains("tokenizer.vocab_size"),
+        "{stderr}"
+    );
+
+    // A source's kind against the kind its shards were prepared as.
+    edit_meta(&|v| v["sources"][1]["kind"] = "textbook".into());
+    let (code, _, stderr) = inspect();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("data.json") && stderr.contains("sources[1].kind"),
+        "{stderr}"
+    );
+    std::fs::write(&meta_path, &meta_text).unwrap();
+    assert_eq!(inspect().0, 0);
+
+    // An edited tokenizer.json no longer hashes to the recorded tokenizer.
+    let tok = std::fs::read_to_string(&tok_path).unwrap();
+    std::fs::write(
+        &tok_path,
+        tok.replacen("\"<|endoftext|>\"", "\"<|end|>\"", 1),
+    )
+    .unwrap();
+    let (code, _, stderr) = inspect();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("tokenizer.json") && stderr.contains("sha256"),
+        "{stderr}"
+    );
+    std::fs::write(&tok_path, tok).unwrap();
+    assert_eq!(inspect().0, 0);
+}

@@ -342,3 +342,384 @@ fn a_non_finite_loss_stops_the_run_with_a_clear_error() {
     );
     assert!(!run.join("DONE").exists() && !run.join("checkpoint").exists());
 }
+
+/// A run config of `steps` steps of 256 tokens (checkpoints every 10, an evaluation at the
+/// end), named `name`; `extra_model` and `extra_optim` as in [`run_config`].
+fn short_run_config(
+    dir: &Path,
+    name: &str,
+    steps: u64,
+    extra_model: &str,
+    extra_optim: &str,
+) -> PathBuf {
+    let p = run_config(dir, extra_model, extra_optim);
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "token_budget = 102400",
+        &format!("token_budget = {}", steps * 256),
+    );
+    let q = dir.join(format!("{name}.toml"));
+    std::fs::write(&q, text).unwrap();
+    q
+}
+
+fn step_of(dir: &Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()["step"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A finished 40-step run with its DONE marker removed, as if the process had died after
+/// its last checkpoint: `checkpoint/` at step 40, `checkpoint.prev/` at step 30.
+fn finished_run_without_done(dir: &Path) -> (PathBuf, PathBuf, Vec<Value>) {
+    data_dir(dir);
+    let cfg = short_run_config(dir, "short", 40, "", "");
+    let run = dir.join("run");
+    let out = train(&cfg, &run);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(step_of(&run.join("checkpoint")), 40);
+    assert_eq!(step_of(&run.join("checkpoint.prev")), 30);
+    assert!(run.join("checkpoint/SHA256SUMS").is_file());
+    std::fs::remove_file(run.join("DONE")).unwrap();
+    let full = metrics(&run);
+    (cfg, run, full)
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn flipped_bytes_in_a_checkpoint_are_refused_on_resume() {
+    // Issue 12's reproduction: 1,000 flipped bytes in model.safetensors resumed without
+    // complaint. Oracle: SHA256SUMS, written before the checkpoint was renamed into place.
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, run, full) = finished_run_without_done(dir.path());
+    let mp = run.join("checkpoint/model.safetensors");
+    let mut bytes = std::fs::read(&mp).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 1000..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&mp, &bytes).unwrap();
+    let out = train(&cfg, &run);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("checkpoint/model.safetensors")
+            && err.contains("field `sha256`")
+            && err.contains("checkpoint.prev")
+            && err.contains("step 30"),
+        "{err}"
+    );
+    assert!(
+        !run.join("DONE").exists(),
+        "nothing trained from a damaged checkpoint"
+    );
+    assert!(
+        mp.exists() && run.join("checkpoint.prev").exists(),
+        "both kept"
+    );
+    assert_eq!(metrics(&run), full);
+
+    // Following the message: the damaged checkpoint moved aside, the run resumes from the
+    // previous one and ends with the metrics of the uninterrupted run.
+    std::fs::rename(run.join("checkpoint"), run.join("checkpoint.damaged")).unwrap();
+    let out = train(&cfg, &run);
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming at step 30"), "{err}");
+    assert!(run.join("DONE").exists());
+    assert_eq!(metrics(&run), full);
+}
+
+#[test]
+fn an_edited_state_json_is_refused_on_resume() {
+    // Issue 12's reproduction: step 999999 wrote DONE with the step-16 model and no final
+    // evaluation. Oracle: the run's config (40 steps of 256 tokens, seed 7).
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, run, full) = finished_run_without_done(dir.path());
+    let sp = run.join("checkpoint/state.json");
+    let original = std::fs::read_to_string(&sp).unwrap();
+    let state: Value = serde_json::from_str(&original).unwrap();
+    let cases: &[(&str, u64, &str)] = &[
+        (
+            "step",
+            999_999,
+            "field `step`: 999999 is beyond the run's 40 steps",
+        ),
+        ("step", 1, "field `tokens`"),
+        ("optimizer_t", 1, "field `optimizer_t`"),
+        ("tokens", 5, "field `tokens`"),
+        ("seed", 8, "field `seed`"),
+    ];
+    for (key, value, needle) in cases {
+        let mut s = state.clone();
+        s[*key] = (*value).into();
+        std::fs::write(&sp, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+        let out = train(&cfg, &run);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{key} = {value}: {err}");
+        assert!(
+            err.contains("checkpoint/state.json") && err.contains(needle),
+            "{key} = {value}: {err}"
+        );
+        assert!(!run.join("DONE").exists());
+    }
+    // Consistent edits (step 30, its tokens and update count) still fail the checksum.
+    let mut s = state.clone();
+    s["step"] = 30.into();
+    s["tokens"] = (30 * 256).into();
+    s["optimizer_t"] = 30.into();
+    std::fs::write(&sp, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    let out = train(&cfg, &run);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("state.json") && err.contains("field `sha256`"),
+        "{err}"
+    );
+    // Restored, it resumes (at its last step: only DONE is left to write).
+    std::fs::write(&sp, &original).unwrap();
+    let out = train(&cfg, &run);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(run.join("DONE").exists());
+    assert_eq!(metrics(&run), full);
+}
+
+#[test]
+fn a_checkpoint_from_before_checksums_still_loads_and_a_missing_manifest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, run, _) = finished_run_without_done(dir.path());
+    let sums = run.join("checkpoint/SHA256SUMS");
+    let saved = std::fs::read(&sums).unwrap();
+    // state.json says format 1: a checkpoint written with SHA256SUMS that has lost it.
+    std::fs::remove_file(&sums).unwrap();
+    let out = train(&cfg, &run);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("SHA256SUMS") && err.contains("format"),
+        "{err}"
+    );
+    std::fs::write(&sums, saved).unwrap();
+    // As an older synthscale wrote it: no SHA256SUMS, no `format` in state.json.
+    std::fs::remove_file(&sums).unwrap();
+    let sp = run.join("checkpoint/state.json");
+    let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&sp).unwrap()).unwrap();
+    s.as_object_mut().unwrap().remove("format");
+    std::fs::write(&sp, serde_json::to_string_pretty(&s).unwrap()).unwrap();
+    let out = train(&cfg, &run);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(run.join("DONE").exists());
+}
+
+#[test]
+fn stale_checkpoint_temp_dirs_of_dead_processes_are_removed_at_start() {
+    // Oracle: pid_max is at most 2^22 on Linux, so pid 2^22 + 7 is dead; this test's own
+    // pid is alive.
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cfg = short_run_config(dir.path(), "ten", 10, "", "");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let dead = 4_194_304 + 7;
+    let me = std::process::id();
+    for n in [
+        format!("checkpoint.tmp-{dead}"),
+        format!("checkpoint.tmp-{me}"),
+        format!("checkpoint.tmp-{dead}-another-host"),
+    ] {
+        std::fs::create_dir(run.join(&n)).unwrap();
+        std::fs::write(run.join(&n).join("model.safetensors"), vec![0u8; 4096]).unwrap();
+    }
+    let out = train(&cfg, &run);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!run.join(format!("checkpoint.tmp-{dead}")).exists());
+    assert!(
+        run.join(format!("checkpoint.tmp-{me}")).exists(),
+        "a live process's"
+    );
+    assert!(run
+        .join(format!("checkpoint.tmp-{dead}-another-host"))
+        .exists());
+}
+
+#[test]
+fn train_applies_the_sweep_memory_bound_before_allocating() {
+    // Issue 12: d_model = 1,000,000 allocated until the machine ran out of memory.
+    // Oracle: 2 layers at d = 65,536 hold about 1e11 parameters, 1.5 TiB with AdamW state,
+    // more than this machine (or any CPU test machine) has.
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let started = Instant::now();
+    let cases: &[(&str, &[&str])] = &[
+        ("d_model = 1000000", &["field `model`", "d_model = 1000000"]),
+        (
+            "d_model = 65536",
+            &["field `model`", "GiB", "optim.micro_batch_size"],
+        ),
+    ];
+    for (model, needles) in cases {
+        let cfg = short_run_config(dir.path(), "huge", 10, model, "");
+        let run = dir.path().join("huge");
+        let out = train(&cfg, &run);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{model}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{model}: {err:?} lacks {n:?}");
+        }
+        assert!(!run.exists(), "nothing may be written");
+    }
+    // The sweep's override, device_memory_gib, bounds a small model too.
+    let cfg = short_run_config(dir.path(), "small", 10, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("device_memory_gib = 0.000001\n{text}")).unwrap();
+    let out = train(&cfg, &dir.path().join("small"));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("device_memory_gib") && err.contains("GiB"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "refused before allocating"
+    );
+}
+
+#[test]
+fn a_mixture_of_an_unknown_source_is_reported_in_the_mixture_field() {
+    // Issue 12: `weights = { nope = 1.0 }` was reported as an error in optim.batch_tokens.
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cfg = short_run_config(dir.path(), "nope", 10, "", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("weights = { c = 1.0 }", "weights = { nope = 1.0 }");
+    std::fs::write(&cfg, text).unwrap();
+    let out = train(&cfg, &dir.path().join("nope"));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("data.weights.nope") && !err.contains("batch_tokens"),
+        "{err}"
+    );
+}
+
+#[test]
+fn warmup_longer_than_the_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cfg = short_run_config(dir.path(), "warm", 10, "", "warmup_steps = 11");
+    let out = train(&cfg, &dir.path().join("warm"));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("optim.warmup_steps") && err.contains("= 10 steps"),
+        "{err}"
+    );
+    // As long as the run is allowed.
+    let cfg = short_run_config(dir.path(), "warm", 10, "", "warmup_steps = 10");
+    let out = train(&cfg, &dir.path().join("warm"));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_token_id_outside_the_vocabulary_fails_before_training_naming_the_shard() {
+    // Issue 12's reproduction: ids of 0xFFFF failed inside candle ("index-select invalid
+    // index 65535", exit 1, a 55-line backtrace).
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let shard = data.join("train/c.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    for i in 0..50 {
+        let at = 128 + 2 * (100 + 7 * i);
+        bytes[at..at + 2].copy_from_slice(&[0xFF, 0xFF]);
+    }
+    std::fs::write(&shard, bytes).unwrap();
+    let cfg = short_run_config(dir.path(), "ids", 10, "", "");
+    let run = dir.path().join("ids");
+    let out = train(&cfg, &run);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("train/c.bin") && err.contains("id 65535") && err.contains("vocab_size"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one message: {err}");
+    assert!(!run.exists());
+}
+
+#[test]
+fn export_refuses_an_output_that_is_not_an_export_and_a_changed_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let cfg = short_run_config(dir.path(), "exp", 10, "", "");
+    let run = dir.path().join("run");
+    assert!(train(&cfg, &run).status.success());
+    let export = |out: &Path| {
+        bin()
+            .arg("export")
+            .arg(&run)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+
+    // A folder of the user's, and a file: refused, untouched.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("important.txt"), "keep me").unwrap();
+    let out = export(&mine);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("important.txt") && err.contains("untouched"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("important.txt")).unwrap(),
+        "keep me"
+    );
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "notes").unwrap();
+    let out = export(&file);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "notes");
+
+    // A new folder, then the same again: an earlier export is replaced.
+    let hf = dir.path().join("hf");
+    for _ in 0..2 {
+        let out = export(&hf);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&hf)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["config.json", "model.safetensors", "tokenizer.json"]
+    );
+
+    // A tokenizer edited after the data was prepared is not shipped.
+    let tok = data.join("tokenizer.json");
+    let text = std::fs::read_to_string(&tok).unwrap();
+    std::fs::write(&tok, text.replacen("<|endoftext|>", "<|end|>", 1)).unwrap();
+    let hf2 = dir.path().join("hf2");
+    let out = export(&hf2);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tokenizer.json") && err.contains("sha256"),
+        "{err}"
+    );
+    assert!(!hf2.exists());
+}

@@ -1,5 +1,7 @@
 //! A prepared data directory: `data.json`, `tokenizer.json`, and one train and one
-//! validation shard per source; opened with its tokenizer identity checked.
+//! validation shard per source; opened with every record cross-checked (data.json against
+//! each shard's header and against the tokenizer file's sha256), since a damaged data
+//! directory must fail here, naming the file and field, and not as garbage in training.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::SourceKind;
 use crate::error::{DataError, Result};
 use crate::shard::{Shard, TokenDtype};
-use crate::tokenizer::TextTokenizer;
+use crate::tokenizer::{sha256_hex, TextTokenizer};
 
 /// Version of the data directory layout.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -92,6 +94,77 @@ pub(crate) fn val_path(dir: &Path, source: &str) -> PathBuf {
     dir.join("val").join(format!("{source}.bin"))
 }
 
+/// What `data prepare` writes at the top of a data directory.
+const LAYOUT_ENTRIES: [&str; 4] = [META_FILE, TOKENIZER_FILE, "train", "val"];
+
+/// Why `dir` is not a data directory that `data prepare --force` may replace, or `None`
+/// when it is one: a directory whose `data.json` describes synthscale data and which holds
+/// nothing but what `data prepare` writes (`data.json`, `tokenizer.json`, `train/*.bin`,
+/// `val/*.bin`), so that replacing it loses nothing else.
+pub fn not_a_data_dir(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Some("a file, not a directory".into()),
+        Err(e) => return Some(format!("unreadable ({e})")),
+    }
+    let meta = dir.join(META_FILE);
+    let Ok(text) = std::fs::read_to_string(&meta) else {
+        return Some(format!("a directory without a readable {META_FILE}"));
+    };
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(_) => return Some(format!("a directory whose {META_FILE} is not JSON")),
+    };
+    let says_so = v["layout_version"].is_u64()
+        && v["fingerprint"].is_string()
+        && v["tokenizer"]["hash"].is_string()
+        && v["sources"].is_array();
+    if !says_so {
+        return Some(format!(
+            "a directory whose {META_FILE} does not describe synthscale data"
+        ));
+    }
+    let list = |d: &Path| -> std::result::Result<Vec<(String, bool)>, String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).map_err(|e| format!("unreadable ({e})"))? {
+            let e = e.map_err(|e| format!("unreadable ({e})"))?;
+            let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            out.push((e.file_name().to_string_lossy().into_owned(), is_file));
+        }
+        out.sort();
+        Ok(out)
+    };
+    let top = match list(dir) {
+        Ok(t) => t,
+        Err(e) => return Some(e),
+    };
+    for (name, _) in &top {
+        if !LAYOUT_ENTRIES.contains(&name.as_str()) {
+            return Some(format!(
+                "a data directory that also holds `{name}`, which `data prepare` did not write"
+            ));
+        }
+    }
+    for split in ["train", "val"] {
+        if !top.iter().any(|(n, _)| n == split) {
+            continue;
+        }
+        let entries = match list(&dir.join(split)) {
+            Ok(t) => t,
+            Err(e) => return Some(e),
+        };
+        for (name, is_file) in entries {
+            if !(is_file && name.ends_with(".bin")) {
+                return Some(format!(
+                    "a data directory that also holds `{split}/{name}`, which `data prepare` \
+                     did not write"
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Reads `data.json` of a data directory.
 pub fn read_meta(dir: &Path) -> Result<DataMeta> {
     let path = dir.join(META_FILE);
@@ -112,6 +185,70 @@ pub fn read_meta(dir: &Path) -> Result<DataMeta> {
     Ok(meta)
 }
 
+/// What `data.json` says about itself and the tokenizer file: a vocabulary its token type
+/// holds, an end-of-text id inside it, unique source names, and a `tokenizer.json` whose
+/// sha256 is the recorded hash (it is written in canonical form, so its bytes hash to it).
+fn check_meta(dir: &Path, meta: &DataMeta) -> Result<()> {
+    let file = dir.join(META_FILE);
+    let t = &meta.tokenizer;
+    if t.vocab_size == 0 || u64::from(t.vocab_size) > t.dtype.capacity() {
+        return Err(DataError::field(
+            &file,
+            "tokenizer.vocab_size",
+            format!(
+                "{} is outside 1..={} for {} token ids",
+                t.vocab_size,
+                t.dtype.capacity(),
+                t.dtype
+            ),
+        ));
+    }
+    if t.eot_id >= t.vocab_size {
+        return Err(DataError::field(
+            &file,
+            "tokenizer.eot_id",
+            format!(
+                "{} is not below tokenizer.vocab_size = {}",
+                t.eot_id, t.vocab_size
+            ),
+        ));
+    }
+    for (i, s) in meta.sources.iter().enumerate() {
+        if !crate::config::is_safe_name(&s.name)
+            || meta.sources[..i].iter().any(|o| o.name == s.name)
+        {
+            return Err(DataError::field(
+                &file,
+                format!("sources[{i}].name"),
+                format!("{:?} is not a safe, unique source name", s.name),
+            ));
+        }
+    }
+    tokenizer_file(dir, meta)?;
+    Ok(())
+}
+
+/// The path of a data directory's `tokenizer.json`, checked to hash to the `tokenizer.hash`
+/// its `data.json` records (without opening the shards: for `export`).
+pub fn tokenizer_file(dir: &Path, meta: &DataMeta) -> Result<PathBuf> {
+    let t = &meta.tokenizer;
+    let tok = dir.join(TOKENIZER_FILE);
+    let bytes = std::fs::read(&tok).map_err(|e| DataError::read(&tok, e))?;
+    let found = sha256_hex(&bytes);
+    if found != t.hash {
+        return Err(DataError::field(
+            &tok,
+            "sha256",
+            format!(
+                "{found}, but {META_FILE} records tokenizer.hash = {}: the tokenizer was changed \
+                 after the data was prepared with it; restore it or prepare the data again",
+                t.hash
+            ),
+        ));
+    }
+    Ok(tok)
+}
+
 /// A prepared data directory, with every shard mapped.
 #[derive(Debug)]
 pub struct DataDir {
@@ -126,9 +263,10 @@ impl DataDir {
     /// same counts as `data.json`).
     pub fn open(dir: &Path) -> Result<Self> {
         let meta = read_meta(dir)?;
+        check_meta(dir, &meta)?;
         let mut train = Vec::with_capacity(meta.sources.len());
         let mut val = Vec::with_capacity(meta.sources.len());
-        for s in &meta.sources {
+        for (i, s) in meta.sources.iter().enumerate() {
             for (split, path, stats, out) in [
                 ("train", train_path(dir, &s.name), s.train, &mut train),
                 ("val", val_path(dir, &s.name), s.val, &mut val),
@@ -141,6 +279,38 @@ impl DataDir {
                         expected: meta.tokenizer.hash.clone(),
                         found: h.tokenizer_hash.clone(),
                     });
+                }
+                let t = &meta.tokenizer;
+                for (field, header, recorded) in [
+                    ("tokenizer.vocab_size", h.vocab_size, t.vocab_size),
+                    ("tokenizer.eot_id", h.eot_id, t.eot_id),
+                ] {
+                    if header != recorded {
+                        return Err(DataError::field(
+                            dir.join(META_FILE),
+                            field,
+                            format!(
+                                "{recorded}, but the header of {} says {header}; the data \
+                                 directory is damaged or was edited: prepare it again",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
+                if h.kind.is_some_and(|k| k != s.kind) {
+                    return Err(DataError::field(
+                        dir.join(META_FILE),
+                        format!("sources[{i}].kind"),
+                        format!(
+                            "source {:?} is {}, but its tokens were prepared as {} (header of \
+                             {}); a source's kind is fixed when it is prepared: change it in the \
+                             manifest and prepare the data again",
+                            s.name,
+                            s.kind,
+                            h.kind.map_or("?", SourceKind::as_str),
+                            path.display()
+                        ),
+                    ));
                 }
                 if h.tokens != stats.tokens
                     || h.documents != stats.documents
@@ -204,6 +374,22 @@ impl DataDir {
                 expected: self.meta.tokenizer.hash.clone(),
                 found: tok.hash().to_string(),
             });
+        }
+        let t = &self.meta.tokenizer;
+        for (field, loaded, recorded) in [
+            ("tokenizer.vocab_size", tok.vocab_size(), t.vocab_size),
+            ("tokenizer.eot_id", tok.eot_id(), t.eot_id),
+        ] {
+            if loaded != recorded {
+                return Err(DataError::field(
+                    self.path.join(META_FILE),
+                    field,
+                    format!(
+                        "{recorded}, but the tokenizer {} has {loaded}",
+                        path.display()
+                    ),
+                ));
+            }
         }
         Ok(tok)
     }

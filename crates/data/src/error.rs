@@ -74,6 +74,16 @@ pub enum DataError {
     #[error("{}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
 
+    /// An output path that holds something `data prepare` did not write: it is left
+    /// untouched, `--force` included.
+    #[error(
+        "{}: the output (--out or data.out_dir) is {reason}; data prepare writes a new \
+         directory or, with --force, replaces only a data directory it wrote, so this was \
+         left untouched: choose another output or move it away",
+        path.display()
+    )]
+    NotDataDir { path: PathBuf, reason: String },
+
     /// A bug or an unexpected library failure.
     #[error("internal error: {0}")]
     Internal(String),

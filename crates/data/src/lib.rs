@@ -6,7 +6,8 @@
 //! - [`shard`]: the binary token-shard format, memory-mapped;
 //! - [`prepare`]: the deterministic validation split and `data prepare`;
 //! - [`datadir`]: opening a prepared data directory;
-//! - [`mixture`]: the exact, resumable mixture sampler.
+//! - [`mixture`]: the exact, resumable mixture sampler;
+//! - [`tempname`]: temporary names that carry their owner, and removing those of dead ones.
 
 pub mod config;
 pub mod datadir;
@@ -15,6 +16,7 @@ pub mod mixture;
 pub mod prepare;
 pub mod shard;
 pub mod source;
+pub mod tempname;
 pub mod tokenizer;
 
 pub use config::{DataConfig, SourceConfig, SourceKind, TokenizerSpec};

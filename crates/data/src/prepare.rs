@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{DataConfig, SourceConfig, TokenDtypeSpec, TokenizerSpec};
 use crate::datadir::{
-    read_meta, train_path, val_path, DataMeta, SourceMeta, SplitStats, TokenizerMeta,
-    LAYOUT_VERSION, META_FILE, TOKENIZER_FILE,
+    not_a_data_dir, read_meta, train_path, val_path, DataMeta, SourceMeta, SplitStats,
+    TokenizerMeta, LAYOUT_VERSION, META_FILE, TOKENIZER_FILE,
 };
 use crate::error::{DataError, Result};
 use crate::shard::{ShardWriter, TokenDtype};
@@ -137,6 +137,23 @@ pub fn prepare(
         TokenizerSpec::Bpe { .. } => None,
     };
     let fp = fingerprint(cfg, file_tokenizer.as_ref().map(|t| t.hash()))?;
+    let (parent, name) = split_out(out)?;
+    // What killed runs of `data prepare` into this output left behind.
+    crate::tempname::remove_stale(&parent, &format!(".{name}"), &["tmp", "old"])?;
+    // --force replaces only a data directory this command wrote, with nothing else in it;
+    // without it, an existing output must at least be a directory.
+    let refuse = match out.symlink_metadata() {
+        Err(_) => None,
+        Ok(_) if opts.force => not_a_data_dir(out),
+        Ok(_) if !out.is_dir() => Some("a file, not a directory".to_string()),
+        Ok(_) => None,
+    };
+    if let Some(reason) = refuse {
+        return Err(DataError::NotDataDir {
+            path: out.to_path_buf(),
+            reason,
+        });
+    }
     if out.exists() && !opts.force {
         let meta = read_meta(out)?;
         if meta.fingerprint == fp {
@@ -167,7 +184,7 @@ pub fn prepare(
     };
     let dtype = resolve_dtype(cfg, &tok, manifest)?;
 
-    let tmp = TempDir::create(out)?;
+    let tmp = TempDir::create(&parent, &name)?;
     for sub in ["train", "val"] {
         let p = tmp.path.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| DataError::write(&p, e))?;
@@ -290,8 +307,16 @@ fn tokenize_source(
     dir: &Path,
     emit: &dyn Fn(PrepareEvent),
 ) -> Result<SourceMeta> {
-    let new_writer =
-        |p: PathBuf| ShardWriter::create(&p, dtype, tok.vocab_size(), tok.eot_id(), tok.hash());
+    let new_writer = |p: PathBuf| {
+        ShardWriter::create(
+            &p,
+            dtype,
+            tok.vocab_size(),
+            tok.eot_id(),
+            tok.hash(),
+            src.kind,
+        )
+    };
     let mut train = new_writer(train_path(dir, &src.name))?;
     let mut val = new_writer(val_path(dir, &src.name))?;
     let mut train_bytes = 0u64;
@@ -412,45 +437,64 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| DataError::write(path, e))
 }
 
-/// A sibling of the output directory that is removed unless committed.
+/// The folder an output directory goes into (created if missing) and its name.
+fn split_out(out: &Path) -> Result<(PathBuf, String)> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| DataError::Field {
+            file: out.to_path_buf(),
+            field: "data.out_dir".into(),
+            message: "the output path has no final component".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| DataError::write(&parent, e))?;
+    Ok((parent, name))
+}
+
+/// A sibling of the output directory, `.<name>.tmp-<pid>-<host>`, that is removed unless
+/// committed (and, if this process is killed, by the next `prepare` of the same output).
 struct TempDir {
     path: PathBuf,
+    parent: PathBuf,
+    name: String,
     committed: bool,
 }
 
 impl TempDir {
-    fn create(out: &Path) -> Result<Self> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| DataError::Field {
-                file: out.to_path_buf(),
-                field: "data.out_dir".into(),
-                message: "the output path has no final component".into(),
-            })?
-            .to_string_lossy()
-            .into_owned();
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| DataError::write(&parent, e))?;
-        let path = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    fn create(parent: &Path, name: &str) -> Result<Self> {
+        let path = parent.join(crate::tempname::owned_name(&format!(".{name}"), "tmp"));
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(|e| DataError::write(&path, e))?;
         }
         std::fs::create_dir(&path).map_err(|e| DataError::write(&path, e))?;
         Ok(TempDir {
             path,
+            parent: parent.to_path_buf(),
+            name: name.to_string(),
             committed: false,
         })
     }
 
-    /// Renames into place; with `replace`, an existing `out` is moved aside first and
-    /// removed after the rename.
+    /// Renames into place; with `replace`, an existing `out` is moved aside first (checked
+    /// once more to be a data directory) and removed after the rename.
     fn commit(mut self, out: &Path, replace: bool) -> Result<()> {
         let mut old = None;
-        if replace && out.exists() {
-            let aside = self.path.with_extension("old");
+        if replace && out.symlink_metadata().is_ok() {
+            if let Some(reason) = not_a_data_dir(out) {
+                return Err(DataError::NotDataDir {
+                    path: out.to_path_buf(),
+                    reason,
+                });
+            }
+            let aside = self.parent.join(crate::tempname::owned_name(
+                &format!(".{}", self.name),
+                "old",
+            ));
             std::fs::rename(out, &aside).map_err(|e| DataError::write(out, e))?;
             old = Some(aside);
         }

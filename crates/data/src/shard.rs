@@ -12,15 +12,21 @@
 //! | 24..32 | token count                             |
 //! | 32..40 | document count                          |
 //! | 40..72 | sha256 of the tokenizer (raw bytes)     |
-//! | 72..128| zero, reserved                          |
+//! | 72     | source kind: 1 natural, 2 rephrased, 3 textbook; 0: not recorded (older shards) |
+//! | 73..128| zero, reserved                          |
+//!
+//! Opening a shard reads every token once and refuses ids outside the header's vocabulary,
+//! so damaged data fails here, naming the file, and not deep inside the model.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::config::SourceKind;
 use crate::error::{DataError, Result};
 
 pub const MAGIC: [u8; 8] = *b"SSTOKENS";
@@ -79,6 +85,18 @@ pub struct ShardHeader {
     pub documents: u64,
     /// Hex sha256 of the tokenizer.
     pub tokenizer_hash: String,
+    /// The kind of the source the tokens came from; `None` in shards written before the
+    /// header recorded it.
+    pub kind: Option<SourceKind>,
+}
+
+fn kind_code(kind: Option<SourceKind>) -> u8 {
+    match kind {
+        None => 0,
+        Some(SourceKind::Natural) => 1,
+        Some(SourceKind::Rephrased) => 2,
+        Some(SourceKind::Textbook) => 3,
+    }
 }
 
 impl ShardHeader {
@@ -95,6 +113,7 @@ impl ShardHeader {
             DataError::Internal(format!("bad tokenizer hash {:?}", self.tokenizer_hash))
         })?;
         h[40..72].copy_from_slice(&hash);
+        h[72] = kind_code(self.kind);
         Ok(h)
     }
 
@@ -117,14 +136,40 @@ impl ShardHeader {
         let width = u32_at(12);
         let dtype = TokenDtype::from_width(width)
             .ok_or_else(|| corrupt(format!("token width {width} is neither 2 nor 4")))?;
-        Ok(ShardHeader {
+        let kind = match h[72] {
+            0 => None,
+            1 => Some(SourceKind::Natural),
+            2 => Some(SourceKind::Rephrased),
+            3 => Some(SourceKind::Textbook),
+            k => {
+                return Err(corrupt(format!(
+                    "header byte 72 (source kind) is {k}, not 0..=3"
+                )))
+            }
+        };
+        let header = ShardHeader {
             dtype,
             vocab_size: u32_at(16),
             eot_id: u32_at(20),
             tokens: u64_at(24),
             documents: u64_at(32),
             tokenizer_hash: h[40..72].iter().map(|b| format!("{b:02x}")).collect(),
-        })
+            kind,
+        };
+        if header.vocab_size == 0 || u64::from(header.vocab_size) > dtype.capacity() {
+            return Err(corrupt(format!(
+                "header field `vocab_size` is {}, outside 1..={} for {dtype} token ids",
+                header.vocab_size,
+                dtype.capacity()
+            )));
+        }
+        if header.eot_id >= header.vocab_size {
+            return Err(corrupt(format!(
+                "header field `eot_id` is {}, not below the header's vocab_size {}",
+                header.eot_id, header.vocab_size
+            )));
+        }
+        Ok(header)
     }
 }
 
@@ -153,6 +198,7 @@ impl ShardWriter {
         vocab_size: u32,
         eot_id: u32,
         tokenizer_hash: &str,
+        kind: SourceKind,
     ) -> Result<Self> {
         if u64::from(vocab_size) > dtype.capacity() {
             return Err(DataError::Internal(format!(
@@ -166,6 +212,7 @@ impl ShardWriter {
             tokens: 0,
             documents: 0,
             tokenizer_hash: tokenizer_hash.to_string(),
+            kind: Some(kind),
         };
         let file = File::create(path).map_err(|e| DataError::write(path, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -214,6 +261,73 @@ impl ShardWriter {
     }
 }
 
+/// Tokens checked per task of the one pass [`Shard::open`] makes.
+const CHECK_CHUNK: usize = 1 << 20;
+
+/// One pass over a shard's tokens: every id must be below the header's vocabulary, the
+/// first token must be the end-of-text token that opens a document, and there must be at
+/// least one end-of-text token per document.
+fn check_tokens(body: &[u8], h: &ShardHeader, path: &Path) -> Result<()> {
+    let w = h.dtype.width();
+    let id_at = |c: &[u8]| match h.dtype {
+        TokenDtype::U16 => u32::from(u16::from_le_bytes([c[0], c[1]])),
+        TokenDtype::U32 => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+    };
+    // (first id outside the vocabulary with its index, end-of-text tokens) per chunk.
+    let (bad, eots) = body
+        .par_chunks(CHECK_CHUNK * w)
+        .enumerate()
+        .map(|(ci, chunk)| {
+            let mut bad = None;
+            let mut eots = 0u64;
+            for (i, c) in chunk.chunks_exact(w).enumerate() {
+                let id = id_at(c);
+                if id >= h.vocab_size && bad.is_none() {
+                    bad = Some(((ci * CHECK_CHUNK + i) as u64, id));
+                }
+                eots += u64::from(id == h.eot_id);
+            }
+            (bad, eots)
+        })
+        .reduce(
+            || (None, 0),
+            |(a, x), (b, y)| {
+                let first = match (a, b) {
+                    (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+                    (a, b) => a.or(b),
+                };
+                (first, x + y)
+            },
+        );
+    let corrupt = |message: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some((i, id)) = bad {
+        return Err(corrupt(format!(
+            "token {i} is id {id}, outside the vocabulary of the header's field `vocab_size` \
+             = {} (the shard is damaged; prepare the data again)",
+            h.vocab_size
+        )));
+    }
+    if h.tokens > 0 && id_at(&body[..w]) != h.eot_id {
+        return Err(corrupt(format!(
+            "the first token is id {}, not the end-of-text id (header field `eot_id` = {}) \
+             that opens every document (the shard is damaged; prepare the data again)",
+            id_at(&body[..w]),
+            h.eot_id
+        )));
+    }
+    if eots < h.documents {
+        return Err(corrupt(format!(
+            "{eots} end-of-text tokens for the header's field `documents` = {} (one opens \
+             every document; the shard is damaged; prepare the data again)",
+            h.documents
+        )));
+    }
+    Ok(())
+}
+
 /// A memory-mapped shard.
 pub struct Shard {
     map: Mmap,
@@ -249,6 +363,7 @@ impl Shard {
                 ),
             });
         }
+        check_tokens(&map[HEADER_LEN..], &header, path)?;
         Ok(Shard {
             map,
             header,
@@ -312,7 +427,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (dtype, vocab) in [(TokenDtype::U16, 65536), (TokenDtype::U32, 100_000)] {
             let p = dir.path().join(format!("{dtype}.bin"));
-            let mut w = ShardWriter::create(&p, dtype, vocab, 7, HASH).unwrap();
+            let mut w =
+                ShardWriter::create(&p, dtype, vocab, 7, HASH, SourceKind::Textbook).unwrap();
             w.write_document(&[1, 2, 3]).unwrap();
             w.write_document(&[vocab - 1]).unwrap();
             let h = w.finish().unwrap();
@@ -320,6 +436,7 @@ mod tests {
             let s = Shard::open(&p).unwrap();
             assert_eq!(s.header(), &h);
             assert_eq!(s.header().tokenizer_hash, HASH);
+            assert_eq!(s.header().kind, Some(SourceKind::Textbook));
             assert_eq!(s.to_vec(), vec![7, 1, 2, 3, 7, vocab - 1]);
             let mut mid = [0u32; 2];
             s.read_into(2, &mut mid);
@@ -331,7 +448,8 @@ mod tests {
     fn truncated_and_foreign_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.bin");
-        let mut w = ShardWriter::create(&p, TokenDtype::U16, 100, 0, HASH).unwrap();
+        let mut w =
+            ShardWriter::create(&p, TokenDtype::U16, 100, 0, HASH, SourceKind::Natural).unwrap();
         w.write_document(&[1, 2, 3]).unwrap();
         w.finish().unwrap();
         let bytes = std::fs::read(&p).unwrap();
@@ -346,8 +464,53 @@ mod tests {
     fn ids_outside_the_vocabulary_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.bin");
-        let mut w = ShardWriter::create(&p, TokenDtype::U16, 100, 0, HASH).unwrap();
+        let mut w =
+            ShardWriter::create(&p, TokenDtype::U16, 100, 0, HASH, SourceKind::Natural).unwrap();
         assert!(w.write_document(&[100]).is_err());
-        assert!(ShardWriter::create(&p, TokenDtype::U16, 70_000, 0, HASH).is_err());
+        assert!(
+            ShardWriter::create(&p, TokenDtype::U16, 70_000, 0, HASH, SourceKind::Natural).is_err()
+        );
+    }
+
+    #[test]
+    fn token_ids_outside_the_vocabulary_are_refused_when_a_shard_is_opened() {
+        // The reproduction of issue 12: ids of 0xFFFF in a shard of a 100-token vocabulary
+        // used to reach candle's index-select; opening the shard now names file and field.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        let mut w =
+            ShardWriter::create(&p, TokenDtype::U16, 100, 0, HASH, SourceKind::Natural).unwrap();
+        w.write_document(&[1, 2, 3, 4]).unwrap();
+        w.finish().unwrap();
+        let good = std::fs::read(&p).unwrap();
+        let mut bytes = good.clone();
+        bytes[HEADER_LEN + 2 * 3..HEADER_LEN + 2 * 4].copy_from_slice(&[0xFF, 0xFF]);
+        std::fs::write(&p, &bytes).unwrap();
+        let err = Shard::open(&p).unwrap_err();
+        assert!(err.is_bad_input());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("a.bin")
+                && msg.contains("token 3 is id 65535")
+                && msg.contains("vocab_size"),
+            "{msg}"
+        );
+        // A document start overwritten: the first token is no longer the end-of-text id.
+        let mut bytes = good.clone();
+        bytes[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&[5, 0]);
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = Shard::open(&p).unwrap_err().to_string();
+        assert!(msg.contains("eot_id"), "{msg}");
+        // A header whose end-of-text id lies outside its vocabulary, or an unknown kind.
+        let mut bytes = good.clone();
+        bytes[20..24].copy_from_slice(&200u32.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = Shard::open(&p).unwrap_err().to_string();
+        assert!(msg.contains("`eot_id` is 200"), "{msg}");
+        let mut bytes = good;
+        bytes[72] = 9;
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = Shard::open(&p).unwrap_err().to_string();
+        assert!(msg.contains("source kind"), "{msg}");
     }
 }

@@ -78,6 +78,26 @@ pub const PRESETS: &[(&str, usize, usize, usize)] = &[
     ("800M", 2048, 16, 16),
 ];
 
+/// Largest accepted dimensions, for `validate`: far past any model this harness trains
+/// (800M is 2048 × 16), and small enough that parameter and FLOP counts cannot overflow
+/// u64. Whether a shape fits the device's memory is the trainer's bound
+/// (`synthscale_train::bounds`), applied by `train` and `sweep plan` alike.
+pub struct MaxShape {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub d_ff: usize,
+    pub max_seq_len: usize,
+}
+
+pub const MAX_SHAPE: MaxShape = MaxShape {
+    vocab_size: 1 << 24,
+    d_model: 1 << 17,
+    n_layers: 1 << 12,
+    d_ff: 1 << 19,
+    max_seq_len: 1 << 22,
+};
+
 impl ModelConfig {
     /// A preset by name, with the given vocabulary.
     pub fn preset(name: &str, vocab_size: usize) -> Result<ModelConfig> {
@@ -139,11 +159,22 @@ impl ModelConfig {
         Ok(best.expect("at least one candidate").1)
     }
 
-    /// Checks that the shape is consistent.
+    /// Checks that the shape is consistent and within [`MAX_SHAPE`].
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(ModelError::Config(m));
         if self.vocab_size == 0 || self.d_model == 0 || self.n_layers == 0 || self.d_ff == 0 {
             return bad("vocab_size, d_model, n_layers and d_ff must be positive".into());
+        }
+        for (name, v, max) in [
+            ("vocab_size", self.vocab_size, MAX_SHAPE.vocab_size),
+            ("d_model", self.d_model, MAX_SHAPE.d_model),
+            ("n_layers", self.n_layers, MAX_SHAPE.n_layers),
+            ("d_ff", self.d_ff, MAX_SHAPE.d_ff),
+            ("max_seq_len", self.max_seq_len, MAX_SHAPE.max_seq_len),
+        ] {
+            if v > max {
+                return bad(format!("{name} = {v} is above the largest accepted, {max}"));
+            }
         }
         if self.n_heads == 0 || self.d_model % self.n_heads != 0 {
             return bad(format!(
@@ -301,5 +332,12 @@ mod tests {
         c = ModelConfig::from_shape(96, 2, 4, 50);
         c.n_kv_heads = 3;
         assert!(c.validate().unwrap_err().to_string().contains("n_kv_heads"));
+        // d_model = 1,000,000 (issue 12) is refused before any count could overflow.
+        c = ModelConfig::from_shape(1_000_000, 2, 2, 50);
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("d_model = 1000000") && msg.contains("131072"),
+            "{msg}"
+        );
     }
 }

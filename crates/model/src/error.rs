@@ -20,6 +20,14 @@ pub enum ModelError {
     #[error("{}: {message}", path.display())]
     Weights { path: PathBuf, message: String },
 
+    /// An export's output that holds something an export did not write: left untouched.
+    #[error(
+        "{}: the output (--out) is {reason}; export writes a new directory or replaces only \
+         an earlier export, so this was left untouched: choose another output or move it away",
+        path.display()
+    )]
+    NotExportDir { path: PathBuf, reason: String },
+
     /// A failure inside candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -28,7 +36,12 @@ pub enum ModelError {
 impl ModelError {
     /// Whether the user can fix this by changing their input.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, ModelError::Config(_) | ModelError::Weights { .. })
+        match self {
+            ModelError::Config(_)
+            | ModelError::Weights { .. }
+            | ModelError::NotExportDir { .. } => true,
+            ModelError::Io { .. } | ModelError::Candle(_) => false,
+        }
     }
 }
 

@@ -9,9 +9,7 @@ use synthscale_data::config::SourceKind;
 use synthscale_data::datadir::read_meta;
 use synthscale_data::DataMeta;
 use synthscale_model::ModelConfig;
-use synthscale_train::config::{
-    CheckpointConfig, DataSpec, DeviceSpec, EvalConfig, ModelSpec, OptimConfig,
-};
+use synthscale_train::config::{CheckpointConfig, DataSpec, EvalConfig, ModelSpec, OptimConfig};
 use synthscale_train::{ResolvedConfig, RunConfig};
 
 use crate::config::{SizeSpec, SlurmConfig, SweepConfig};
@@ -82,35 +80,8 @@ fn fmt_trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// The machine's memory in bytes (`/proc/meminfo`), if readable.
-fn machine_memory() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024.0)
-}
-
-/// Estimated peak memory of training one model: f32 weights, gradients and two AdamW
-/// moments (16 bytes per parameter; a bf16 copy on CUDA adds 2), the activations kept for
-/// the backward pass of one micro-batch (Korthikanti et al. 2022, eq. 1: s·b·h·(34 +
-/// 5·a·s/h) bytes per layer at 2 bytes a value, scaled to the compute width), and the
-/// logits with their gradient (3 · s·b·V values).
-pub fn memory_estimate(m: &ModelConfig, seq_len: usize, micro: usize, device: DeviceSpec) -> f64 {
-    let p = m.params() as f64;
-    let (state, width) = match device {
-        DeviceSpec::Cpu => (16.0, 4.0),
-        DeviceSpec::Cuda => (18.0, 2.0),
-    };
-    let (s, b, h, a) = (
-        seq_len as f64,
-        micro as f64,
-        m.d_model as f64,
-        m.n_heads as f64,
-    );
-    let per_layer = s * b * h * (34.0 + 5.0 * a * s / h) / 2.0 * width;
-    let logits = 3.0 * s * b * m.vocab_size as f64 * 4.0;
-    p * state + m.n_layers as f64 * per_layer + logits
-}
+/// The trainer's estimate (one source: `train` refuses what `plan` refuses).
+pub use synthscale_train::bounds::memory_estimate;
 
 /// The run rule's batch: B = c·C^e tokens as a power of two sequences, at least one
 /// micro-batch and at most D / min_steps.
@@ -180,11 +151,8 @@ impl Sweep {
             });
         }
         let meta = read_meta(&data_dir)?;
-        let memory = match (config.device_memory_gib, config.device) {
-            (Some(g), _) => g * (1u64 << 30) as f64,
-            (None, DeviceSpec::Cpu) => machine_memory().unwrap_or(f64::INFINITY),
-            (None, DeviceSpec::Cuda) => 80.0 * (1u64 << 30) as f64,
-        };
+        let memory =
+            synthscale_train::bounds::device_memory(config.device, config.device_memory_gib);
         let mut runs = Vec::new();
         for (si, size) in config.sizes.iter().enumerate() {
             let model = size_model(size, &meta, manifest, si)?;
@@ -355,6 +323,7 @@ fn expand_one(
     let run = RunConfig {
         seed,
         device: config.device,
+        device_memory_gib: config.device_memory_gib,
         model: model_spec(size),
         data: DataSpec {
             dir: data_dir.to_path_buf(),
@@ -385,9 +354,11 @@ fn expand_one(
     };
     let resolved = run.resolve(meta, &meta.tokenizer.hash, manifest)?;
     // The id hashes the run config without the data directory's absolute path, so that the
-    // same manifest gives the same ids on every machine and checkout.
+    // same manifest gives the same ids on every machine and checkout, and without the
+    // device's memory.
     let mut hashed = run.clone();
     hashed.data.dir = PathBuf::new();
+    hashed.device_memory_gib = None;
     let text = toml::to_string(&hashed).expect("a run config serializes");
     let digest = Sha256::digest(text.as_bytes());
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();

@@ -1,18 +1,36 @@
-//! Checkpoints: `checkpoint/{model,optimizer}.safetensors` and `state.json`, written to a
-//! temporary directory and renamed into place, so a crash at any moment leaves either the
-//! previous checkpoint or the new one, never a mixture.
+//! Checkpoints: `checkpoint/{model,optimizer}.safetensors`, `state.json` and `SHA256SUMS`,
+//! written to a temporary directory and renamed into place, so a crash at any moment leaves
+//! either the previous checkpoint or the new one, never a mixture. The one before is kept
+//! as `checkpoint.prev/`. A checkpoint is verified before anything is trained from it:
+//! every file against its recorded sha256, and `state.json` against the run's config.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use synthscale_model::{Decoder, ModelConfig};
+use sha2::{Digest, Sha256};
+use synthscale_model::Decoder;
 
-use crate::config::OptimConfig;
+use crate::config::ResolvedConfig;
 use crate::error::{Result, TrainError};
 use crate::optim::AdamW;
 
 pub const DIR: &str = "checkpoint";
+/// The checkpoint before the latest: what a damaged `checkpoint/` falls back to.
+pub const PREV: &str = "checkpoint.prev";
+/// Where synthscale before `checkpoint.prev` left the previous checkpoint for a moment.
+const OLD: &str = "checkpoint.old";
+/// The sha256 of every other file, in `sha256sum`'s format, so that `sha256sum -c
+/// SHA256SUMS` inside the directory checks a checkpoint by hand too.
+pub const SUMS: &str = "SHA256SUMS";
+const STATE: &str = "state.json";
+const MODEL: &str = "model.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
+/// The files [`SUMS`] covers.
+const FILES: [&str; 3] = [MODEL, OPTIMIZER, STATE];
+/// `TrainState::format` of checkpoints with [`SUMS`].
+pub const FORMAT: u32 = 1;
 
 /// What `state.json` records besides the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,81 +45,271 @@ pub struct TrainState {
     pub seed: u64,
     /// AdamW's update count.
     pub optimizer_t: u64,
+    /// [`FORMAT`]: the directory holds [`SUMS`]. 0 (absent from the file): written by a
+    /// synthscale before checkpoints carried checksums; such a checkpoint still loads, with
+    /// its `state.json` checked against the config but its tensors unverified.
+    #[serde(default)]
+    pub format: u32,
+}
+
+impl TrainState {
+    /// The state of a run that has not taken a step.
+    pub fn start(seed: u64) -> Self {
+        TrainState {
+            step: 0,
+            tokens: 0,
+            seed,
+            optimizer_t: 0,
+            format: FORMAT,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     TrainError::io(path)
 }
 
-/// Saves model, optimizer and state atomically under `run_dir/checkpoint`.
+/// sha256 of a file as lower-case hex, read in blocks (optimizer state runs to gigabytes).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Saves model, optimizer, state and their checksums atomically under `run_dir/checkpoint`;
+/// the checkpoint it replaces becomes `checkpoint.prev`.
 pub fn save(run_dir: &Path, model: &Decoder, opt: &AdamW, state: &TrainState) -> Result<()> {
     let final_dir = run_dir.join(DIR);
-    let tmp = run_dir.join(format!("{DIR}.tmp-{}", std::process::id()));
+    let tmp = run_dir.join(synthscale_data::tempname::owned_name(DIR, "tmp"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    candle_core::safetensors::save(&model.tensors(), tmp.join("model.safetensors"))?;
-    candle_core::safetensors::save(
-        &opt.state(model.params()),
-        tmp.join("optimizer.safetensors"),
-    )?;
-    let json = serde_json::to_string_pretty(state).expect("serializable");
-    write_synced(&tmp.join("state.json"), json.as_bytes())?;
-    for f in ["model.safetensors", "optimizer.safetensors"] {
+    candle_core::safetensors::save(&model.tensors(), tmp.join(MODEL))?;
+    candle_core::safetensors::save(&opt.state(model.params()), tmp.join(OPTIMIZER))?;
+    let state = TrainState {
+        format: FORMAT,
+        ..state.clone()
+    };
+    let json = serde_json::to_string_pretty(&state).expect("serializable");
+    write_synced(&tmp.join(STATE), json.as_bytes())?;
+    for f in [MODEL, OPTIMIZER] {
         sync(&tmp.join(f))?;
     }
+    // Hashed as they lie on disk, before the rename makes them the checkpoint.
+    let mut sums = String::new();
+    for f in FILES {
+        sums.push_str(&format!("{}  {f}\n", sha256_file(&tmp.join(f))?));
+    }
+    write_synced(&tmp.join(SUMS), sums.as_bytes())?;
     sync(&tmp)?;
-    let old = run_dir.join(format!("{DIR}.old"));
+    let prev = run_dir.join(PREV);
     if final_dir.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        if prev.exists() {
+            std::fs::remove_dir_all(&prev).map_err(io(&prev))?;
         }
-        std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+        std::fs::rename(&final_dir, &prev).map_err(io(&final_dir))?;
     }
     std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
     sync(run_dir)?;
+    let old = run_dir.join(OLD);
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
     Ok(())
 }
 
-/// The checkpoint directory to resume from: `checkpoint/`, or `checkpoint.old/` when a crash
-/// fell between the two renames of [`save`].
+/// The checkpoint directory to resume from: `checkpoint/` when it exists (complete or
+/// not: a damaged one is reported, not skipped), else `checkpoint.prev/` when a crash fell
+/// between the two renames of [`save`] (or the user moved a damaged `checkpoint/` aside),
+/// else the `checkpoint.old/` an older synthscale left in the same window.
 pub fn find(run_dir: &Path) -> Option<PathBuf> {
-    [DIR.to_string(), format!("{DIR}.old")]
+    let latest = run_dir.join(DIR);
+    if latest.is_dir() {
+        return Some(latest);
+    }
+    [PREV, OLD]
         .into_iter()
         .map(|d| run_dir.join(d))
-        .find(|d| d.join("state.json").is_file())
+        .find(|d| d.join(STATE).is_file())
 }
 
-/// Loads a checkpoint written by [`save`].
+/// Removes the temporary checkpoint directories of processes that died on this host
+/// (`checkpoint.tmp-<pid>[-<host>]`); returns what it removed.
+pub fn remove_stale(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(synthscale_data::tempname::remove_stale(
+        run_dir,
+        DIR,
+        &["tmp"],
+    )?)
+}
+
+/// What to do about a checkpoint that failed verification.
+fn recovery(dir: &Path) -> String {
+    let run_dir = dir.parent().unwrap_or(Path::new("."));
+    let prev = run_dir.join(PREV);
+    let is_latest = dir.file_name().is_some_and(|n| n == DIR);
+    if is_latest && prev.join(STATE).is_file() {
+        let step = std::fs::read_to_string(prev.join(STATE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<TrainState>(&t).ok())
+            .map_or("?".to_string(), |s| s.step.to_string());
+        format!(
+            "nothing was trained from it; the previous checkpoint (step {step}) is kept in \
+             {}: move the damaged one aside (mv {} {}.damaged) and run the command again to \
+             resume from it",
+            prev.display(),
+            dir.display(),
+            dir.display()
+        )
+    } else {
+        format!(
+            "nothing was trained from it and no earlier checkpoint is kept; restore it from \
+             a backup, or move it aside (mv {} {}.damaged) to train the run from the start",
+            dir.display(),
+            dir.display()
+        )
+    }
+}
+
+/// `state.json` against the run's config: the step within the schedule, the tokens and
+/// AdamW's update count that step implies, and the seed.
+fn check_state(s: &TrainState, cfg: &ResolvedConfig) -> std::result::Result<(), (String, String)> {
+    let steps = cfg.steps();
+    let b = cfg.optim.batch_tokens;
+    if s.step > steps {
+        return Err((
+            "step".into(),
+            format!(
+                "{} is beyond the run's {steps} steps (data.token_budget / optim.batch_tokens \
+                 = {} / {b})",
+                s.step, cfg.token_budget
+            ),
+        ));
+    }
+    if s.tokens != s.step * b {
+        return Err((
+            "tokens".into(),
+            format!(
+                "{}, but step {} × optim.batch_tokens {b} = {}",
+                s.tokens,
+                s.step,
+                s.step * b
+            ),
+        ));
+    }
+    if s.optimizer_t != s.step {
+        return Err((
+            "optimizer_t".into(),
+            format!(
+                "{}, but AdamW updates once per step and the state is at step {}",
+                s.optimizer_t, s.step
+            ),
+        ));
+    }
+    if s.seed != cfg.seed {
+        return Err((
+            "seed".into(),
+            format!("{}, but the run's config has seed = {}", s.seed, cfg.seed),
+        ));
+    }
+    Ok(())
+}
+
+/// Every file of [`FILES`] against the sha256 that [`SUMS`] records.
+fn check_sums(dir: &Path, text: &str) -> std::result::Result<(), (PathBuf, String, String)> {
+    let sums = dir.join(SUMS);
+    for f in FILES {
+        let recorded = text
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .find(|(_, name)| name.trim_end() == f)
+            .map(|(h, _)| h.trim());
+        let Some(recorded) = recorded else {
+            return Err((sums, String::new(), format!("has no line for {f}")));
+        };
+        let path = dir.join(f);
+        let found = sha256_file(&path).map_err(|e| (path.clone(), String::new(), e.to_string()))?;
+        if found != recorded {
+            return Err((
+                path,
+                "sha256".into(),
+                format!(
+                    "{found}, but {SUMS} records {recorded}: the file changed after the \
+                     checkpoint was written"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Loads a checkpoint written by [`save`] for the run `cfg`, after verifying it: the
+/// fields of `state.json` against the config, then every file against [`SUMS`]. A
+/// checkpoint that fails is [`TrainError::CheckpointInvalid`], naming the file and field
+/// and how to resume from the previous checkpoint.
 pub fn load(
     dir: &Path,
-    model_cfg: &ModelConfig,
-    optim: &OptimConfig,
+    cfg: &ResolvedConfig,
     device: &Device,
 ) -> Result<(Decoder, AdamW, TrainState)> {
-    let state_path = dir.join("state.json");
-    let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-    let state: TrainState = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-        path: state_path.clone(),
-        message: e.to_string(),
+    let invalid = |path: &Path, field: &str, message: String| TrainError::CheckpointInvalid {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        message,
+        recovery: recovery(dir),
+    };
+    let state_path = dir.join(STATE);
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|e| invalid(&state_path, "", format!("cannot be read: {e}")))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .map_err(|e| invalid(&state_path, "", format!("not a checkpoint state: {e}")))?;
+    check_state(&state, cfg).map_err(|(field, m)| invalid(&state_path, &field, m))?;
+    let sums = dir.join(SUMS);
+    match std::fs::read_to_string(&sums) {
+        Ok(text) => check_sums(dir, &text).map_err(|(p, f, m)| invalid(&p, &f, m))?,
+        // Written before checkpoints carried checksums (format 0): loaded unverified.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && state.format == 0 => {}
+        Err(e) => {
+            return Err(invalid(
+                &sums,
+                "",
+                format!(
+                    "cannot be read ({e}), but state.json (field `format` = {}) says the \
+                     checkpoint was written with it",
+                    state.format
+                ),
+            ))
+        }
+    }
+    let mp = dir.join(MODEL);
+    let tensors = candle_core::safetensors::load(&mp, device)
+        .map_err(|e| invalid(&mp, "", format!("cannot be read: {e}")))?;
+    let model = Decoder::from_tensors(&cfg.model, tensors, &mp).map_err(|e| {
+        let m = match e {
+            synthscale_model::ModelError::Weights { message, .. } => message,
+            e => e.to_string(),
+        };
+        invalid(&mp, "", m)
     })?;
-    let mp = dir.join("model.safetensors");
-    let tensors =
-        candle_core::safetensors::load(&mp, device).map_err(|e| TrainError::Checkpoint {
-            path: mp.clone(),
-            message: e.to_string(),
-        })?;
-    let model = Decoder::from_tensors(model_cfg, tensors, &mp)?;
-    let op = dir.join("optimizer.safetensors");
-    let ot = candle_core::safetensors::load(&op, device).map_err(|e| TrainError::Checkpoint {
-        path: op.clone(),
-        message: e.to_string(),
+    let op = dir.join(OPTIMIZER);
+    let ot = candle_core::safetensors::load(&op, device)
+        .map_err(|e| invalid(&op, "", format!("cannot be read: {e}")))?;
+    let opt = AdamW::load(model.params(), &cfg.optim, ot, state.optimizer_t, &op).map_err(|e| {
+        let m = match e {
+            TrainError::Checkpoint { message, .. } => message,
+            e => e.to_string(),
+        };
+        invalid(&op, "", m)
     })?;
-    let opt = AdamW::load(model.params(), optim, ot, state.optimizer_t, &op)?;
     Ok((model, opt, state))
 }
 

@@ -170,6 +170,11 @@ pub struct RunConfig {
     /// Seeds the initialisation and the data order.
     pub seed: u64,
     pub device: DeviceSpec,
+    /// Memory of the device in GiB that the run's estimate must fit before anything is
+    /// allocated (`bounds::check_memory`); default: the machine's memory on CPU, 80 (an
+    /// H100) on CUDA. Not part of the run's identity: it is left out of `config.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_memory_gib: Option<f64>,
     pub model: ModelSpec,
     pub data: DataSpec,
     pub optim: OptimConfig,
@@ -311,6 +316,17 @@ impl RunConfig {
                 ),
             ));
         }
+        let steps = self.data.token_budget / o.batch_tokens;
+        if o.warmup_steps > steps {
+            return Err(field(
+                "optim.warmup_steps",
+                format!(
+                    "{} is longer than the run: data.token_budget / optim.batch_tokens = {} / {} \
+                     = {steps} steps",
+                    o.warmup_steps, self.data.token_budget, o.batch_tokens
+                ),
+            ));
+        }
         let model = self.model_config(meta.tokenizer.vocab_size as usize, seq_len, file)?;
         Ok(ResolvedConfig {
             seed: self.seed,
@@ -330,9 +346,23 @@ impl RunConfig {
     fn mixture(&self, meta: &DataMeta, file: &Path) -> Result<Mixture> {
         let d = &self.data;
         match (d.weights.is_empty(), d.shares.is_empty()) {
-            (false, true) => Ok(Mixture {
-                weights: d.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            }),
+            (false, true) => {
+                // Named here, before the batch is measured against the sources it names.
+                if let Some(name) = d.weights.keys().find(|n| meta.source_index(n).is_none()) {
+                    let names: Vec<_> = meta.sources.iter().map(|s| s.name.as_str()).collect();
+                    return Err(TrainError::Field {
+                        file: file.to_path_buf(),
+                        field: format!("data.weights.{name}"),
+                        message: format!(
+                            "the data has no source {name:?}; its sources are {}",
+                            names.join(", ")
+                        ),
+                    });
+                }
+                Ok(Mixture {
+                    weights: d.weights.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                })
+            }
             (true, false) => {
                 let shares: Vec<_> = d.shares.iter().map(|(k, v)| (*k, *v)).collect();
                 Ok(Mixture::from_kind_shares(meta, &shares)?)

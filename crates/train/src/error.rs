@@ -36,6 +36,19 @@ pub enum TrainError {
     #[error("{}: corrupt checkpoint: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
 
+    /// A checkpoint that failed verification before anything was trained from it: a file
+    /// whose sha256 is not the one recorded when it was written, a `state.json` field that
+    /// disagrees with the run's config, or tensors that cannot be read. The previous
+    /// checkpoint is kept where one exists; `recovery` says how to resume from it.
+    #[error("{}: {}{}; {}", .path.display(), field_prefix(.field), .message, .recovery)]
+    CheckpointInvalid {
+        path: PathBuf,
+        /// The field that disagrees (`step`, `sha256`, ...); empty for a whole file.
+        field: String,
+        message: String,
+        recovery: String,
+    },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -62,13 +75,26 @@ impl TrainError {
             }
             TrainError::Data(e) => e.is_bad_input(),
             TrainError::Model(e) => e.is_bad_input(),
-            _ => false,
+            // A damaged checkpoint is the run's own state, not the user's input: exit 1.
+            TrainError::NonFinite { .. }
+            | TrainError::Checkpoint { .. }
+            | TrainError::CheckpointInvalid { .. }
+            | TrainError::Io { .. }
+            | TrainError::Candle(_) => false,
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
         let path = path.into();
         move |source| TrainError::Io { path, source }
+    }
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("field `{field}`: ")
     }
 }
 

@@ -1,11 +1,13 @@
 //! synthscale's trainer: one run of one model on one mixture.
 //!
 //! - [`config`]: the run config and its resolution against the data;
+//! - [`bounds`]: the memory a run needs against what the device has;
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
-//! - [`checkpoint`]: atomic checkpoints and exact resume;
+//! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
 //! - [`metrics`]: the `metrics.jsonl` log;
 //! - [`trainer`]: the training loop.
 
+pub mod bounds;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

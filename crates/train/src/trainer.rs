@@ -178,6 +178,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let run_cfg = RunConfig::load(config_path)?;
     let data = DataDir::open(&run_cfg.data.dir)?;
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
+    crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, config_path)?;
     let dev = device(cfg.device, config_path)?;
     prepare_run_dir(run_dir, &cfg)?;
     if run_dir.join(DONE).exists() {
@@ -212,19 +213,14 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         })
         .collect();
 
-    // Model and optimizer: from the checkpoint, or fresh.
+    // Model and optimizer: from the checkpoint (verified), or fresh.
+    checkpoint::remove_stale(run_dir)?;
     let (mut model, mut opt, mut state) = match checkpoint::find(run_dir) {
-        Some(dir) => checkpoint::load(&dir, &cfg.model, &cfg.optim, &dev)?,
+        Some(dir) => checkpoint::load(&dir, &cfg, &dev)?,
         None => {
             let model = Decoder::new(&cfg.model, cfg.seed, &dev)?;
             let opt = AdamW::new(model.params(), &cfg.optim)?;
-            let state = TrainState {
-                step: 0,
-                tokens: 0,
-                seed: cfg.seed,
-                optimizer_t: 0,
-            };
-            (model, opt, state)
+            (model, opt, TrainState::start(cfg.seed))
         }
     };
     model.set_compute_dtype(compute_dtype(cfg.device))?;
