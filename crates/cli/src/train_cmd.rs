@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,7 +12,7 @@ use synthscale_model::export_hf;
 use synthscale_train::trainer::CONFIG;
 use synthscale_train::{train, Event, Outcome, ResolvedConfig, TrainOptions, EXIT_REQUEUE};
 
-use crate::util::{plain_logs, thousands};
+use crate::util::{plain_logs, stop_on_signals, thousands};
 
 /// Train one model on one mixture: `config.toml` (resolved), `metrics.jsonl`,
 /// `checkpoint/` and `DONE` in the run directory.
@@ -22,8 +20,11 @@ use crate::util::{plain_logs, thousands};
 /// Relaunching resumes from the last checkpoint with exactly the metrics an uninterrupted
 /// run logs; a run marked DONE is left alone. SIGTERM, SIGUSR1 or SIGINT make it write a
 /// checkpoint at the next step boundary and exit with code 75 (EX_TEMPFAIL), on which a
-/// scheduler can requeue. Exit codes: 0 done, 75 stopped to be resumed, 2 bad config,
-/// 1 failure (a non-finite loss keeps the last good checkpoint).
+/// scheduler can requeue. One process trains a run directory at a time: it holds an OS
+/// lock on `run.lock` there for as long as it lives, and a second `train` of the same
+/// directory exits 73 naming the holder. Exit codes: 0 done, 75 stopped to be resumed,
+/// 73 the run directory is in use by another live process (nothing was done), 2 bad
+/// config, 1 failure (a non-finite loss keeps the last good checkpoint).
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// The run config (TOML: [model], [data], [optim], [eval], [checkpoint]).
@@ -46,15 +47,7 @@ pub struct ExportArgs {
 }
 
 pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-        signal_hook::consts::SIGINT,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     let plain = plain_logs();
     let pb = if plain {
         ProgressBar::hidden()
