@@ -6,7 +6,7 @@
 //! the lock itself is the kernel's, never the file's presence, and the file is never removed
 //! (removing it while held would let a second process lock a new file of the same name).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +36,43 @@ impl std::fmt::Display for Holder {
         write!(f, "pid {} on {}", self.pid, self.host)
     }
 }
+
+/// `flock(2)` without blocking: `Ok(true)` when taken, `Ok(false)` when another open file
+/// holds a conflicting lock. (libc rather than `File::try_lock`, which needs Rust 1.89
+/// where the workspace declares 1.85.)
+#[cfg(unix)]
+fn try_flock(file: &File, shared: bool) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let op = if shared { libc::LOCK_SH } else { libc::LOCK_EX };
+    loop {
+        // SAFETY: flock on a descriptor this File owns for the duration of the call.
+        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// No advisory locks off Unix: every directory reads as free.
+#[cfg(not(unix))]
+fn try_flock(_file: &File, _shared: bool) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+#[cfg(unix)]
+fn unflock(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: as in try_flock.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+}
+
+#[cfg(not(unix))]
+fn unflock(_file: &File) {}
 
 /// A held run-directory lock; released when dropped or when the process ends.
 #[derive(Debug)]
@@ -91,12 +128,12 @@ pub fn acquire(run_dir: &Path) -> Result<RunDirLock> {
     let mut file = open(&path).map_err(TrainError::io(&path))?;
     let started = Instant::now();
     loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if started.elapsed() < ACQUIRE_PATIENCE => {
+        match try_flock(&file, false) {
+            Ok(true) => break,
+            Ok(false) if started.elapsed() < ACQUIRE_PATIENCE => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(TryLockError::WouldBlock) => {
+            Ok(false) => {
                 // The holder writes its record right after locking; give it a moment.
                 let mut holder = read_holder(&mut file);
                 if holder.is_none() {
@@ -108,7 +145,7 @@ pub fn acquire(run_dir: &Path) -> Result<RunDirLock> {
                     holder: LockState::Held(holder).describe(),
                 });
             }
-            Err(TryLockError::Error(e)) => return Err(TrainError::Io { path, source: e }),
+            Err(e) => return Err(TrainError::Io { path, source: e }),
         }
     }
     let me = Holder {
@@ -158,13 +195,13 @@ pub fn probe(run_dir: &Path) -> Result<LockState> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Free),
         Err(e) => return Err(TrainError::Io { path, source: e }),
     };
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let _ = file.unlock();
+    match try_flock(&file, true) {
+        Ok(true) => {
+            unflock(&file);
             Ok(LockState::Free)
         }
-        Err(TryLockError::WouldBlock) => Ok(LockState::Held(read_holder(&mut file))),
-        Err(TryLockError::Error(e)) => Err(TrainError::Io { path, source: e }),
+        Ok(false) => Ok(LockState::Held(read_holder(&mut file))),
+        Err(e) => Err(TrainError::Io { path, source: e }),
     }
 }
 
