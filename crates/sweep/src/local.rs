@@ -326,11 +326,13 @@ fn one_run(
     let started = Instant::now();
     let (config, log) = (sweep.config_path(&run.id), sweep.log_path(&run.id));
     let marker = failed_marker(sweep, &run.id);
-    let deadline = started + opts.lock_wait;
+    // When this launch began waiting for a trainer outside it; the wait is bounded from there.
+    let mut waiting_since: Option<Instant> = None;
     let mut attempts = 0;
     loop {
         // Never a second trainer beside one that holds the run directory (an orphan of a
         // killed launch): wait for it, bounded, then leave the run alone.
+        let deadline = waiting_since.unwrap_or_else(Instant::now) + opts.lock_wait;
         let mut on_wait = |holder: &str| {
             emit(SweepEvent::Waiting {
                 id: run.id.clone(),
@@ -365,6 +367,9 @@ fn one_run(
             gpu,
             stop: opts.stop,
         })?;
+        if code != Some(EXIT_LOCKED as i32) {
+            waiting_since = None;
+        }
         let stopping = opts.stop.is_some_and(|s| s.load(Ordering::SeqCst));
         match code {
             Some(0) => {
@@ -380,7 +385,8 @@ fn one_run(
             // a failure and not an attempt; wait for it like any holder.
             Some(c) if c == EXIT_LOCKED as i32 => {
                 attempts -= 1;
-                if Instant::now() >= deadline {
+                let since = *waiting_since.get_or_insert(deadline - opts.lock_wait);
+                if since.elapsed() >= opts.lock_wait {
                     let held = run_lock::probe(&run_dir)?;
                     return Ok(RunOutcome::Held(format!(
                         "{} (run directory)",
