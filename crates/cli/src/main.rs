@@ -25,7 +25,8 @@ use clap::{Parser, Subcommand};
 /// Scaling-law studies of synthetic pre-training data.
 ///
 /// Exit codes: 0 success, 2 bad input (the message names the file, field and bound),
-/// 1 internal failure.
+/// 1 internal failure; `train` also exits 75 when stopped by a signal (relaunch to resume)
+/// and 73 when another live process holds its run directory.
 #[derive(Parser, Debug)]
 #[command(name = "synthscale", version, about, long_about = None)]
 struct Cli {
@@ -44,6 +45,16 @@ enum Command {
     /// Generate synthetic corpora (rephrased, textbook, SynthLLM) with a local generator LM.
     Synth(synth_cmd::SynthArgs),
     /// Train one model on one mixture, resumably.
+    ///
+    /// Writes `config.toml` (resolved), `metrics.jsonl`, `checkpoint/` and `DONE` in the run
+    /// directory; relaunching resumes from the last checkpoint with exactly the metrics of an
+    /// uninterrupted run. SIGTERM, SIGUSR1 or SIGINT checkpoint at the next step and exit 75.
+    /// One process trains a run directory at a time: it holds an OS lock on `run.lock` there
+    /// for as long as it lives, and a second `train` of the directory exits 73 naming the
+    /// holder.
+    ///
+    /// Exit codes: 0 done (or already done), 75 stopped to be resumed, 73 the run directory
+    /// is in use by another live process (nothing was done), 2 bad config, 1 failure.
     Train(train_cmd::TrainArgs),
     /// Plan, launch, watch and collect a sweep of runs (sizes × budgets × mixtures ×
     /// seeds), locally or as a Slurm job array.

@@ -4,21 +4,20 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use synthscale_data::config::SourceKind;
+use synthscale_sweep::data_check::check_data_matches;
 use synthscale_sweep::{
     collect, launch_local, launch_slurm, run_task, status, LocalOptions, RunOutcome, State, Sweep,
     SweepEvent,
 };
 
 use crate::manifest::LoadedManifest;
-use crate::util::{plain_logs, thousands, BadInput};
+use crate::util::{plain_logs, stop_on_signals, thousands, BadInput};
 
 #[derive(Subcommand, Debug)]
 pub enum SweepCommand {
@@ -87,6 +86,11 @@ pub struct LaunchArgs {
     /// Slurm: write the sbatch script and runs file, do not submit.
     #[arg(long)]
     pub no_submit: bool,
+    /// Local: seconds to wait for a run directory that a trainer outside this launch holds
+    /// (the orphan of a killed launch checkpoints and exits on its SIGTERM) before leaving
+    /// that run alone; a second trainer is never started beside it.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub lock_wait: f64,
 }
 
 #[derive(Args, Debug)]
@@ -136,13 +140,16 @@ pub fn load(c: &Common) -> anyhow::Result<Sweep> {
         .into());
     };
     let data = c.data.clone().unwrap_or_else(|| m.data_dir());
-    Ok(Sweep::plan(
+    let sweep = Sweep::plan(
         &c.manifest,
         &data,
         cfg,
         m.manifest.slurm.as_ref(),
         c.out.as_deref(),
-    )?)
+    )?;
+    // The data trained on is the data the manifest describes, --data or not.
+    check_data_matches(&c.manifest, &m.manifest.data, &sweep.data_dir)?;
+    Ok(sweep)
 }
 
 fn binary() -> anyhow::Result<PathBuf> {
@@ -246,19 +253,6 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn signals() -> anyhow::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-        signal_hook::consts::SIGINT,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
-    Ok(stop)
-}
-
 fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
     let sweep = load(&a.common)?;
     let bin = binary()?;
@@ -309,7 +303,15 @@ fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
                 pb.enable_steady_tick(Duration::from_millis(250));
                 pb
             };
-            let summary = run_local(&sweep, a.jobs, a.retries, &pb)?;
+            if !(a.lock_wait.is_finite() && (0.0..=86_400.0).contains(&a.lock_wait)) {
+                return Err(BadInput(format!(
+                    "--lock-wait {} must be between 0 and 86400 seconds",
+                    a.lock_wait
+                ))
+                .into());
+            }
+            let wait = Duration::from_secs_f64(a.lock_wait);
+            let summary = run_local(&sweep, a.jobs, a.retries, wait, &pb)?;
             pb.finish_and_clear();
             println!("{}", summary.text);
             Ok(summary.code)
@@ -327,14 +329,16 @@ pub struct LocalSummary {
 
 /// Trains the sweep's runs that are not DONE on a local pool of `jobs` workers, one line
 /// per started and finished run (on `pb`, or on stderr without a terminal); SIGTERM,
-/// SIGUSR1 and SIGINT stop it after the running runs checkpoint.
+/// SIGUSR1 and SIGINT stop it after the running runs checkpoint. A run directory held by a
+/// trainer outside the launch is waited for up to `lock_wait`, then left alone.
 pub fn run_local(
     sweep: &Sweep,
     jobs: usize,
     retries: u32,
+    lock_wait: Duration,
     pb: &ProgressBar,
 ) -> anyhow::Result<LocalSummary> {
-    let stop = signals()?;
+    let stop = stop_on_signals()?;
     let plain = plain_logs();
     let say = |line: String| {
         if plain {
@@ -358,6 +362,13 @@ pub fn run_local(
                 say(format!("{id}: started (worker {worker})"));
             }
         }
+        SweepEvent::Waiting {
+            id,
+            holder,
+            seconds,
+        } => say(format!(
+            "{id}: run directory held by {holder}; waiting up to {seconds:.0} s for it to let go"
+        )),
         SweepEvent::Finished { id, outcome } => {
             pb.inc(1);
             say(format!("{id}: {}", outcome_text(outcome)));
@@ -368,6 +379,7 @@ pub fn run_local(
         retries,
         stop: Some(&stop),
         on_event: Some(&on_event),
+        lock_wait,
         ..LocalOptions::new(binary()?)
     };
     let out = launch_local(sweep, &opts)?;
@@ -492,7 +504,7 @@ fn collect_cmd(a: &CollectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn task(a: &TaskArgs) -> anyhow::Result<ExitCode> {
-    let stop = signals()?;
+    let stop = stop_on_signals()?;
     let code = run_task(&a.runs_file, a.index, &binary()?, &stop)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

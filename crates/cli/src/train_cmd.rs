@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +14,7 @@ use synthscale_model::{export_hf, ModelError};
 use synthscale_train::trainer::CONFIG;
 use synthscale_train::{train, Event, Outcome, ResolvedConfig, TrainOptions, EXIT_REQUEUE};
 
-use crate::util::{plain_logs, thousands};
+use crate::util::{plain_logs, stop_on_signals, thousands};
 
 /// Train one model on one mixture: `config.toml` (resolved), `metrics.jsonl`,
 /// `checkpoint/` and `DONE` in the run directory.
@@ -26,7 +24,10 @@ use crate::util::{plain_logs, thousands};
 /// checkpoint at the next step boundary and exit with code 75 (EX_TEMPFAIL), on which a
 /// scheduler can requeue. A checkpoint is verified before the run resumes from it (every
 /// file against its sha256, state.json against the config); the one before is kept as
-/// checkpoint.prev/. Exit codes: 0 done, 75 stopped to be resumed, 2 bad config or data,
+/// checkpoint.prev/. One process trains a run directory at a time: it holds an OS lock on
+/// `run.lock` there for as long as it lives, and a second `train` of the same directory
+/// exits 73 naming the holder. Exit codes: 0 done, 75 stopped to be resumed, 73 the run
+/// directory is in use by another live process (nothing was done), 2 bad config or data,
 /// 1 failure (a non-finite loss keeps the last good checkpoint; a damaged checkpoint is
 /// refused, naming the file and field and how to resume from checkpoint.prev/).
 #[derive(Args, Debug)]
@@ -54,15 +55,7 @@ pub struct ExportArgs {
 }
 
 pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-        signal_hook::consts::SIGINT,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = stop_on_signals()?;
     let plain = plain_logs();
     let pb = if plain {
         ProgressBar::hidden()

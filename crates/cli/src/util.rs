@@ -1,7 +1,11 @@
 //! Small helpers of the binary: exit codes, number parsing, progress display.
 
 use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use synthscale_data::DataError;
@@ -19,10 +23,14 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
-/// 2 for bad input anywhere in the error's chain, else 1.
+/// 2 for bad input anywhere in the error's chain, `EXIT_LOCKED` (73) for a run directory
+/// another process holds, else 1.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(t) = cause.downcast_ref::<synthscale_train::TrainError>() {
+            if matches!(t, synthscale_train::TrainError::Locked { .. }) {
+                return synthscale_train::EXIT_LOCKED;
+            }
             return if t.is_bad_input() { 2 } else { 1 };
         }
         if let Some(m) = cause.downcast_ref::<synthscale_model::ModelError>() {
@@ -48,6 +56,21 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+/// A flag that SIGTERM, SIGUSR1 or SIGINT sets: the trainer checkpoints and stops on it,
+/// a launcher stops starting runs and passes SIGTERM to its trainers.
+pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGINT,
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    Ok(stop)
 }
 
 /// Parses a count such as `20000`, `20_000`, `250k`, `10M`, `1.5B` or `2e9`.

@@ -1,7 +1,9 @@
 //! `synthscale sweep` end to end: a tiny local sweep, a relaunch that starts nothing, two
-//! launches at once that train each run once, and (when a Slurm cluster answers) the same
-//! sweep as a job array with one task requeued mid-run and one signalled as at its time
-//! limit.
+//! launches at once that train each run once, a killed launcher whose trainer dies with it,
+//! relaunches and Slurm tasks that never start a second trainer beside a live one, locks of
+//! reused pids, foreign data directories and Slurm time limits, and (when a Slurm cluster
+//! answers) the same sweep as a job array with one task requeued mid-run and one signalled
+//! as at its time limit.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -407,4 +409,325 @@ time = "00:10:00"
     ));
     assert!(again.contains("nothing to submit"), "{again}");
     assert!(again.contains("2 already done"), "{again}");
+}
+
+/// One run of 600 steps of 256 tokens, a checkpoint every 10: long enough to interfere with.
+const LONG: &str = r#"
+[sweep]
+out_dir = "sweep"
+sizes = [{ name = "tiny", d_model = 32, n_layers = 2, n_heads = 2 }]
+budgets = [{ tokens = 153600 }]
+seeds = [0]
+[sweep.mixtures]
+natural = { natural = 1.0 }
+[sweep.run_rule]
+batch_tokens = 256
+micro_batch_size = 4
+eval_max_tokens = 512
+checkpoints_per_run = 60
+"#;
+
+/// Every optimizer step once, in order, and each evaluation once.
+fn assert_each_step_once(run: &Path) {
+    let m = metrics(run);
+    let train: Vec<u64> = m
+        .iter()
+        .filter(|x| x.get("train_loss").is_some())
+        .map(|x| x["step"].as_u64().unwrap())
+        .collect();
+    let last = *train.last().expect("some steps");
+    assert_eq!(train, (1..=last).collect::<Vec<_>>(), "{}", run.display());
+    let mut evals: Vec<(u64, String)> = m
+        .iter()
+        .filter(|x| x.get("val_loss").is_some())
+        .map(|x| (x["step"].as_u64().unwrap(), x["eval_domain"].to_string()))
+        .collect();
+    let n = evals.len();
+    evals.dedup();
+    assert_eq!(evals.len(), n, "an evaluation logged twice");
+}
+
+/// The trainer holding a run directory, from its `run.lock` record.
+fn lock_holder(run: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(run.join("run.lock")).ok()?;
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    v["pid"].as_u64().map(|p| p as u32)
+}
+
+/// Whether a pid runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s[s.rfind(')').unwrap() + 2..].chars().next();
+            !matches!(state, Some('Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// Writes the sweep's run configs and a runs file without training (a Slurm launch that
+/// does not submit); returns the run id and the runs file.
+fn configs_only(d: &Path) -> (String, PathBuf) {
+    ok(run(
+        d,
+        &[
+            "sweep",
+            "launch",
+            "tiny.toml",
+            "--executor",
+            "slurm",
+            "--no-submit",
+        ],
+    ));
+    let id = run_ids(d).remove(0);
+    let runs_file = std::fs::read_dir(d.join("sweep/slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    (id, runs_file)
+}
+
+/// A `synthscale train` of the sweep's run started by hand (as an orphan of an earlier
+/// launch would run), once it has checkpointed at least `step`.
+fn trainer_outside(d: &Path, id: &str, step: u64) -> std::process::Child {
+    let run_dir = d.join("sweep/runs").join(id);
+    let child = bin()
+        .current_dir(d)
+        .arg("train")
+        .arg("--config")
+        .arg(d.join("sweep/configs").join(format!("{id}.toml")))
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the outside trainer's checkpoint",
+        Duration::from_secs(120),
+        || checkpoint_step(&run_dir) >= step,
+    );
+    child
+}
+
+#[test]
+fn killed_launcher_leaves_no_orphan_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, LONG);
+    let mut launcher = bin()
+        .current_dir(d)
+        .args(["sweep", "launch", "tiny.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the configs", Duration::from_secs(60), || {
+        d.join("sweep/configs").exists()
+    });
+    let id = run_ids(d).remove(0);
+    let run_dir = d.join("sweep/runs").join(&id);
+    wait_for("a checkpoint", Duration::from_secs(120), || {
+        checkpoint_step(&run_dir) >= 10
+    });
+    let trainer = lock_holder(&run_dir).expect("the trainer records itself in run.lock");
+    assert!(alive(trainer));
+    launcher.kill().unwrap(); // SIGKILL: no handler runs in the launcher
+    launcher.wait().unwrap();
+    // Its trainer gets SIGTERM from the kernel (parent-death signal), checkpoints, exits.
+    wait_for("the orphan to exit", Duration::from_secs(60), || {
+        !alive(trainer)
+    });
+    assert!(!run_dir.join("DONE").exists(), "the kill must land mid-run");
+    let log = std::fs::read_to_string(d.join("sweep/logs").join(format!("{id}.log"))).unwrap();
+    assert!(log.contains("stopped by a signal; checkpoint"), "{log}");
+    // A relaunch finishes the run, every step once.
+    let out = ok(run(d, &["sweep", "launch", "tiny.toml"]));
+    assert!(out.contains("1 trained"), "{out}");
+    assert_each_step_once(&run_dir);
+    let log = std::fs::read_to_string(d.join("sweep/logs").join(format!("{id}.log"))).unwrap();
+    assert_eq!(log.matches("done after").count(), 1, "{log}");
+}
+
+#[test]
+fn a_relaunch_never_starts_a_second_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, LONG);
+    let (id, _) = configs_only(d);
+    let run_dir = d.join("sweep/runs").join(&id);
+    let outside = trainer_outside(d, &id, 10);
+
+    // A trainer that does not let go within --lock-wait: the run is left to it.
+    let out = ok(run(
+        d,
+        &["sweep", "launch", "tiny.toml", "--lock-wait", "1"],
+    ));
+    assert!(out.contains("1 held elsewhere"), "{out}");
+    assert!(alive(outside.id()));
+
+    // One that checkpoints and exits on SIGTERM while the launch waits: the launch then
+    // resumes the run from its checkpoint, in one trainer at a time.
+    let errlog = d.join("launch.err");
+    let launch = bin()
+        .current_dir(d)
+        .args(["sweep", "launch", "tiny.toml", "--lock-wait", "120"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the launch to wait", Duration::from_secs(60), || {
+        std::fs::read_to_string(&errlog).is_ok_and(|t| t.contains("waiting up to"))
+    });
+    assert!(
+        alive(outside.id()),
+        "the outside trainer ran on while the launch waited"
+    );
+    signal(outside.id(), "-TERM");
+    let o = outside.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(75));
+    let out = ok(launch.wait_with_output().unwrap());
+    assert!(out.contains("1 trained"), "{out}");
+    assert_each_step_once(&run_dir);
+    let log = std::fs::read_to_string(d.join("sweep/logs").join(format!("{id}.log"))).unwrap();
+    assert!(log.contains("resuming at step"), "{log}");
+}
+
+#[test]
+fn a_slurm_task_never_starts_a_second_trainer() {
+    // The array task's own path (`sweep task`), run here without a cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, LONG);
+    let (id, runs_file) = configs_only(d);
+    let run_dir = d.join("sweep/runs").join(&id);
+    let outside = trainer_outside(d, &id, 10);
+    let errlog = d.join("task.err");
+    let task = bin()
+        .current_dir(d)
+        .args(["sweep", "task", "--index", "0", "--runs-file"])
+        .arg(&runs_file)
+        .stderr(std::fs::File::create(&errlog).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the task to wait", Duration::from_secs(60), || {
+        std::fs::read_to_string(&errlog).is_ok_and(|t| t.contains("waiting up to"))
+    });
+    signal(outside.id(), "-TERM");
+    let o = outside.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(75));
+    let st = task.wait_with_output().unwrap();
+    let err = std::fs::read_to_string(&errlog).unwrap();
+    assert!(st.status.success(), "{err}");
+    assert!(run_dir.join("DONE").exists(), "{err}");
+    assert_each_step_once(&run_dir);
+}
+
+#[test]
+fn a_reused_pid_does_not_hold_a_run_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(
+        d,
+        &TINY
+            .replace(
+                ", { name = \"tiny\", d_model = 32, n_layers = 2, n_heads = 2 }",
+                "",
+            )
+            .replace(
+                "budgets = [{ tokens = 8192 }, { tokens = 16384 }]",
+                "budgets = [{ tokens = 8192 }]",
+            ),
+    );
+    let (id, _) = configs_only(d);
+    // The launcher that wrote this lock died, and its pid now belongs to a `sleep`: alive,
+    // with another start time (and, in a lock of an older build without start times, a
+    // program that is not synthscale).
+    let mut sleep = Command::new("sleep").arg("60").spawn().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::create_dir_all(d.join("sweep/locks")).unwrap();
+    for lock in [
+        format!(
+            r#"{{"host":"{host}","pid":{},"slurm_job":null,"since":0,"start_time":1}}"#,
+            sleep.id()
+        ),
+        format!(
+            r#"{{"host":"{host}","pid":{},"slurm_job":null,"since":0}}"#,
+            sleep.id()
+        ),
+    ] {
+        std::fs::write(d.join("sweep/locks").join(format!("{id}.lock")), lock).unwrap();
+        let _ = std::fs::remove_file(d.join("sweep/runs").join(&id).join("DONE"));
+        let out = ok(run(d, &["sweep", "launch", "tiny.toml"]));
+        assert!(out.contains("1 trained"), "{out}");
+    }
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+}
+
+#[test]
+fn a_data_dir_prepared_from_another_data_section_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, TINY);
+    // The same corpus prepared under another domain name, into `other`.
+    let text = std::fs::read_to_string(d.join("tiny.toml")).unwrap();
+    std::fs::write(
+        d.join("other.toml"),
+        text.replace("domain = \"web\"", "domain = \"news\"")
+            .replace("out_dir = \"data\"", "out_dir = \"other\""),
+    )
+    .unwrap();
+    ok(run(d, &["data", "prepare", "other.toml"]));
+    for cmd in ["plan", "launch", "collect"] {
+        let o = run(d, &["sweep", cmd, "tiny.toml", "--data", "other"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("tiny.toml") && err.contains("`data.sources[0].domain`"),
+            "{err}"
+        );
+    }
+    assert!(!d.join("sweep/runs").exists(), "nothing was trained");
+    // Its own data passes.
+    ok(run(d, &["sweep", "plan", "tiny.toml", "--data", "data"]));
+}
+
+#[test]
+fn slurm_time_limits_outside_sbatch_forms_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d, TINY);
+    let text = std::fs::read_to_string(d.join("tiny.toml")).unwrap();
+    for t in ["1:00:00:00:00", "1-24:00:00", "00:61:00", "soon"] {
+        std::fs::write(
+            d.join("t.toml"),
+            format!("{text}\n[slurm]\ntime = \"{t}\"\n"),
+        )
+        .unwrap();
+        let o = run(d, &["sweep", "plan", "t.toml", "--data", "data"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{t}: {err}");
+        assert!(
+            err.contains("t.toml") && err.contains("`slurm.time`"),
+            "{t}: {err}"
+        );
+    }
+    std::fs::write(
+        d.join("t.toml"),
+        format!("{text}\n[slurm]\ntime = \"1-12:00:00\"\n"),
+    )
+    .unwrap();
+    ok(run(d, &["sweep", "plan", "t.toml", "--data", "data"]));
 }

@@ -1,6 +1,7 @@
 //! `synthscale train` end to end: a run killed with SIGKILL after a checkpoint and resumed
 //! logs exactly the metrics of an uninterrupted run; SIGTERM checkpoints and exits 75;
-//! a finished run is left alone; bad configs fail before training.
+//! a finished run is left alone; bad configs fail before training; two trainers of one run
+//! directory train it once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -722,4 +723,85 @@ fn export_refuses_an_output_that_is_not_an_export_and_a_changed_tokenizer() {
         "{err}"
     );
     assert!(!hf2.exists());
+}
+
+/// `synthscale_train::EXIT_LOCKED`: the run directory is held by another live process.
+const EXIT_LOCKED: i32 = 73;
+
+/// Every optimizer step once, in order, and each step's evaluation once per domain.
+fn assert_each_step_once(run: &Path, steps: u64) {
+    let m = metrics(run);
+    let train: Vec<u64> = m
+        .iter()
+        .filter(|x| x.get("train_loss").is_some())
+        .map(|x| x["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(train, (1..=steps).collect::<Vec<_>>(), "{}", run.display());
+    let mut evals: Vec<(u64, String)> = m
+        .iter()
+        .filter(|x| x.get("val_loss").is_some())
+        .map(|x| {
+            (
+                x["step"].as_u64().unwrap(),
+                x["eval_domain"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let n = evals.len();
+    evals.dedup();
+    assert_eq!(evals.len(), n, "an evaluation logged twice");
+}
+
+#[test]
+fn two_trainers_on_one_run_dir_train_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cfg = run_config(dir.path(), "", "");
+
+    // A second trainer while the first is mid-run: refused at once, naming the directory
+    // and the holder, exit 73; the first trains on undisturbed.
+    let run = dir.path().join("dup");
+    let first = start_until(&cfg, &run, 10);
+    let second = train(&cfg, &run);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(EXIT_LOCKED), "{err}");
+    assert!(err.contains(&run.display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    let st = first.wait_with_output().unwrap();
+    assert!(st.status.success());
+    assert!(run.join("DONE").exists());
+    assert_each_step_once(&run, 400);
+
+    // Two started at the same instant: exactly one trains.
+    let run = dir.path().join("dup2");
+    let spawn = || {
+        bin()
+            .arg("train")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--run-dir")
+            .arg(&run)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = vec![a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec![Some(0), Some(EXIT_LOCKED)],
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let done = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).contains("done after");
+    assert_eq!(done(&a) as u32 + done(&b) as u32, 1);
+    assert_each_step_once(&run, 400);
+    // The lock dies with its holder: the finished directory opens again at once.
+    let out = train(&cfg, &run);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already done"));
 }

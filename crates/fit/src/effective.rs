@@ -126,9 +126,16 @@ fn profile(
     fit_starts(law, &mapped(base, mix, ln_k), starts, opts, group).ok()
 }
 
-/// Minimizes `f` over `[lo, hi]` by a grid of `n` points and golden section around the
-/// best; returns `(x, f(x), whether the best grid point was an end)`.
-fn minimize_1d(f: &(dyn Fn(f64) -> f64 + Sync), lo: f64, hi: f64, n: usize) -> (f64, f64, bool) {
+/// Minimizes `f` over `[lo, hi]` by a grid of `n` points and `iters` golden-section steps
+/// around the best (each shrinks the bracket by 0.618: 25 steps take a bracket of two grid
+/// cells in ln k to below 1e-5); returns `(x, f(x), whether the best grid point was an end)`.
+fn minimize_1d(
+    f: &(dyn Fn(f64) -> f64 + Sync),
+    lo: f64,
+    hi: f64,
+    n: usize,
+    iters: usize,
+) -> (f64, f64, bool) {
     let xs: Vec<f64> = (0..n)
         .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
         .collect();
@@ -143,7 +150,7 @@ fn minimize_1d(f: &(dyn Fn(f64) -> f64 + Sync), lo: f64, hi: f64, n: usize) -> (
     let g = (5f64.sqrt() - 1.0) / 2.0;
     let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
     let (mut fc, mut fd) = (f(c), f(d));
-    for _ in 0..40 {
+    for _ in 0..iters {
         if fc < fd {
             b = d;
             d = c;
@@ -178,7 +185,7 @@ pub fn fit_multiplier(
     let cost = |ln_k: f64| {
         profile(law, base, mix, ln_k, starts, opts, group).map_or(f64::INFINITY, |f| f.objective)
     };
-    let (ln_k, _, edge) = minimize_1d(&cost, -LN_K_MAX, LN_K_MAX, GRID);
+    let (ln_k, _, edge) = minimize_1d(&cost, -LN_K_MAX, LN_K_MAX, GRID, 25);
     let fit = profile(law, base, mix, ln_k, starts, opts, group).ok_or_else(|| {
         FitError::NotConverged {
             group: group.to_string(),
@@ -243,7 +250,7 @@ pub fn bootstrap_multiplier(
                 profile(law, &b, &m, x, starts, opts, group).map_or(f64::INFINITY, |f| f.objective)
             };
             let width = std::f64::consts::LN_10;
-            let (x, y, _) = minimize_1d(&cost, ln_k - width, ln_k + width, 9);
+            let (x, y, _) = minimize_1d(&cost, ln_k - width, ln_k + width, 9, 16);
             y.is_finite().then(|| x.exp())
         })
         .collect()
@@ -362,9 +369,9 @@ mod tests {
     #[test]
     fn golden_section_finds_a_parabola_vertex() {
         let f = |x: f64| (x - 0.7).powi(2) + 1.0;
-        let (x, y, edge) = minimize_1d(&f, -3.0, 3.0, 13);
+        let (x, y, edge) = minimize_1d(&f, -3.0, 3.0, 13, 40);
         assert!((x - 0.7).abs() < 1e-6 && (y - 1.0).abs() < 1e-12 && !edge);
-        let (_, _, edge) = minimize_1d(&|x: f64| x, -3.0, 3.0, 13);
+        let (_, _, edge) = minimize_1d(&|x: f64| x, -3.0, 3.0, 13, 40);
         assert!(edge);
     }
 }

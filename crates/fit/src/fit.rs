@@ -561,9 +561,17 @@ fn fit_data(
             .map(|p| law.log_pred(&ls.theta, p) - p.loss.ln())
             .collect();
         let fixed = opts.fixed(noise_delta(&r));
-        let mut f = fit_data(
+        // From the least-squares optima; should none of them end in bounds at the new
+        // threshold, from every start again.
+        let mut f = match fit_data(
             law, points, data, total, &ls.optima, &fixed, group, parallel,
-        )?;
+        ) {
+            Ok(f) => f,
+            Err(FitError::NotConverged { .. }) => {
+                fit_data(law, points, data, total, starts, &fixed, group, parallel)?
+            }
+            Err(e) => return Err(e),
+        };
         f.starts = ls.starts;
         f.starts_converged = ls.starts_converged;
         f.starts_in_bounds = ls.starts_in_bounds;

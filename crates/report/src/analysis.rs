@@ -390,6 +390,7 @@ fn with_holdout(
         },
         ..StudyOptions::default()
     };
+    let mut unchecked: Vec<(String, String)> = Vec::new();
     for (g, out) in groups.iter().zip(report.groups.iter_mut()) {
         let key = |p: &Point| if law.uses_params() { p.n } else { p.d };
         let largest = g.points.iter().map(key).fold(f64::MIN, f64::max);
@@ -401,12 +402,8 @@ fn with_holdout(
             .collect();
         if let Some(why) = unfit(law, &kept, &opts.fit, &g.name()) {
             // Said, not skipped silently: with its largest budget held out, the group has too
-            // few points or budgets left for the law.
-            skipped.push(format!(
-                "held-out check not run (largest {} {} left out): {why}",
-                if law.uses_params() { "size" } else { "budget" },
-                crate::format::si(largest)
-            ));
+            // few points or budgets left for the law (one note per law, naming the groups).
+            unchecked.push((g.name(), why));
             continue;
         }
         match run_study(std::slice::from_ref(g), &opts) {
@@ -416,6 +413,25 @@ fn with_holdout(
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    if let Some((_, why)) = unchecked.first() {
+        skipped.push(format!(
+            "held-out check not run for {} of {} {} fits: without its largest {} a group is \
+             too small for the law (e.g. {why}); groups: {}",
+            unchecked.len(),
+            groups.len(),
+            law.name(),
+            if law.uses_params() {
+                "model size"
+            } else {
+                "budget"
+            },
+            unchecked
+                .iter()
+                .map(|(g, _)| g.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
     }
     Ok(report)
 }

@@ -185,7 +185,7 @@ fn caption(fig: Fig, d: &PlotData, missing: &[String]) -> String {
     let dom = domain_text(d);
     let c = match fig {
         Fig::LossTokens => format!(
-            "Final validation loss ({dom}) against training tokens, log–log, one panel per mixture: dots are runs, lines the fitted law per model size, open rings the held-out largest budget, dashed verticals the plateau (a doubling of D gains < 1%)."
+            "Final validation loss ({dom}) against training tokens, log–log, one panel per mixture: dots are runs, lines the fitted law per model size, open rings the held-out largest budget, dashed verticals the plateau (a doubling of D gains < 2%; legends say when it lies past the runs or beyond 100× them)."
         ),
         Fig::Mixtures => format!(
             "Every mixture at {} ({dom}): fitted curves, the target loss L* (dashed) and each mixture's speed-up D_natural(L*)/D_mixture(L*).",
@@ -195,7 +195,7 @@ fn caption(fig: Fig, d: &PlotData, missing: &[String]) -> String {
             "Final loss ({dom}) against synthetic share, one panel per model size and one line per budget; diamonds mark the fitted optimal share with its 95% bootstrap interval."
         ),
         Fig::Speedup => format!(
-            "Speed-up of each mixture over {} data against the natural-data budget D, read off the fitted curves ({dom}): solid at the largest model size, dashed at smaller ones; bars are 95% bootstrap intervals at the target loss.",
+            "Speed-up of each mixture over {} data against the natural-data budget D, read off the fitted curves ({dom}) where both curves lie inside the budgets that were run: solid at the largest model size, dashed at smaller ones; bars are 95% bootstrap intervals at the target loss.",
             d.analysis.config.baseline
         ),
         Fig::Residuals => format!(
@@ -733,9 +733,16 @@ fn mixtures<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> 
             }
             if let Some(s) = sps.iter().find(|s| mixture_of(&s.mixture) == m.name) {
                 label = format!(
-                    "{label}: {}× {}",
+                    "{label}: {}× {}{}",
                     s.speedup.map_or("—".into(), num),
-                    crate::format::ci(s.speedup_ci95.as_ref())
+                    crate::format::ci(s.speedup_ci95.as_ref()),
+                    match (s.extrapolated, s.beyond_data) {
+                        (false, _) => String::new(),
+                        (true, Some(f)) if f.is_finite() && f > 1.0 => {
+                            format!(" extrapolated, {}× past the runs", num(f))
+                        }
+                        (true, _) => " extrapolated".into(),
+                    }
                 );
             } else if m.name == d.analysis.config.baseline {
                 label = format!("{label} (baseline)");
@@ -947,7 +954,9 @@ fn speedup<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> R
     let a = d.analysis;
     let base = &a.config.baseline;
     let (blo, bhi) = (res.budgets[0], res.budgets[res.budgets.len() - 1]);
-    let xs = logspace(blo / 2.0, bhi * 4.0, 80);
+    // Read inside the runs only: both curves at budgets that were trained (a speed-up read
+    // past them is an extrapolation, and the tables mark it as such).
+    let xs = logspace(blo, bhi, 80);
     // (mixture, colour, at the largest size, points)
     type Line = (String, RGBColor, bool, Vec<(f64, f64)>);
     let mut lines: Vec<Line> = Vec::new();
@@ -968,7 +977,7 @@ fn speedup<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> R
                 .iter()
                 .filter_map(|&x| {
                     let dm = mc.tokens_for(bc.loss(x))?;
-                    (dm > 0.0).then_some((x, x / dm))
+                    (dm >= blo * 0.999 && dm <= bhi * 1.001).then_some((x, x / dm))
                 })
                 .collect();
             if pts.is_empty() {

@@ -191,6 +191,59 @@ fn slurm_value_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | ',' | '='))
 }
 
+/// Longest time limit accepted: a year, far beyond any cluster's partition limit.
+const MAX_SLURM_DAYS: u64 = 365;
+
+/// Seconds of a time limit in one of sbatch's forms — `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`,
+/// `D-H:M:S` — with every field but the first bounded by the next unit (seconds and
+/// minutes < 60, hours < 24 after a day count) and the whole at most a year. `Err` says
+/// which part is wrong.
+pub fn slurm_time_seconds(t: &str) -> std::result::Result<u64, String> {
+    let num = |s: &str, what: &str| -> std::result::Result<u64, String> {
+        if s.is_empty() || s.len() > 9 || !s.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("has {what} {s:?}, not a number"));
+        }
+        Ok(s.parse().expect("digits"))
+    };
+    let below = |v: u64, bound: u64, what: &str| -> std::result::Result<u64, String> {
+        if v >= bound {
+            return Err(format!("has {what} {v}, above {}", bound - 1));
+        }
+        Ok(v)
+    };
+    let (days, clock) = match t.split_once('-') {
+        Some((d, rest)) => (Some(num(d, "days")?), rest),
+        None => (None, t),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => num(m, "minutes")? * 60,
+        (None, [m, s]) => num(m, "minutes")? * 60 + below(num(s, "seconds")?, 60, "seconds")?,
+        (None, [h, m, s]) => {
+            num(h, "hours")? * 3600
+                + below(num(m, "minutes")?, 60, "minutes")? * 60
+                + below(num(s, "seconds")?, 60, "seconds")?
+        }
+        (Some(d), [h]) => d * 86_400 + below(num(h, "hours")?, 24, "hours")? * 3600,
+        (Some(d), [h, m]) => {
+            d * 86_400
+                + below(num(h, "hours")?, 24, "hours")? * 3600
+                + below(num(m, "minutes")?, 60, "minutes")? * 60
+        }
+        (Some(d), [h, m, s]) => {
+            d * 86_400
+                + below(num(h, "hours")?, 24, "hours")? * 3600
+                + below(num(m, "minutes")?, 60, "minutes")? * 60
+                + below(num(s, "seconds")?, 60, "seconds")?
+        }
+        _ => return Err("is not in one of sbatch's time forms".into()),
+    };
+    if secs > MAX_SLURM_DAYS * 86_400 {
+        return Err(format!("is longer than {MAX_SLURM_DAYS} days"));
+    }
+    Ok(secs)
+}
+
 impl SizeSpec {
     /// The size's name in run ids.
     pub fn label(&self) -> String {
@@ -423,14 +476,24 @@ impl SlurmConfig {
             }
         }
         if let Some(t) = &self.time {
-            if !t
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, ':' | '-'))
-            {
+            let secs = slurm_time_seconds(t).map_err(|why| {
+                field(
+                    file,
+                    "slurm.time",
+                    format!(
+                        "{t:?} {why}; sbatch takes MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or \
+                         D-HH:MM:SS (e.g. 04:00:00, 1-12:00:00)"
+                    ),
+                )
+            })?;
+            if secs <= 120 {
                 return Err(field(
                     file,
                     "slurm.time",
-                    format!("{t:?} is not a time such as 04:00:00 or 1-12:00:00"),
+                    format!(
+                        "{t:?} is {secs} s; it must exceed the 120 s warning a task gets \
+                         (--signal=B:USR1@120) to checkpoint before its limit"
+                    ),
                 ));
             }
         }
@@ -451,5 +514,60 @@ impl SlurmConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_times_take_sbatch_forms_only() {
+        // Oracle: sbatch(1), --time: "minutes", "minutes:seconds", "hours:minutes:seconds",
+        // "days-hours", "days-hours:minutes" and "days-hours:minutes:seconds".
+        for (t, secs) in [
+            ("30", 1800),
+            ("90", 5400),
+            ("10:30", 630),
+            ("04:00:00", 14_400),
+            ("48:00:00", 172_800),
+            ("1-12", 129_600),
+            ("1-12:30", 131_400),
+            ("1-12:30:15", 131_415),
+            ("365-00:00:00", 31_536_000),
+        ] {
+            assert_eq!(slurm_time_seconds(t), Ok(secs), "{t}");
+        }
+        for t in [
+            "1:00:00:00:00",
+            "",
+            "1-",
+            "-1",
+            "1-2-3",
+            "10:60",
+            "1:60:00",
+            "1:00:60",
+            "1-24",
+            "1-23:60",
+            "1-00:00:60",
+            "366-00",
+            "1::00",
+            "1-2:3:4:5",
+            "9999999999",
+        ] {
+            assert!(slurm_time_seconds(t).is_err(), "{t:?} was accepted");
+        }
+        let bad = SlurmConfig {
+            time: Some("1:00:00:00:00".into()),
+            ..SlurmConfig::default()
+        };
+        let e = bad.validate(Path::new("m.toml")).unwrap_err().to_string();
+        assert!(e.contains("m.toml") && e.contains("`slurm.time`"), "{e}");
+        let short = SlurmConfig {
+            time: Some("2".into()),
+            ..SlurmConfig::default()
+        };
+        let e = short.validate(Path::new("m.toml")).unwrap_err().to_string();
+        assert!(e.contains("120 s"), "{e}");
     }
 }

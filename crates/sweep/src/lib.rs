@@ -4,12 +4,15 @@
 //! - [`plan`]: grid expansion into runs with stable ids, resolved against the data;
 //! - [`local`]: the local executor (a pool of `synthscale train` processes);
 //! - [`slurm`]: the sbatch script, submission and the array task;
-//! - [`lock`]: one lock per run, so two launches never train one run twice;
+//! - [`lock`]: one lock per run, so two launches never race for one run (the trainer's own
+//!   run-directory lock keeps any run from being trained twice);
+//! - [`data_check`]: the prepared data against the manifest's `[data]`;
 //! - [`results`]: `status` and the results table of `collect`.
 //!
 //! A relaunch skips DONE runs and resumes partial ones (the trainer resumes exactly).
 
 pub mod config;
+pub mod data_check;
 pub mod error;
 pub mod local;
 pub mod lock;

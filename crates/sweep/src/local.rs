@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use synthscale_train::{DONE, EXIT_REQUEUE};
+use synthscale_train::run_lock::{self, LockState};
+use synthscale_train::{DONE, EXIT_LOCKED, EXIT_REQUEUE};
 
 use crate::error::{Result, SweepError};
 use crate::lock::{self, Acquire, Owner};
@@ -23,7 +24,8 @@ pub enum RunOutcome {
     Done { attempts: u32, seconds: f64 },
     /// Marked DONE before this launch: nothing started.
     AlreadyDone,
-    /// Another live launch or Slurm task holds it.
+    /// Another live launch or Slurm task holds it, or a trainer outside this launch (an
+    /// orphan of a killed launch, a `synthscale train` by hand) holds its run directory.
     Held(String),
     /// Stopped by a signal after a checkpoint; a relaunch resumes it.
     Stopped,
@@ -38,6 +40,13 @@ pub enum SweepEvent {
         id: String,
         attempt: u32,
         worker: usize,
+    },
+    /// A trainer outside this launch holds the run directory; waiting up to `seconds` for
+    /// it to finish or checkpoint and exit before leaving the run alone.
+    Waiting {
+        id: String,
+        holder: String,
+        seconds: f64,
     },
     Finished {
         id: String,
@@ -61,7 +70,15 @@ pub struct LocalOptions<'a> {
     /// checkpoint and exit 75).
     pub stop: Option<&'a AtomicBool>,
     pub on_event: Option<&'a (dyn Fn(&SweepEvent) + Sync)>,
+    /// How long to wait for a run directory that a trainer outside this launch holds (an
+    /// orphan of a killed launch checkpoints and exits on its SIGTERM) before leaving the run
+    /// alone as held elsewhere. A second trainer is never started beside it.
+    pub lock_wait: Duration,
 }
+
+/// [`LocalOptions::lock_wait`]'s default, also the Slurm task's wait: a step and a
+/// checkpoint of any run this harness trains on CPU, with room to spare.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 impl LocalOptions<'_> {
     pub fn new(binary: PathBuf) -> Self {
@@ -73,6 +90,7 @@ impl LocalOptions<'_> {
             gpus: None,
             stop: None,
             on_event: None,
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 }
@@ -128,6 +146,7 @@ pub fn run_child(c: &Child) -> Result<Option<i32>> {
     if let Some(g) = c.gpu {
         cmd.env("CUDA_VISIBLE_DEVICES", g);
     }
+    die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(SweepError::io(c.binary))?;
     let mut signalled = false;
     loop {
@@ -140,6 +159,83 @@ pub fn run_child(c: &Child) -> Result<Option<i32>> {
             signalled = true;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Makes the child get SIGTERM when the thread that spawned it ends — with the launcher,
+/// however the launcher dies (SIGKILL included) — so that no trainer outlives its launcher
+/// as an orphan; SIGTERM makes it checkpoint and exit 75. Linux follows the spawning
+/// *thread*: [`run_child`] spawns and waits in one thread, which outlives the child.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe and runs before the fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The launcher died between fork and prctl: its death signal is already lost.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// What [`wait_for_run_dir`] ended on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunDirWait {
+    /// No trainer holds the run directory: one may start.
+    Free,
+    /// Still held at the deadline, by this holder.
+    Held(String),
+    /// A stop was requested while waiting.
+    Stopped,
+}
+
+/// Waits until no live trainer holds `run_dir` (its `run.lock`), until `deadline` at most;
+/// `on_wait` is called once with the holder if there is any wait at all.
+pub fn wait_for_run_dir(
+    run_dir: &Path,
+    deadline: Instant,
+    stop: Option<&AtomicBool>,
+    on_wait: &mut dyn FnMut(&str),
+) -> Result<RunDirWait> {
+    let mut told = false;
+    loop {
+        let state = run_lock::probe(run_dir)?;
+        if state == LockState::Free {
+            return Ok(RunDirWait::Free);
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Ok(RunDirWait::Stopped);
+        }
+        if Instant::now() >= deadline {
+            return Ok(RunDirWait::Held(format!(
+                "{} (run directory)",
+                state.describe()
+            )));
+        }
+        if !told {
+            on_wait(&state.describe());
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -230,8 +326,32 @@ fn one_run(
     let started = Instant::now();
     let (config, log) = (sweep.config_path(&run.id), sweep.log_path(&run.id));
     let marker = failed_marker(sweep, &run.id);
+    // When this launch began waiting for a trainer outside it; the wait is bounded from there.
+    let mut waiting_since: Option<Instant> = None;
     let mut attempts = 0;
     loop {
+        // Never a second trainer beside one that holds the run directory (an orphan of a
+        // killed launch): wait for it, bounded, then leave the run alone.
+        let deadline = waiting_since.unwrap_or_else(Instant::now) + opts.lock_wait;
+        let mut on_wait = |holder: &str| {
+            emit(SweepEvent::Waiting {
+                id: run.id.clone(),
+                holder: holder.to_string(),
+                seconds: deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64(),
+            })
+        };
+        match wait_for_run_dir(&run_dir, deadline, opts.stop, &mut on_wait)? {
+            RunDirWait::Free => {}
+            RunDirWait::Held(h) => return Ok(RunOutcome::Held(h)),
+            RunDirWait::Stopped => return Ok(RunOutcome::Stopped),
+        }
+        // The holder may have finished it.
+        if run_dir.join(DONE).exists() {
+            let _ = std::fs::remove_file(&marker);
+            return Ok(RunOutcome::AlreadyDone);
+        }
         attempts += 1;
         emit(SweepEvent::Started {
             id: run.id.clone(),
@@ -247,6 +367,9 @@ fn one_run(
             gpu,
             stop: opts.stop,
         })?;
+        if code != Some(EXIT_LOCKED as i32) {
+            waiting_since = None;
+        }
         let stopping = opts.stop.is_some_and(|s| s.load(Ordering::SeqCst));
         match code {
             Some(0) => {
@@ -258,6 +381,21 @@ fn one_run(
             }
             Some(c) if c == EXIT_REQUEUE as i32 && stopping => return Ok(RunOutcome::Stopped),
             _ if stopping => return Ok(RunOutcome::Stopped),
+            // Another trainer took the run directory between the probe and the start: not
+            // a failure and not an attempt; wait for it like any holder.
+            Some(c) if c == EXIT_LOCKED as i32 => {
+                attempts -= 1;
+                let since = *waiting_since.get_or_insert(deadline - opts.lock_wait);
+                if since.elapsed() >= opts.lock_wait {
+                    let held = run_lock::probe(&run_dir)?;
+                    return Ok(RunOutcome::Held(format!(
+                        "{} (run directory)",
+                        held.describe()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
             // Bad input fails the same way every time.
             Some(2) => {}
             _ if attempts <= opts.retries => continue,

@@ -1,7 +1,10 @@
-//! One lock per run (`locks/<id>.lock`, created with O_EXCL) naming its owner: host and
-//! pid, and the Slurm job for array tasks. Two launches of one sweep never train the same
-//! run; a lock whose owner is gone (a dead pid on this host, a Slurm job no longer queued)
-//! is stale and broken under a second exclusive file, so two launches cannot both break it.
+//! One lock per run (`locks/<id>.lock`, created with O_EXCL) naming its owner: host, pid
+//! and the pid's start time, and the Slurm job for array tasks. Two launches of one sweep
+//! never train the same run; a lock whose owner is gone (a dead pid on this host, a pid
+//! now used by another process, a Slurm job no longer queued) is stale and broken under a
+//! second exclusive file, so two launches cannot both break it. This lock only keeps
+//! launches from racing; the trainer's own run-directory lock
+//! (`synthscale_train::run_lock`) is what keeps a run from being trained twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,21 @@ pub struct Owner {
     pub slurm_job: Option<String>,
     /// Seconds since the epoch when the lock was taken.
     pub since: u64,
+    /// The pid's start time (clock ticks after boot, `/proc/<pid>/stat` field 22), so that
+    /// a pid reused by another process is not taken for the owner. Absent in locks written
+    /// before it was recorded.
+    #[serde(default)]
+    pub start_time: Option<u64>,
+}
+
+/// A process's start time in clock ticks after boot (`/proc/<pid>/stat` field 22); `None`
+/// when there is no such process (or no /proc).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces and parentheses: the
+    // fields after it start after its last ')'. Field 22 is then the 20th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Owner {
@@ -31,21 +49,34 @@ impl Owner {
             pid: std::process::id(),
             slurm_job,
             since: now(),
+            start_time: process_start_time(std::process::id()),
         }
     }
 
     /// Whether the owner still exists. A Slurm job is alive while `squeue` lists it (or
     /// when `squeue` cannot answer: never break a lock on doubt); a local owner while its
-    /// pid exists on this host; an owner on another host without a Slurm job is assumed
-    /// alive.
+    /// pid exists on this host with the recorded start time (for a lock without one: while
+    /// the pid runs a `synthscale…` program, since every owner is one); an owner on another
+    /// host without a Slurm job is assumed alive.
     pub fn is_alive(&self) -> bool {
         if let Some(job) = &self.slurm_job {
             return crate::slurm::job_state(job).is_none_or(|s| s.is_some());
         }
-        if self.host == hostname() {
-            return Path::new(&format!("/proc/{}", self.pid)).exists();
+        if self.host != hostname() {
+            return true;
         }
-        true
+        if !Path::new("/proc/self/stat").exists() {
+            // No /proc to ask: never break a lock on doubt.
+            return true;
+        }
+        let Some(started) = process_start_time(self.pid) else {
+            return false;
+        };
+        match self.start_time {
+            Some(t) => t == started,
+            None => std::fs::read_to_string(format!("/proc/{}/comm", self.pid))
+                .is_ok_and(|c| c.trim_end().starts_with("synthscale")),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -251,5 +282,70 @@ mod tests {
         };
         assert_eq!(read(&lock_path(dir.path(), "r")).unwrap(), Some(other));
         drop(l2);
+    }
+
+    #[test]
+    fn a_reused_pid_does_not_hold_a_run_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::me(None);
+        assert!(
+            me.start_time.is_some(),
+            "this process's start time is readable"
+        );
+        std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+        let path = lock_path(dir.path(), "r");
+        // A live pid (ours) recorded with another start time: the launcher that wrote it
+        // died and its pid went to an unrelated process.
+        let reused = Owner {
+            start_time: me.start_time.map(|t| t + 1),
+            ..me.clone()
+        };
+        assert!(!reused.is_alive());
+        write_atomic(&path, &reused).unwrap();
+        let Acquire::Acquired(l) = acquire(dir.path(), "r", me.clone(), None).unwrap() else {
+            panic!("a lock naming a reused pid held the run")
+        };
+        drop(l);
+        // A lock written before start times were recorded, naming a live pid that is not a
+        // synthscale program (a `sleep`), is stale too; one naming a synthscale process
+        // (this test binary, synthscale_sweep-…) still holds.
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let old = format!(
+            r#"{{"host":"{}","pid":{},"slurm_job":null,"since":0}}"#,
+            hostname(),
+            sleep.id()
+        );
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap().start_time, None);
+        let Acquire::Acquired(l) = acquire(dir.path(), "r", me.clone(), None).unwrap() else {
+            panic!("an old lock naming an unrelated live process held the run")
+        };
+        drop(l);
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+        let mine = format!(
+            r#"{{"host":"{}","pid":{},"slurm_job":null,"since":0}}"#,
+            hostname(),
+            std::process::id()
+        );
+        std::fs::write(&path, mine).unwrap();
+        assert!(matches!(
+            acquire(dir.path(), "r", me.clone(), None).unwrap(),
+            Acquire::Held(_)
+        ));
+    }
+
+    #[test]
+    fn start_times_survive_odd_command_names() {
+        // Oracle: proc(5) — field 22 counted after the parenthesised command name.
+        let pid = std::process::id();
+        let t = process_start_time(pid).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        assert_eq!(fields[19].parse::<u64>().unwrap(), t);
+        assert_eq!(process_start_time(4_194_304 + 7), None);
     }
 }

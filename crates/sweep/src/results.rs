@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use synthscale_data::config::SourceKind;
 use synthscale_train::metrics::{self, Metric};
+use synthscale_train::run_lock::{self, LockState};
 use synthscale_train::DONE;
 
 use crate::error::{Result, SweepError};
@@ -92,6 +93,15 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
             .map(|t| batch / t)
             .sum();
         let held = lock::read(&lock::lock_path(&sweep.out_dir, &r.id))?.filter(|o| o.is_alive());
+        // A trainer outside any live launch (an orphan, a `train` by hand) holds only the
+        // run directory's own lock.
+        let trainer = match held {
+            Some(_) => None,
+            None => match run_lock::probe(&dir)? {
+                LockState::Free => None,
+                h => Some(format!("trainer {} (run directory)", h.describe())),
+            },
+        };
         let state = if dir.join(DONE).exists() {
             State::Done
         } else if let Some(o) = &held {
@@ -106,6 +116,8 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
             } else {
                 State::Running
             }
+        } else if trainer.is_some() {
+            State::Running
         } else if crate::local::failed_marker(sweep, &r.id).exists() {
             State::Failed
         } else if dir.exists() {
@@ -121,7 +133,7 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
             train_loss: train.last().and_then(|x| x.train_loss),
             val_loss,
             elapsed_s,
-            owner: held.map(|o| o.describe()),
+            owner: held.map(|o| o.describe()).or(trainer),
         });
     }
     Ok(rows)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use synthscale_train::DONE;
 
 use crate::error::{Result, SweepError};
-use crate::local::{run_child, Child};
+use crate::local::{run_child, wait_for_run_dir, Child, RunDirWait, DEFAULT_LOCK_WAIT};
 use crate::lock::{self, Acquire, Owner};
 use crate::plan::Sweep;
 
@@ -343,6 +343,31 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
             return Ok(0);
         }
     };
+    // Never a second trainer beside one that holds the run directory (an orphan of a task
+    // killed without its trainer): wait for it, bounded, then leave the run alone.
+    let deadline = std::time::Instant::now() + DEFAULT_LOCK_WAIT;
+    let mut on_wait = |holder: &str| {
+        eprintln!(
+            "{}: run directory held by {holder}; waiting up to {} s for it to let go",
+            run.id,
+            DEFAULT_LOCK_WAIT.as_secs()
+        )
+    };
+    match wait_for_run_dir(&run.run_dir, deadline, Some(stop), &mut on_wait)? {
+        RunDirWait::Free => {}
+        RunDirWait::Held(h) => {
+            eprintln!("{}: held by {h}; not starting it again", run.id);
+            return Ok(0);
+        }
+        RunDirWait::Stopped => {
+            guard.forget();
+            return Ok(synthscale_train::EXIT_REQUEUE as i32);
+        }
+    }
+    if run.run_dir.join(DONE).exists() {
+        eprintln!("{}: already done", run.id);
+        return Ok(0);
+    }
     eprintln!("{}: training (log {})", run.id, run.log.display());
     let code = run_child(&Child {
         binary,
@@ -355,6 +380,14 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
     })?;
     let code = code.unwrap_or(1);
     eprintln!("{}: train exited with {code}", run.id);
+    if code == synthscale_train::EXIT_LOCKED as i32 {
+        // Another trainer took the run directory first; it is not this task's failure.
+        eprintln!(
+            "{}: run directory held by another trainer; not starting it again",
+            run.id
+        );
+        return Ok(0);
+    }
     if code == synthscale_train::EXIT_REQUEUE as i32 {
         // Keep the lock: the requeued task adopts it.
         guard.forget();

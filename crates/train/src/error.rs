@@ -20,6 +20,15 @@ pub enum TrainError {
     #[error("{}: {message}", path.display())]
     RunDir { path: PathBuf, message: String },
 
+    /// Another live process holds the run directory's lock (`run.lock`); exit code
+    /// [`crate::trainer::EXIT_LOCKED`].
+    #[error(
+        "{}: run directory in use by {holder}; a run directory is trained by one process at a \
+         time (wait for it to finish, or stop it first)",
+        path.display()
+    )]
+    Locked { path: PathBuf, holder: String },
+
     /// Loss or gradient norm not finite; the last good checkpoint is kept.
     #[error(
         "non-finite {what} ({value}) at step {step}; the run stopped, its last good checkpoint \
@@ -73,6 +82,8 @@ impl TrainError {
             TrainError::Field { .. } | TrainError::Config { .. } | TrainError::RunDir { .. } => {
                 true
             }
+            // Not the input's fault, and not a failure: its own exit code says "busy".
+            TrainError::Locked { .. } => false,
             TrainError::Data(e) => e.is_bad_input(),
             TrainError::Model(e) => e.is_bad_input(),
             // A damaged checkpoint is the run's own state, not the user's input: exit 1.

@@ -5,6 +5,7 @@
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
 //! - [`metrics`]: the `metrics.jsonl` log;
+//! - [`run_lock`]: one OS lock per run directory, held by the one process training it;
 //! - [`trainer`]: the training loop.
 
 pub mod bounds;
@@ -13,8 +14,9 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod optim;
+pub mod run_lock;
 pub mod trainer;
 
 pub use config::{ResolvedConfig, RunConfig};
 pub use error::{Result, TrainError};
-pub use trainer::{train, Event, Outcome, TrainOptions, DONE, EXIT_REQUEUE};
+pub use trainer::{train, Event, Outcome, TrainOptions, DONE, EXIT_LOCKED, EXIT_REQUEUE};

@@ -23,6 +23,10 @@ pub const CONFIG: &str = "config.toml";
 /// Exit code after a requested stop (SIGTERM, SIGUSR1, SIGINT) has checkpointed: sysexits'
 /// EX_TEMPFAIL, "try again later" — a scheduler requeues on it.
 pub const EXIT_REQUEUE: u8 = 75;
+/// Exit code when another live process holds the run directory ([`crate::run_lock`]):
+/// sysexits' EX_CANTCREAT, "cannot create (user) output file" — nothing was trained, and
+/// an executor must not retry it as a failure.
+pub const EXIT_LOCKED: u8 = 73;
 
 /// What the trainer reports while it runs.
 #[derive(Debug, Clone)]
@@ -180,6 +184,8 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
     crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, config_path)?;
     let dev = device(cfg.device, config_path)?;
+    // Held until this returns (or the process dies): one trainer per run directory.
+    let _lock = crate::run_lock::acquire(run_dir)?;
     prepare_run_dir(run_dir, &cfg)?;
     if run_dir.join(DONE).exists() {
         return Ok(Outcome::AlreadyDone);
