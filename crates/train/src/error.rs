@@ -32,6 +32,14 @@ pub enum TrainError {
         last_checkpoint: u64,
     },
 
+    /// A ladder branch whose trunk has not yet kept the checkpoint it starts from.
+    #[error(
+        "{}: the trunk has not reached the branch step {step} yet; train the trunk first \
+         (`sweep launch` orders them)",
+        path.display()
+    )]
+    TrunkNotReady { path: PathBuf, step: u64 },
+
     /// A checkpoint that cannot be read back.
     #[error("{}: corrupt checkpoint: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
