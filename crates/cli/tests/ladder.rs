@@ -2,7 +2,9 @@
 //! cooldown branch per budget; each branch logs, bit for bit on CPU, what an independent
 //! WSD run of its budget logs (the oracle: `synthscale train` of the branch's config
 //! without its `[branch]` section); SIGKILL of the trunk or of a branch and a relaunch
-//! change no metric; two launches at once train each run once; bad ladders exit 2.
+//! change no metric; two launches at once train each run once; bad ladders exit 2; and
+//! (when a Slurm cluster answers) a ladder as two job arrays, the branches' waiting on the
+//! trunk's with `--dependency=afterok`.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -367,4 +369,100 @@ fn bad_ladders_exit_2_naming_the_field() {
         assert!(err.contains(&format!("`{field}`")), "{err}");
         assert!(err.contains("bad.toml"), "{err}");
     }
+}
+
+/// Whether a Slurm cluster answers here (scripts/slurm-local.sh starts one).
+fn slurm_up() -> Result<(), String> {
+    match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
+        Err(_) => Err("sinfo is not on PATH".into()),
+        Ok(o) if !o.status.success() => Err(format!(
+            "sinfo failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(o) => {
+            let s = String::from_utf8_lossy(&o.stdout);
+            if s.contains("idle") || s.contains("mix") || s.contains("alloc") {
+                Ok(())
+            } else {
+                Err(format!("no usable node: {s:?}"))
+            }
+        }
+    }
+}
+
+#[test]
+fn a_ladder_on_slurm_runs_its_branches_after_the_trunk_like_independent_runs() {
+    if let Err(why) = slurm_up() {
+        eprintln!("skipped: no Slurm cluster ({why}); scripts/slurm-local.sh starts one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(
+        d,
+        &format!("{LADDER}[slurm]\ncpus_per_task = 1\nmax_parallel = 2\ntime = \"00:10:00\"\n"),
+    );
+    let out = ok(run(
+        d,
+        &["sweep", "launch", "lad.toml", "--executor", "slurm"],
+    ));
+    // Two arrays: the trunk's, then the branches', which waits for the first to complete.
+    let jobs: Vec<(String, PathBuf)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("submitted job array "))
+        .map(|l| {
+            let (job, rest) = l.split_once(' ').unwrap();
+            (
+                job.to_string(),
+                PathBuf::from(rest.rsplit(' ').next().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(jobs.len(), 2, "{out}");
+    let first = std::fs::read_to_string(&jobs[0].1).unwrap();
+    let second = std::fs::read_to_string(&jobs[1].1).unwrap();
+    assert!(!first.contains("--dependency"), "{first}");
+    assert!(
+        second.contains(&format!("#SBATCH --dependency=afterok:{}\n", jobs[0].0)),
+        "{second}"
+    );
+    let (trunk, branches) = ids(d);
+    let t = Instant::now();
+    while !branches
+        .iter()
+        .all(|id| d.join("sweep/runs").join(id).join("DONE").exists())
+    {
+        assert!(t.elapsed() < Duration::from_secs(600), "timed out");
+        // No branch starts before its trunk is DONE (the dependency).
+        for id in &branches {
+            if d.join("sweep/runs").join(id).exists() {
+                assert!(
+                    d.join("sweep/runs").join(&trunk).join("DONE").exists(),
+                    "{id}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_branches_match_independent_runs(d);
+    // Once Slurm lets go of both arrays, a relaunch submits nothing.
+    for (job, _) in &jobs {
+        let t = Instant::now();
+        while Command::new("squeue")
+            .args(["-h", "-j", job])
+            .output()
+            .is_ok_and(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "job {job} stays queued"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let again = ok(run(
+        d,
+        &["sweep", "launch", "lad.toml", "--executor", "slurm"],
+    ));
+    assert!(again.contains("nothing to submit"), "{again}");
 }
