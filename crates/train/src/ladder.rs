@@ -100,9 +100,25 @@ pub(crate) fn copy_trunk_metrics(b: &BranchSpec, run_dir: &Path, eval_interval: 
     std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))
 }
 
+/// The marker a finished branch leaves beside the kept checkpoint it removed, so that a
+/// trunk resuming at that very step does not keep it again.
+fn released_marker(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join(format!("{}-step-{step}.released", checkpoint::DIR))
+}
+
+/// Whether the branch starting at `step` has finished and released its checkpoint.
+pub(crate) fn released(run_dir: &Path, step: u64) -> bool {
+    released_marker(run_dir, step).exists()
+}
+
 /// Removes the trunk's kept checkpoint a finished branch started from.
 pub(crate) fn release(b: &BranchSpec) -> Result<()> {
     let dir = kept_dir(&b.trunk, b.step);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let marker = released_marker(&b.trunk, b.step);
+    write_synced(&marker, b"")?;
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

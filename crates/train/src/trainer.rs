@@ -233,7 +233,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         }
     };
     model.set_compute_dtype(compute_dtype(cfg.device))?;
-    if cfg.checkpoint.keep_steps.contains(&state.step) {
+    if cfg.checkpoint.keep_steps.contains(&state.step) && !ladder::released(run_dir, state.step) {
         // A crash may have fallen between the checkpoint and its kept copy.
         ladder::keep(run_dir, state.step)?;
     }
