@@ -469,3 +469,24 @@ fn a_ladder_on_slurm_runs_its_branches_after_the_trunk_like_independent_runs() {
     ));
     assert!(again.contains("nothing to submit"), "{again}");
 }
+
+#[test]
+fn plan_prints_a_gpu_ladders_cost_in_gpu_hours_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(
+        d,
+        &LADDER.replace("[sweep]\n", "[sweep]\ndevice = \"cuda\"\n"),
+    );
+    let plan = ok(run(
+        d,
+        &["sweep", "plan", "lad.toml", "--flops-per-s", "1e9"],
+    ));
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with("ladder tiny_trunk_"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    // Both figures, the ladder's and the separate runs', in GPU-hours at 1e9 FLOP/s.
+    assert_eq!(line.matches(" GPU-hours").count(), 2, "{line}");
+    assert!(plan.contains("ladders in all: "), "{plan}");
+}
