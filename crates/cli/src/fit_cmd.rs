@@ -105,8 +105,8 @@ pub struct FitArgs {
     /// Held-out extrapolation check.
     #[arg(long, value_enum, default_value = "none")]
     pub holdout: HoldoutArg,
-    /// Huber threshold on log residuals, fixed (Epoch AI's procedure: 1e-3; least squares:
-    /// 1) [default: scaled to each group's noise, 1.345 × the MAD-estimated σ of a
+    /// Huber threshold on log residuals, fixed: Epoch AI's procedure is 1e-3, least squares
+    /// is 1 [default: scaled to each group's noise, 1.345 × the MAD-estimated σ of a
     /// least-squares fit's log residuals].
     #[arg(long)]
     pub huber_delta: Option<f64>,

@@ -210,12 +210,14 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     let (mut total_flops, mut total_6nd, mut total_s) = (0.0, 0.0, 0.0);
     for r in &sweep.runs {
         let six_nd = 6.0 * r.params as f64 * r.tokens as f64;
-        let t = rate.map_or(f64::NAN, |x| r.flops / x);
-        total_flops += r.flops;
-        total_6nd += six_nd;
+        // A ladder branch costs only its cooldown; the trunk trained the rest.
+        let cost = r.cost_flops();
+        let t = rate.map_or(f64::NAN, |x| cost / x);
+        total_flops += cost;
+        total_6nd += six_nd * cost / r.flops;
         total_s += t;
         println!(
-            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>6} {:>5} {:>9.3e} {:>8}  {}",
+            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>6} {:>5} {:>9.3e} {:>8}  {}{}",
             r.id,
             thousands(r.params),
             thousands(r.non_embedding_params),
@@ -227,7 +229,14 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
             r.steps(),
             r.resolved.optim.lr,
             duration(t),
-            mixture_text(&r.shares)
+            mixture_text(&r.shares),
+            match &r.ladder {
+                Some(synthscale_sweep::LadderRole::Trunk { branches }) =>
+                    format!("  trunk of {} branches", branches.len()),
+                Some(synthscale_sweep::LadderRole::Branch { step, .. }) =>
+                    format!("  branch from trunk step {step}"),
+                None => String::new(),
+            }
         );
     }
     println!(
@@ -250,7 +259,61 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     println!("D/N uses total parameters N; budgets given as tokens_per_param use non-embedding N.");
+    print_ladders(&sweep, rate);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each ladder's cost beside its budgets as separate runs, in FLOPs and, on GPUs,
+/// GPU-hours at `rate` FLOP/s per GPU.
+fn print_ladders(sweep: &Sweep, rate: Option<f64>) {
+    let costs = synthscale_sweep::ladder::costs(&sweep.runs);
+    if costs.is_empty() {
+        return;
+    }
+    let r = &sweep.config.run_rule;
+    println!(
+        "ladders (run_rule.ladder): per size, mixture and seed one constant-LR trunk to the \
+         largest budget's cooldown start, and per budget a {} cooldown over the last {} of its \
+         steps from the trunk's checkpoint; every budget of a ladder takes the batch, peak lr \
+         and warm-up of the run rule at its largest budget",
+        match r.decay_shape {
+            synthscale_train::config::DecayShape::Linear => "linear",
+            synthscale_train::config::DecayShape::OneMinusSqrt => "1-sqrt",
+        },
+        r.decay_fraction
+    );
+    let gpus = match sweep.config.device {
+        synthscale_train::config::DeviceSpec::Cuda => Some(sweep.slurm.gpus_per_task.max(1) as f64),
+        synthscale_train::config::DeviceSpec::Cpu => None,
+    };
+    let hours = |f: f64| match (gpus, rate) {
+        (Some(g), Some(x)) => format!(" = {:.1} GPU-hours", f / x * g / 3600.0),
+        _ => String::new(),
+    };
+    let (mut lad, mut sep) = (0.0, 0.0);
+    for c in &costs {
+        lad += c.flops;
+        sep += c.separate_flops;
+        println!(
+            "ladder {}: {} FLOPs{} ({:.2}× its largest budget) against {} FLOPs{} as separate \
+             runs ({:.2}×)",
+            c.trunk,
+            sci(c.flops),
+            hours(c.flops),
+            c.flops / c.largest_flops,
+            sci(c.separate_flops),
+            hours(c.separate_flops),
+            c.separate_flops / c.largest_flops
+        );
+    }
+    println!(
+        "ladders in all: {} FLOPs{} against {} FLOPs{} as separate runs ({:.0}% saved)",
+        sci(lad),
+        hours(lad),
+        sci(sep),
+        hours(sep),
+        100.0 * (1.0 - lad / sep)
+    );
 }
 
 fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
@@ -388,7 +451,7 @@ pub fn run_local(
     let already = count(|o| matches!(o, RunOutcome::AlreadyDone));
     let held = count(|o| matches!(o, RunOutcome::Held(_)));
     let stopped = count(|o| matches!(o, RunOutcome::Stopped));
-    let failed = count(|o| matches!(o, RunOutcome::Failed { .. }));
+    let failed = count(|o| matches!(o, RunOutcome::Failed { .. } | RunOutcome::Blocked(_)));
     let not_started = sweep.runs.len() - out.len();
     let mut text = format!(
         "{} runs: {done} trained, {already} already done, {held} held elsewhere, \
@@ -428,6 +491,7 @@ fn outcome_text(o: &RunOutcome) -> String {
             }
         ),
         RunOutcome::AlreadyDone => "already done".into(),
+        RunOutcome::Blocked(why) => format!("not started: {why}"),
         RunOutcome::Held(o) => format!("held by {o}; left alone"),
         RunOutcome::Stopped => "stopped after a checkpoint".into(),
         RunOutcome::Failed { attempts, code } => format!(

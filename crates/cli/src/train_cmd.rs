@@ -81,14 +81,21 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
             steps.set(n);
             pb.set_length(n);
             pb.set_position(step);
-            let line =
-                format!(
+            let line = format!(
                 "training {} parameters ({} non-embedding) on {} tokens: {n} steps of {} tokens{}",
                 thousands(params),
                 thousands(config.model.non_embedding_params()),
                 thousands(config.token_budget),
                 config.optim.batch_tokens,
-                if step > 0 { format!(", resuming at step {step}") } else { String::new() }
+                match &config.branch {
+                    // A ladder branch starts where its trunk's checkpoint stands.
+                    Some(b) if step == b.step => format!(
+                        ", from its trunk's checkpoint at step {step} ({})",
+                        b.trunk.display()
+                    ),
+                    _ if step > 0 => format!(", resuming at step {step}"),
+                    _ => String::new(),
+                }
             );
             if plain {
                 eprintln!("{line}");

@@ -157,6 +157,33 @@ fn resuming_at_any_step_gives_the_uninterrupted_batches() {
 }
 
 #[test]
+fn a_smaller_budgets_stream_is_a_prefix_of_a_larger_ones() {
+    // Oracle: the stream of the largest budget itself. A budget ladder's trunk serves every
+    // branch's steps before its cooldown, so the stream of budget D must be the first
+    // D / batch steps of the stream of budget 2D, 4D, … (same seed, mixture and batch).
+    let dir = tempfile::tempdir().unwrap();
+    let data = three_sources(dir.path());
+    let m = mix(&[("a", 0.5), ("b", 0.3), ("c", 0.2)]);
+    let cfg = |budget| SamplerConfig {
+        seq_len: 32,
+        batch_size: 4,
+        token_budget: budget,
+        seed: 3,
+    };
+    let big = MixtureSampler::new(&data, &m, cfg(8 * 8192), Path::new(M)).unwrap();
+    let big: Vec<_> = big.stream(0).collect();
+    for budget in [8192u64, 2 * 8192, 4 * 8192, 5000] {
+        let s = MixtureSampler::new(&data, &m, cfg(budget), Path::new(M)).unwrap();
+        let small: Vec<_> = s.stream(0).collect();
+        assert_eq!(small.len() as u64, budget / 128);
+        assert_eq!(small[..], big[..small.len()], "budget {budget}");
+        // And resuming mid-stream (a branch restarts at its trunk's step) agrees too.
+        let k = small.len() as u64 / 2;
+        assert_eq!(s.stream(k).next().unwrap(), big[k as usize]);
+    }
+}
+
+#[test]
 fn repeats_are_counted_and_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let data = three_sources(dir.path());

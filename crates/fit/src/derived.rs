@@ -26,7 +26,7 @@ pub fn doubling_gain(law: Law, theta: &[f64], n: f64, d: f64) -> f64 {
 /// a law fitted decades below it).
 pub fn plateau_doubling(law: Law, theta: &[f64], n: f64, eps: f64, max_d: f64) -> Option<f64> {
     let max_d = max_d.min(MAX_TOKENS);
-    if !(max_d > 1.0) {
+    if max_d.is_nan() || max_d <= 1.0 {
         return None;
     }
     let steps = ((max_d.log10() * 20.0).ceil() as usize).max(2);

@@ -231,9 +231,9 @@ pub struct GroupReport {
     pub n_points: usize,
     /// What the starts of the grid did.
     pub starts: StartCounts,
-    /// θ coordinates that sit at one of their bounds (within 1e-3): such a parameter is not
-    /// determined by the data (E at its lower bound, an exponent at 4), and the fit is
-    /// labelled rather than read as a result.
+    /// Parameters whose θ coordinate sits at a bound (within 0.05), or `E` when it has
+    /// collapsed below 0.1% of the smallest loss: such a parameter is not determined by the
+    /// data (E → 0, an exponent at 4), and the fit is labelled rather than read as a result.
     pub at_bound: Vec<String>,
     /// 95% (or `level`) bootstrap intervals of every parameter (empty without bootstrap).
     pub ci95: BTreeMap<String, [f64; 2]>,
@@ -412,7 +412,7 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
                 converged: f.starts_converged,
                 in_bounds: f.starts_in_bounds,
             },
-            at_bound: at_bound(law, &f.theta, opts.fit.pin_e.is_some()),
+            at_bound: at_bound(law, &f.theta, opts.fit.pin_e.is_some(), &g.points),
             ci95,
             bootstrap: ResampleCounts {
                 drawn: resamples.len(),
@@ -459,17 +459,24 @@ pub fn run_study(groups: &[Group], opts: &StudyOptions) -> Result<StudyReport> {
     })
 }
 
-/// Names of the θ coordinates within 1e-3 of a bound (E skipped when pinned).
-fn at_bound(law: Law, theta: &[f64], pinned_e: bool) -> Vec<String> {
+/// Names (as in the law's form) of the parameters whose θ coordinate is within 0.05 of a
+/// bound, E skipped when pinned; and `E`
+/// when the asymptote has collapsed below 0.1% of the smallest observed loss, where it is
+/// as undetermined as at its bound (an irreducible loss of ~0 is no physical answer).
+fn at_bound(law: Law, theta: &[f64], pinned_e: bool, points: &[Point]) -> Vec<String> {
+    let min_loss = points.iter().map(|p| p.loss).fold(f64::INFINITY, f64::min);
     law.bounds()
         .iter()
         .zip(theta)
         .enumerate()
         .filter(|&(i, (b, &v))| {
-            !(pinned_e && i == law.e_index())
-                && ((v - b.lo).abs() < 1e-3 || (b.hi - v).abs() < 1e-3)
+            let e = i == law.e_index();
+            !(pinned_e && e)
+                && ((v - b.lo).abs() < 0.05
+                    || (b.hi - v).abs() < 0.05
+                    || (e && v.exp() < 1e-3 * min_loss))
         })
-        .map(|(i, _)| law.theta_names()[i].to_string())
+        .map(|(i, _)| law.param_names()[i].to_string())
         .collect()
 }
 

@@ -454,3 +454,39 @@ fn bootstrap_intervals_reproduce_from_the_seed() {
         (50, 50)
     );
 }
+
+/// Oracle: construction. A curve with no asymptote (`400/D^0.3`, E = 0) fits with E
+/// collapsed toward 0: the report labels E as at its bound (undetermined) instead of
+/// reading it as an irreducible loss; a curve with E = 1.8 has none at a bound.
+#[test]
+fn a_collapsed_asymptote_is_labelled_at_its_bound() {
+    let no_e: Vec<Point> = ds()
+        .iter()
+        .map(|&d| Point {
+            d,
+            n: 1.0,
+            loss: 400.0 / d.powf(0.3),
+        })
+        .collect();
+    let opts = StudyOptions {
+        bootstrap: BootstrapOptions {
+            resamples: 0,
+            ..BootstrapOptions::default()
+        },
+        ..quick(Law::Power)
+    };
+    let r = run_study(&[group(&[], no_e)], &opts).unwrap();
+    assert_eq!(
+        r.groups[0].at_bound,
+        vec!["E".to_string()],
+        "{:?}",
+        r.groups[0].params
+    );
+    let with_e = vec![group(&[], power_curve(400.0, 1.8, 0.3, 1.0, &ds()))];
+    let r = run_study(&with_e, &opts).unwrap();
+    assert!(
+        r.groups[0].at_bound.is_empty(),
+        "{:?}",
+        r.groups[0].at_bound
+    );
+}

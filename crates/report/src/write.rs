@@ -269,6 +269,9 @@ enum Reach {
     Past(Option<f64>),
     /// Not reached within this multiple of the largest observed budget.
     Beyond(f64),
+    /// Inside the data, but set by the design rather than the data (an optimal share from
+    /// fewer than four shares: a quadratic through three always has a vertex).
+    Grid,
 }
 
 impl Reach {
@@ -286,6 +289,7 @@ impl Reach {
             Reach::Past(Some(f)) => Some(format!("extrapolated, {}× past the data", num(f))),
             Reach::Past(None) => Some("extrapolated".into()),
             Reach::Beyond(f) => Some(format!("beyond {}× the data", num(f))),
+            Reach::Grid => Some("set by the grid: fewer than 4 shares".into()),
         }
     }
 }
@@ -754,14 +758,15 @@ impl Doc<'_> {
                         .map(|r| num(*r))
                         .collect::<Vec<_>>()
                         .join(", ")),
-                    if x.grid_determined {
-                        t(format!(
-                            "{} (set by the grid: fewer than 4 shares)",
-                            x.optimal_ratio.map_or("—".into(), num)
-                        ))
-                    } else {
-                        Cell::Num(x.optimal_ratio, x.optimal_ratio_ci95)
-                    },
+                    Cell::Est(
+                        x.optimal_ratio,
+                        x.optimal_ratio_ci95,
+                        if x.grid_determined {
+                            Reach::Grid
+                        } else {
+                            Reach::Inside
+                        },
+                    ),
                 ]);
             }
         }

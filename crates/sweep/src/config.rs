@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use synthscale_data::config::{is_safe_name, SourceKind};
-use synthscale_train::config::{DeviceSpec, Schedule};
+use synthscale_train::config::{DecayShape, DeviceSpec, Schedule};
 
 use crate::error::{Result, SweepError};
 
@@ -65,6 +65,15 @@ pub struct RunRule {
     /// Sequences per forward/backward pass (bounded by memory, not by the rule).
     pub micro_batch_size: usize,
     pub schedule: Schedule,
+    /// Budget ladders (Hägele et al. 2024): per size, mixture and seed, one constant-LR
+    /// trunk to the largest budget's cooldown start and one WSD cooldown branch per budget
+    /// from the trunk's checkpoint there. Implies `schedule = "wsd"`; every budget of a
+    /// ladder takes the batch, peak lr and warm-up the rule gives its largest budget.
+    pub ladder: bool,
+    /// WSD and ladders: the fraction of each run's steps spent cooling down, in (0, 1).
+    pub decay_fraction: f64,
+    /// WSD and ladders: the cooldown's shape, `"linear"` or `"1-sqrt"`.
+    pub decay_shape: DecayShape,
     /// Floor of the decay as a fraction of lr (nanoGPT: lr/10, per Chinchilla).
     pub min_lr_ratio: f64,
     /// Warm-up as a fraction of the steps (at least one step).
@@ -92,6 +101,9 @@ impl Default for RunRule {
             min_steps: 20,
             micro_batch_size: 16,
             schedule: Schedule::Cosine,
+            ladder: false,
+            decay_fraction: 0.2,
+            decay_shape: DecayShape::Linear,
             min_lr_ratio: 0.1,
             warmup_fraction: 0.05,
             weight_decay: 0.1,
@@ -422,6 +434,21 @@ impl SweepConfig {
                 file,
                 f("warmup_fraction"),
                 format!("{} is outside [0, 1)", r.warmup_fraction),
+            ));
+        }
+        if !(r.decay_fraction > 0.0 && r.decay_fraction < 1.0) {
+            return Err(field(
+                file,
+                f("decay_fraction"),
+                format!("{} is outside (0, 1)", r.decay_fraction),
+            ));
+        }
+        if r.ladder && self.budgets.len() < 2 {
+            return Err(field(
+                file,
+                "sweep.budgets",
+                "a ladder (run_rule.ladder = true) needs at least two budgets; with one, \
+                 drop the ladder line",
             ));
         }
         if let Some(m) = self.device_memory_gib {

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the `[sweep]` and `[slurm]` sections and their static checks;
 //! - [`plan`]: grid expansion into runs with stable ids, resolved against the data;
+//! - [`ladder`]: budget ladders, a constant-LR trunk and one cooldown branch per budget;
 //! - [`local`]: the local executor (a pool of `synthscale train` processes);
 //! - [`slurm`]: the sbatch script, submission and the array task;
 //! - [`lock`]: one lock per run, so two launches never race for one run (the trainer's own
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod data_check;
 pub mod error;
+pub mod ladder;
 pub mod local;
 pub mod lock;
 pub mod plan;
@@ -23,6 +25,6 @@ pub mod slurm;
 pub use config::{BudgetSpec, RunRule, SizeSpec, SlurmConfig, SweepConfig};
 pub use error::{Result, SweepError};
 pub use local::{launch_local, LocalOptions, RunOutcome, SweepEvent};
-pub use plan::{PlannedRun, Sweep};
+pub use plan::{LadderRole, PlannedRun, Sweep};
 pub use results::{collect, status, RunStatus, State};
 pub use slurm::{launch_slurm, run_task, SlurmArray, SlurmLaunch};

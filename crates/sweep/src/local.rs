@@ -31,6 +31,9 @@ pub enum RunOutcome {
     Stopped,
     /// Failed `attempts` times; the last exit code (None: killed by a signal).
     Failed { attempts: u32, code: Option<i32> },
+    /// A ladder branch whose trunk ended in this launch without its checkpoint (failed or
+    /// stopped); a relaunch trains the trunk, then the branch.
+    Blocked(String),
 }
 
 /// Progress of a launch, for a bar or log lines.
@@ -262,19 +265,81 @@ pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, R
             f(&e)
         }
     };
+    // A ladder branch waits in the queue until its trunk has kept its checkpoint.
+    let trunk_of: Vec<Option<usize>> = sweep
+        .runs
+        .iter()
+        .map(|r| {
+            r.trunk()
+                .and_then(|t| sweep.runs.iter().position(|x| x.id == t))
+        })
+        .collect();
+    let next = |queue: &Mutex<VecDeque<usize>>,
+                results: &Mutex<Vec<Option<RunOutcome>>>|
+     -> Option<usize> {
+        loop {
+            if opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return None;
+            }
+            let mut q = queue.lock().expect("queue");
+            if let Some(p) = q.iter().position(|&i| ready(sweep, i)) {
+                return q.remove(p);
+            }
+            if q.is_empty() {
+                return None;
+            }
+            // Branches whose trunk ended in this launch without reaching them.
+            let mut res = results.lock().expect("results");
+            q.retain(|&i| {
+                let ended = trunk_of[i].and_then(|t| res[t].clone());
+                match ended {
+                    Some(o) if !matches!(o, RunOutcome::Held(_)) => {
+                        let why = format!(
+                            "its trunk {} ended ({o:?}) before the branch's checkpoint",
+                            sweep.runs[trunk_of[i].expect("trunk")].id
+                        );
+                        emit(SweepEvent::Finished {
+                            id: sweep.runs[i].id.clone(),
+                            outcome: RunOutcome::Blocked(why.clone()),
+                        });
+                        res[i] = Some(RunOutcome::Blocked(why));
+                        false
+                    }
+                    _ => true,
+                }
+            });
+            drop((q, res));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     std::thread::scope(|s| {
         for w in 0..jobs.min(sweep.runs.len()) {
-            let (queue, results, first_error, gpus, emit) =
-                (&queue, &results, &first_error, &gpus, &emit);
+            let (queue, results, first_error, gpus, emit, next, trunk_of) = (
+                &queue,
+                &results,
+                &first_error,
+                &gpus,
+                &emit,
+                &next,
+                &trunk_of,
+            );
             s.spawn(move || loop {
-                if opts.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                    return;
-                }
-                let Some(i) = queue.lock().expect("queue").pop_front() else {
+                let Some(i) = next(queue, results) else {
                     return;
                 };
                 let gpu = (!gpus.is_empty()).then(|| gpus[w % gpus.len()].as_str());
                 match one_run(sweep, i, w, per_run, gpu, opts, emit) {
+                    Ok(RunOutcome::Held(owner)) if sweep.runs[i].is_trunk() => {
+                        // Another launch trains the trunk: try again later (it may die),
+                        // while any of its branches still waits here.
+                        results.lock().expect("results")[i] = Some(RunOutcome::Held(owner));
+                        let mut q = queue.lock().expect("queue");
+                        if q.iter().any(|&b| trunk_of[b] == Some(i)) {
+                            q.push_back(i);
+                            drop(q);
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    }
                     Ok(o) => {
                         emit(SweepEvent::Finished {
                             id: sweep.runs[i].id.clone(),
@@ -299,6 +364,19 @@ pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, R
         .zip(results.into_inner().expect("results"))
         .filter_map(|(r, o)| o.map(|o| (r.id.clone(), o)))
         .collect())
+}
+
+/// Whether run `i` can start: any run but a ladder branch, and a branch once its trunk
+/// kept the checkpoint it starts from (or once it has its own, or is DONE).
+fn ready(sweep: &Sweep, i: usize) -> bool {
+    let r = &sweep.runs[i];
+    let Some(b) = &r.resolved.branch else {
+        return true;
+    };
+    let dir = sweep.run_dir(&r.id);
+    synthscale_train::ladder::branch_ready(b)
+        || dir.join(DONE).exists()
+        || synthscale_train::checkpoint::find(&dir).is_some()
 }
 
 fn one_run(

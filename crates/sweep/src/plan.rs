@@ -38,11 +38,46 @@ pub struct PlannedRun {
     pub flops: f64,
     /// Estimated peak memory of the run in bytes.
     pub memory_bytes: f64,
+    /// Its part in a budget ladder, if the run rule asks for ladders.
+    pub ladder: Option<LadderRole>,
+}
+
+/// A run's part in a budget ladder (`run_rule.ladder = true`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LadderRole {
+    /// The constant-LR run to the largest budget's cooldown start; `branches` start from
+    /// its checkpoints. Not a result: `collect` leaves it out.
+    Trunk { branches: Vec<String> },
+    /// One budget's cooldown, from the trunk's checkpoint at `step`.
+    Branch { trunk: String, step: u64 },
 }
 
 impl PlannedRun {
     pub fn steps(&self) -> u64 {
         self.resolved.steps()
+    }
+
+    /// FLOPs this run trains itself: a branch only its cooldown (the trunk trained the
+    /// steps before it).
+    pub fn cost_flops(&self) -> f64 {
+        match &self.ladder {
+            Some(LadderRole::Branch { step, .. }) => {
+                self.flops * (self.steps() - step) as f64 / self.steps() as f64
+            }
+            _ => self.flops,
+        }
+    }
+
+    pub fn is_trunk(&self) -> bool {
+        matches!(self.ladder, Some(LadderRole::Trunk { .. }))
+    }
+
+    /// The trunk a branch waits for.
+    pub fn trunk(&self) -> Option<&str> {
+        match &self.ladder {
+            Some(LadderRole::Branch { trunk, .. }) => Some(trunk),
+            _ => None,
+        }
     }
 }
 
@@ -153,36 +188,55 @@ impl Sweep {
         let meta = read_meta(&data_dir)?;
         let memory =
             synthscale_train::bounds::device_memory(config.device, config.device_memory_gib);
-        let mut runs = Vec::new();
+        let runs_dir = out_dir.join("runs");
+        let mut planned = Vec::new();
         for (si, size) in config.sizes.iter().enumerate() {
             let model = size_model(size, &meta, manifest, si)?;
+            let g = Grid {
+                manifest,
+                data_dir: &data_dir,
+                runs_dir: &runs_dir,
+                meta: &meta,
+                config,
+                size,
+                model: &model,
+            };
+            if config.run_rule.ladder {
+                for (mix, shares) in &config.mixtures {
+                    for &seed in &config.seeds {
+                        let ladder = crate::ladder::expand(&g, mix, shares, seed)?;
+                        planned.extend(ladder.into_iter().map(|r| (si, r)));
+                    }
+                }
+                continue;
+            }
             for budget in &config.budgets {
                 for (mix, shares) in &config.mixtures {
                     for &seed in &config.seeds {
-                        let run = expand_one(
-                            manifest, &data_dir, &meta, config, size, &model, budget, mix, shares,
-                            seed,
-                        )?;
-                        if run.memory_bytes > memory {
-                            return Err(SweepError::Field {
-                                file: manifest.to_path_buf(),
-                                field: format!("sweep.sizes[{si}]"),
-                                message: format!(
-                                    "size {} needs about {:.1} GiB (weights, AdamW state, \
-                                     activations of a micro-batch of {}) but the device has \
-                                     {:.1} GiB (sweep.device_memory_gib); lower \
-                                     run_rule.micro_batch_size or the size",
-                                    run.size,
-                                    run.memory_bytes / (1u64 << 30) as f64,
-                                    run.resolved.optim.micro_batch_size,
-                                    memory / (1u64 << 30) as f64
-                                ),
-                            });
-                        }
-                        runs.push(run);
+                        planned.push((si, expand_one(&g, budget, mix, shares, seed)?));
                     }
                 }
             }
+        }
+        let mut runs = Vec::new();
+        for (si, run) in planned {
+            if run.memory_bytes > memory {
+                return Err(SweepError::Field {
+                    file: manifest.to_path_buf(),
+                    field: format!("sweep.sizes[{si}]"),
+                    message: format!(
+                        "size {} needs about {:.1} GiB (weights, AdamW state, \
+                         activations of a micro-batch of {}) but the device has \
+                         {:.1} GiB (sweep.device_memory_gib); lower \
+                         run_rule.micro_batch_size or the size",
+                        run.size,
+                        run.memory_bytes / (1u64 << 30) as f64,
+                        run.resolved.optim.micro_batch_size,
+                        memory / (1u64 << 30) as f64
+                    ),
+                });
+            }
+            runs.push(run);
         }
         Ok(Sweep {
             name,
@@ -285,99 +339,161 @@ fn model_spec(size: &SizeSpec) -> ModelSpec {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every run of one size shares.
+pub(crate) struct Grid<'a> {
+    pub manifest: &'a Path,
+    pub data_dir: &'a Path,
+    /// `<out_dir>/runs`: where a branch finds its trunk.
+    pub runs_dir: &'a Path,
+    pub meta: &'a DataMeta,
+    pub config: &'a SweepConfig,
+    pub size: &'a SizeSpec,
+    pub model: &'a ModelConfig,
+}
+
+impl Grid<'_> {
+    /// The budget's training tokens before rounding to whole steps.
+    pub fn raw_tokens(&self, budget: &crate::config::BudgetSpec) -> u64 {
+        match (budget.tokens, budget.tokens_per_param) {
+            (Some(t), _) => t,
+            (None, Some(r)) => (r * self.model.non_embedding_params() as f64).round() as u64,
+            _ => unreachable!("validated"),
+        }
+    }
+
+    /// C = M·D with M the non-embedding training FLOPs per token (DeepSeek LLM's M): our
+    /// count less the output head.
+    pub fn compute(&self, tokens: u64) -> f64 {
+        let fpt = self.model.flops_per_token(self.meta.seq_len);
+        let m_nonemb = fpt - 6 * (self.model.vocab_size as u64) * (self.model.d_model as u64);
+        m_nonemb as f64 * tokens as f64
+    }
+
+    /// The run rule's batch (tokens) and micro-batch for compute `c` and `tokens`.
+    pub fn batch(&self, c: f64, tokens: u64) -> (u64, usize) {
+        rule_batch(self.config, c, self.meta.seq_len as u64, tokens)
+    }
+
+    /// The run rule's peak learning rate at compute `c`.
+    pub fn lr(&self, c: f64) -> f64 {
+        let rule = &self.config.run_rule;
+        rule.lr
+            .unwrap_or_else(|| rule.lr_coefficient * c.powf(rule.lr_exponent))
+    }
+
+    /// Whole sequences per domain, at least one.
+    pub fn eval_tokens(&self) -> u64 {
+        let seq_len = self.meta.seq_len as u64;
+        (self.config.run_rule.eval_max_tokens / seq_len).max(1) * seq_len
+    }
+
+    /// A run config with the rule's fixed settings; the caller sets the rest.
+    pub fn run_config(&self, seed: u64, shares: &BTreeMap<SourceKind, f64>) -> RunConfig {
+        let rule = &self.config.run_rule;
+        RunConfig {
+            seed,
+            device: self.config.device,
+            device_memory_gib: self.config.device_memory_gib,
+            model: model_spec(self.size),
+            data: DataSpec {
+                dir: self.data_dir.to_path_buf(),
+                weights: BTreeMap::new(),
+                shares: shares.clone(),
+                token_budget: 0,
+                seq_len: 0,
+            },
+            optim: OptimConfig {
+                min_lr_ratio: rule.min_lr_ratio,
+                schedule: rule.schedule,
+                decay_fraction: rule.decay_fraction,
+                decay_shape: rule.decay_shape,
+                weight_decay: rule.weight_decay,
+                grad_clip: rule.grad_clip,
+                ..OptimConfig::default()
+            },
+            eval: EvalConfig {
+                max_tokens: self.eval_tokens(),
+                ..EvalConfig::default()
+            },
+            checkpoint: CheckpointConfig::default(),
+            branch: None,
+        }
+    }
+
+    /// Resolves `run` against the data and names it `<size>_<budget>_<mix>_s<seed>-<hash>`.
+    /// `trunk_id` stands for a branch's trunk path in the hash.
+    pub fn finish(
+        &self,
+        run: RunConfig,
+        budget: String,
+        mix: &str,
+        shares: &BTreeMap<SourceKind, f64>,
+        ladder: Option<LadderRole>,
+    ) -> Result<PlannedRun> {
+        let resolved = run.resolve(self.meta, &self.meta.tokenizer.hash, self.manifest)?;
+        // The id hashes the run config without the data directory's absolute path, so that
+        // the same manifest gives the same ids on every machine and checkout, and without the
+        // device's memory; a branch's trunk stands in by its id.
+        let mut hashed = run.clone();
+        hashed.data.dir = PathBuf::new();
+        hashed.device_memory_gib = None;
+        if let (Some(b), Some(LadderRole::Branch { trunk, .. })) = (&mut hashed.branch, &ladder) {
+            b.trunk = PathBuf::from(trunk);
+        }
+        let text = toml::to_string(&hashed).expect("a run config serializes");
+        let digest = Sha256::digest(text.as_bytes());
+        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let sz = self.size.label();
+        let seed = run.seed;
+        let id = format!("{sz}_{budget}_{mix}_s{seed}-{hash}");
+        let micro = resolved.optim.micro_batch_size;
+        let memory_bytes = memory_estimate(
+            &resolved.model,
+            self.meta.seq_len,
+            micro,
+            self.config.device,
+        );
+        let tokens = resolved.steps() * resolved.optim.batch_tokens;
+        let fpt = self.model.flops_per_token(self.meta.seq_len);
+        Ok(PlannedRun {
+            id,
+            size: sz,
+            budget,
+            mixture: mix.to_string(),
+            shares: shares.clone(),
+            seed,
+            params: resolved.model.params(),
+            non_embedding_params: self.model.non_embedding_params(),
+            tokens,
+            flops: fpt as f64 * tokens as f64,
+            memory_bytes,
+            ladder,
+            run,
+            resolved,
+        })
+    }
+}
+
 fn expand_one(
-    manifest: &Path,
-    data_dir: &Path,
-    meta: &DataMeta,
-    config: &SweepConfig,
-    size: &SizeSpec,
-    model: &ModelConfig,
+    g: &Grid,
     budget: &crate::config::BudgetSpec,
     mix: &str,
     shares: &BTreeMap<SourceKind, f64>,
     seed: u64,
 ) -> Result<PlannedRun> {
-    let rule = &config.run_rule;
-    let seq_len = meta.seq_len as u64;
-    let n = model.non_embedding_params();
-    let raw_tokens = match (budget.tokens, budget.tokens_per_param) {
-        (Some(t), _) => t,
-        (None, Some(r)) => (r * n as f64).round() as u64,
-        _ => unreachable!("validated"),
-    };
-    // M: non-embedding training FLOPs per token (DeepSeek LLM's M), our count less the head.
-    let fpt = model.flops_per_token(meta.seq_len);
-    let m_nonemb = fpt - 6 * (model.vocab_size as u64) * (model.d_model as u64);
-    let c = m_nonemb as f64 * raw_tokens as f64;
-    let (batch_tokens, micro) = rule_batch(config, c, seq_len, raw_tokens);
-    let lr = rule
-        .lr
-        .unwrap_or_else(|| rule.lr_coefficient * c.powf(rule.lr_exponent));
+    let rule = &g.config.run_rule;
+    let raw_tokens = g.raw_tokens(budget);
+    let c = g.compute(raw_tokens);
+    let (batch_tokens, micro) = g.batch(c, raw_tokens);
     let steps = raw_tokens / batch_tokens;
-    let tokens = steps * batch_tokens;
-    let warmup = ((rule.warmup_fraction * steps as f64).round() as u64).max(1);
     let every = |k: u64| (steps / k).max(1);
-    // Whole sequences per domain, at least one.
-    let eval_tokens = (rule.eval_max_tokens / seq_len).max(1) * seq_len;
-    let run = RunConfig {
-        seed,
-        device: config.device,
-        device_memory_gib: config.device_memory_gib,
-        model: model_spec(size),
-        data: DataSpec {
-            dir: data_dir.to_path_buf(),
-            weights: BTreeMap::new(),
-            shares: shares.clone(),
-            token_budget: tokens,
-            seq_len: 0,
-        },
-        optim: OptimConfig {
-            lr,
-            min_lr_ratio: rule.min_lr_ratio,
-            schedule: rule.schedule,
-            warmup_steps: warmup,
-            weight_decay: rule.weight_decay,
-            grad_clip: rule.grad_clip,
-            batch_tokens,
-            micro_batch_size: micro,
-            ..OptimConfig::default()
-        },
-        eval: EvalConfig {
-            interval: every(rule.evals_per_run),
-            max_tokens: eval_tokens,
-            ..EvalConfig::default()
-        },
-        checkpoint: CheckpointConfig {
-            interval: every(rule.checkpoints_per_run),
-        },
-    };
-    let resolved = run.resolve(meta, &meta.tokenizer.hash, manifest)?;
-    // The id hashes the run config without the data directory's absolute path, so that the
-    // same manifest gives the same ids on every machine and checkout, and without the
-    // device's memory.
-    let mut hashed = run.clone();
-    hashed.data.dir = PathBuf::new();
-    hashed.device_memory_gib = None;
-    let text = toml::to_string(&hashed).expect("a run config serializes");
-    let digest = Sha256::digest(text.as_bytes());
-    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    let (sz, bg) = (size.label(), budget.label());
-    let id = format!("{sz}_{bg}_{mix}_s{seed}-{hash}");
-    let memory_bytes = memory_estimate(&resolved.model, meta.seq_len, micro, config.device);
-    Ok(PlannedRun {
-        id,
-        size: sz,
-        budget: bg,
-        mixture: mix.to_string(),
-        shares: shares.clone(),
-        seed,
-        params: resolved.model.params(),
-        non_embedding_params: n,
-        tokens,
-        flops: fpt as f64 * tokens as f64,
-        memory_bytes,
-        run,
-        resolved,
-    })
+    let mut run = g.run_config(seed, shares);
+    run.data.token_budget = steps * batch_tokens;
+    run.optim.lr = g.lr(c);
+    run.optim.warmup_steps = ((rule.warmup_fraction * steps as f64).round() as u64).max(1);
+    run.optim.batch_tokens = batch_tokens;
+    run.optim.micro_batch_size = micro;
+    run.eval.interval = every(rule.evals_per_run);
+    run.checkpoint.interval = every(rule.checkpoints_per_run);
+    g.finish(run, budget.label(), mix, shares, None)
 }

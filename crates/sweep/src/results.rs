@@ -86,8 +86,11 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
             v.iter().sum::<f64>() / v.len() as f64
         });
         let batch = r.resolved.optim.batch_tokens as f64;
+        // A branch's log opens with its trunk's steps; its own time starts after them.
+        let from = r.resolved.branch.as_ref().map_or(0, |b| b.step);
         let elapsed_s = train
             .iter()
+            .filter(|x| x.step > from)
             .filter_map(|x| x.tokens_per_s)
             .filter(|t| *t > 0.0)
             .map(|t| batch / t)
@@ -181,7 +184,8 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
     let mut w = csv::Writer::from_path(&tmp).map_err(csv_err)?;
     w.write_record(COLUMNS).map_err(csv_err)?;
     let mut rows = 0;
-    for r in &sweep.runs {
+    // A ladder's trunk is no budget's result: its branches are.
+    for r in sweep.runs.iter().filter(|r| !r.is_trunk()) {
         let dir = sweep.run_dir(&r.id);
         let done = dir.join(DONE).exists();
         let share = |k: SourceKind| r.shares.get(&k).copied().unwrap_or(0.0);

@@ -85,8 +85,15 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The sbatch script for `n` array tasks.
-pub fn script(sweep: &Sweep, binary: &Path, runs_file: &Path, n: usize) -> String {
+/// The sbatch script for `n` array tasks; `after` lists job ids the array waits for (a
+/// ladder's branches wait for their trunks' arrays).
+pub fn script(
+    sweep: &Sweep,
+    binary: &Path,
+    runs_file: &Path,
+    n: usize,
+    after: &[String],
+) -> String {
     let s = &sweep.slurm;
     let mut d = vec![format!("--job-name=ss-{}", job_name(&sweep.name))];
     let throttle = if s.max_parallel > 0 {
@@ -116,6 +123,12 @@ pub fn script(sweep: &Sweep, binary: &Path, runs_file: &Path, n: usize) -> Strin
     // USR1 to the batch shell 120 s before the limit: the trainer checkpoints and exits 75.
     d.push("--signal=B:USR1@120".into());
     d.push("--open-mode=append".into());
+    if !after.is_empty() {
+        // afterok: a requeued trunk is not complete, so its branches keep waiting; a failed
+        // one cancels them (a relaunch resubmits both).
+        d.push(format!("--dependency=afterok:{}", after.join(":")));
+        d.push("--kill-on-invalid-dep=yes".into());
+    }
     d.extend(s.extra.iter().cloned());
     let mut out = String::from("#!/bin/bash\n");
     out.push_str(&format!(
@@ -197,79 +210,130 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
     sweep.write_configs()?;
     let dir = sweep.out_dir.join("slurm");
     std::fs::create_dir_all(&dir).map_err(SweepError::io(&dir))?;
-    let mut locks = Vec::new();
     let mut launch = SlurmLaunch {
         arrays: Vec::new(),
         already_done: Vec::new(),
         held: Vec::new(),
     };
-    let mut tasks = Vec::new();
+    // Wave 0: every run that can start now; wave 1: ladder branches whose trunk is in
+    // wave 0, in arrays that depend on wave 0's.
+    let mut waves: [Vec<(TaskRun, lock::RunLock)>; 2] = [Vec::new(), Vec::new()];
+    let mut dry: [Vec<TaskRun>; 2] = [Vec::new(), Vec::new()];
+    let mut submitted_trunks = Vec::new();
     for r in &sweep.runs {
         let run_dir = sweep.run_dir(&r.id);
         if run_dir.join(DONE).exists() {
             launch.already_done.push(r.id.clone());
             continue;
         }
+        let wave = usize::from(r.trunk().is_some_and(|t| submitted_trunks.contains(&t)));
+        let task = TaskRun {
+            id: r.id.clone(),
+            config: sweep.config_path(&r.id),
+            run_dir,
+            log: sweep.log_path(&r.id),
+        };
         if submit {
             match lock::acquire(&sweep.out_dir, &r.id, Owner::me(None), None)? {
-                Acquire::Acquired(l) => locks.push(l),
+                Acquire::Acquired(l) => waves[wave].push((task, l)),
                 Acquire::Held(o) => {
                     launch.held.push((r.id.clone(), o.describe()));
                     continue;
                 }
             }
+        } else {
+            dry[wave].push(task);
         }
-        tasks.push(TaskRun {
-            id: r.id.clone(),
-            config: sweep.config_path(&r.id),
-            run_dir,
-            log: sweep.log_path(&r.id),
-        });
+        if r.is_trunk() {
+            submitted_trunks.push(r.id.as_str());
+        }
     }
     let logs = sweep.out_dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(SweepError::io(&logs))?;
     let chunk = if submit { max_array_size() } else { 1001 };
-    let mut locks = locks.into_iter();
-    for part in tasks.chunks(chunk) {
-        let runs = RunsFile {
-            out_dir: sweep.out_dir.clone(),
-            runs: part.to_vec(),
+    let mut first_wave_jobs: Vec<String> = Vec::new();
+    for (w, (wave, dry)) in waves.into_iter().zip(dry).enumerate() {
+        let (tasks, mut locks): (Vec<TaskRun>, Vec<lock::RunLock>) = if submit {
+            wave.into_iter().unzip()
+        } else {
+            (dry, Vec::new())
         };
-        // One runs file and script per array, named by their content and the time.
-        let json = serde_json::to_string_pretty(&runs).expect("serializes");
-        let tag = {
-            use sha2::Digest;
-            let d = sha2::Sha256::digest(format!("{json}{}", lock::now()).as_bytes());
-            d[..4]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+        let after = if w == 1 {
+            first_wave_jobs.clone()
+        } else {
+            Vec::new()
         };
-        let runs_file = dir.join(format!("runs-{tag}.json"));
-        let script_path = dir.join(format!("array-{tag}.sbatch"));
-        std::fs::write(&runs_file, &json).map_err(SweepError::io(&runs_file))?;
-        let text = script(sweep, binary, &runs_file, part.len());
-        std::fs::write(&script_path, text).map_err(SweepError::io(&script_path))?;
-        let mut array = SlurmArray {
-            script: script_path,
-            runs_file,
-            job_id: None,
-            runs: part.iter().map(|t| t.id.clone()).collect(),
-        };
-        if submit {
-            let job = sbatch(&array.script, &logs)?;
-            // The runs now belong to their array tasks.
-            for (i, mut l) in locks.by_ref().take(part.len()).enumerate() {
-                let mut owner = l.owner().clone();
-                owner.slurm_job = Some(format!("{job}_{i}"));
-                l.hand_over(owner)?;
-                l.forget();
+        let mut locks_iter = locks.drain(..);
+        for part in tasks.chunks(chunk) {
+            let array = submit_array(
+                sweep,
+                binary,
+                &dir,
+                &logs,
+                part,
+                &after,
+                submit,
+                &mut locks_iter,
+            )?;
+            if w == 0 {
+                first_wave_jobs.extend(array.job_id.clone());
             }
-            array.job_id = Some(job);
+            launch.arrays.push(array);
         }
-        launch.arrays.push(array);
     }
     Ok(launch)
+}
+
+/// Writes one array's runs file and script and, with `submit`, submits it and hands the
+/// runs' locks to its tasks.
+#[allow(clippy::too_many_arguments)]
+fn submit_array(
+    sweep: &Sweep,
+    binary: &Path,
+    dir: &Path,
+    logs: &Path,
+    part: &[TaskRun],
+    after: &[String],
+    submit: bool,
+    locks: &mut impl Iterator<Item = lock::RunLock>,
+) -> Result<SlurmArray> {
+    let runs = RunsFile {
+        out_dir: sweep.out_dir.clone(),
+        runs: part.to_vec(),
+    };
+    // One runs file and script per array, named by their content and the time.
+    let json = serde_json::to_string_pretty(&runs).expect("serializes");
+    let tag = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(format!("{json}{}", lock::now()).as_bytes());
+        d[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let runs_file = dir.join(format!("runs-{tag}.json"));
+    let script_path = dir.join(format!("array-{tag}.sbatch"));
+    std::fs::write(&runs_file, &json).map_err(SweepError::io(&runs_file))?;
+    let text = script(sweep, binary, &runs_file, part.len(), after);
+    std::fs::write(&script_path, text).map_err(SweepError::io(&script_path))?;
+    let mut array = SlurmArray {
+        script: script_path,
+        runs_file,
+        job_id: None,
+        runs: part.iter().map(|t| t.id.clone()).collect(),
+    };
+    if submit {
+        let job = sbatch(&array.script, logs)?;
+        // The runs now belong to their array tasks.
+        for (i, mut l) in locks.take(part.len()).enumerate() {
+            let mut owner = l.owner().clone();
+            owner.slurm_job = Some(format!("{job}_{i}"));
+            l.hand_over(owner)?;
+            l.forget();
+        }
+        array.job_id = Some(job);
+    }
+    Ok(array)
 }
 
 /// Submits a script; returns the job id. The remaining locks of a failed launch drop (are
@@ -367,6 +431,23 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
     if run.run_dir.join(DONE).exists() {
         eprintln!("{}: already done", run.id);
         return Ok(0);
+    }
+    // A ladder branch submitted without a dependency (its trunk was held by another
+    // launch) whose trunk has not kept its checkpoint yet: wait a little, then requeue.
+    if let Some(b) = synthscale_train::RunConfig::load(&run.config)
+        .ok()
+        .and_then(|c| c.branch)
+    {
+        let started = synthscale_train::checkpoint::find(&run.run_dir).is_some();
+        if !started && !synthscale_train::ladder::branch_ready(&b) {
+            eprintln!(
+                "{}: its trunk has not reached step {} yet; requeueing in 30 s",
+                run.id, b.step
+            );
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            guard.forget();
+            return Ok(synthscale_train::EXIT_REQUEUE as i32);
+        }
     }
     eprintln!("{}: training (log {})", run.id, run.log.display());
     let code = run_child(&Child {

@@ -259,3 +259,134 @@ fn memory_estimate_counts_weights_state_and_activations() {
         + 3.0 * s * b * 50257.0 * 4.0;
     assert!((got - want).abs() < 1.0, "{got} vs {want}");
 }
+
+/// Doubling budgets 4k … 64k tokens as a ladder, at a fixed batch of 8 sequences: 16, 32,
+/// 64, 128 and 256 steps.
+const LADDER: &str = r#"
+sizes = [{ name = "tiny", d_model = 32, n_layers = 2, n_heads = 2 }]
+budgets = [{ tokens = 4096 }, { tokens = 8192 }, { tokens = 16384 }, { tokens = 32768 }, { tokens = 65536 }]
+seeds = [0, 1]
+[mixtures]
+natural = { natural = 1.0 }
+[run_rule]
+ladder = true
+batch_tokens = 256
+micro_batch_size = 4
+"#;
+
+#[test]
+fn a_ladder_is_one_trunk_and_a_branch_per_budget_at_the_largest_budgets_settings() {
+    use synthscale_sweep::LadderRole;
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let s = plan(dir.path(), &data, LADDER).unwrap();
+    // Per seed: one trunk, then five branches.
+    assert_eq!(s.runs.len(), 12);
+    let trunk = &s.runs[0];
+    assert!(
+        trunk.id.starts_with("tiny_trunk_natural_s0-"),
+        "{}",
+        trunk.id
+    );
+    let branches = &s.runs[1..6];
+    // Oracle: the cooldown starts N = S − round(0.2·S) of Hägele et al.'s WSD with the
+    // default decay_fraction 0.2, for S = 16 … 256.
+    let starts = [13u64, 26, 51, 102, 205];
+    assert_eq!(trunk.steps(), 205);
+    assert_eq!(trunk.resolved.checkpoint.keep_steps, starts.to_vec());
+    assert_eq!(
+        trunk.resolved.optim.schedule,
+        synthscale_train::config::Schedule::Constant
+    );
+    for (b, (&n, steps)) in branches
+        .iter()
+        .zip(starts.iter().zip([16u64, 32, 64, 128, 256]))
+    {
+        assert_eq!(b.steps(), steps);
+        assert_eq!(b.resolved.decay_start(), n);
+        assert_eq!(
+            b.ladder,
+            Some(LadderRole::Branch {
+                trunk: trunk.id.clone(),
+                step: n
+            })
+        );
+        let branch = b.resolved.branch.as_ref().unwrap();
+        assert_eq!(branch.trunk, s.run_dir(&trunk.id));
+        // One batch, peak lr, warm-up (5 % of the largest budget's 256 steps) and
+        // evaluation interval (the smallest budget's 16 steps / 4) for the whole ladder.
+        for (x, y) in [
+            (
+                b.resolved.optim.batch_tokens,
+                trunk.resolved.optim.batch_tokens,
+            ),
+            (b.resolved.warmup_steps(), 13),
+            (trunk.resolved.warmup_steps(), 13),
+            (b.resolved.eval.interval, 4),
+            (trunk.resolved.eval.interval, 4),
+        ] {
+            assert_eq!(x, y, "{}", b.id);
+        }
+        assert_eq!(b.resolved.optim.lr, trunk.resolved.optim.lr);
+    }
+    // The cost: trunk 205 steps + cooldowns 3 + 6 + 13 + 26 + 51 = 304 steps against the
+    // largest budget's 256 (1.19×, REFERENCE.md §8: ≈ 1 + 0.2·0.97), separate runs
+    // 16 + … + 256 = 496 (1.94×).
+    let costs = synthscale_sweep::ladder::costs(&s.runs);
+    assert_eq!(costs.len(), 2);
+    let c = &costs[0];
+    assert!((c.flops / c.largest_flops - 304.0 / 256.0).abs() < 1e-9);
+    assert!(c.flops / c.largest_flops <= 1.25);
+    assert!((c.separate_flops / c.largest_flops - 496.0 / 256.0).abs() < 1e-9);
+    // Stable: the same manifest, the same ids; a change of the cooldown changes every id
+    // of the ladder (the branches name their trunk by id).
+    let again = plan(dir.path(), &data, LADDER).unwrap();
+    let ids = |s: &Sweep| s.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&s), ids(&again));
+    let sqrt = plan(
+        dir.path(),
+        &data,
+        &LADDER.replace("ladder = true", "ladder = true\ndecay_shape = \"1-sqrt\""),
+    )
+    .unwrap();
+    assert_eq!(sqrt.runs[0].id, s.runs[0].id, "the trunk has no cooldown");
+    for (a, b) in ids(&s).iter().zip(ids(&sqrt)).skip(1).take(5) {
+        assert_ne!(a, &b);
+    }
+}
+
+#[test]
+fn bad_ladders_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    for (text, want_field, want) in [
+        (
+            LADDER.replace("ladder = true", "ladder = true\ndecay_fraction = 1.0"),
+            "sweep.run_rule.decay_fraction",
+            "outside (0, 1)",
+        ),
+        (
+            LADDER.replace("ladder = true", "ladder = true\ndecay_fraction = 0.0"),
+            "sweep.run_rule.decay_fraction",
+            "outside (0, 1)",
+        ),
+        (
+            LADDER.replace(
+                "budgets = [{ tokens = 4096 }, { tokens = 8192 }, { tokens = 16384 }, { tokens = 32768 }, { tokens = 65536 }]",
+                "budgets = [{ tokens = 8192 }]",
+            ),
+            "sweep.budgets",
+            "at least two budgets",
+        ),
+        (
+            // 2048 tokens: 8 steps, cooling down from step 6, inside the 13 warm-up steps.
+            LADDER.replace("budgets = [", "budgets = [{ tokens = 2048 }, "),
+            "sweep.budgets[0]",
+            "before the warm-up ends at step 13",
+        ),
+    ] {
+        let (field, msg) = field_error(dir.path(), &data, &text);
+        assert_eq!(field, want_field, "{msg}");
+        assert!(msg.contains(want), "{msg}");
+    }
+}

@@ -55,11 +55,33 @@ pub enum Schedule {
     /// Hutter 2017; the schedule of Chinchilla and nanoGPT).
     #[default]
     Cosine,
-    /// Warm-up–stable–decay: linear warm-up, constant, then a linear decay to
-    /// `min_lr_ratio · lr` over the last `decay_fraction` of steps (Hu et al. 2024, MiniCPM).
+    /// Warm-up–stable–decay: linear warm-up, constant, then a cooldown to
+    /// `min_lr_ratio · lr` over the last `decay_fraction` of steps, of shape `decay_shape`
+    /// (Hu et al. 2024, MiniCPM; Hägele et al. 2024, arXiv 2405.18392, §3, the formula in
+    /// [`ResolvedConfig::lr_at`]).
     Wsd,
     /// Linear warm-up, then constant.
     Constant,
+}
+
+/// The shape of WSD's cooldown (Hägele et al. 2024, §3 and Fig. 4): the fraction `g(p)` of
+/// the way from the peak to the floor after a fraction `p` of the cooldown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DecayShape {
+    /// `g(p) = p`.
+    #[default]
+    #[serde(rename = "linear")]
+    Linear,
+    /// `g(p) = √p`: the paper's "(1 − sqrt)" cooldown, `lr = peak · (1 − √p)` to a zero
+    /// floor, which it finds better than linear.
+    #[serde(rename = "1-sqrt", alias = "sqrt")]
+    OneMinusSqrt,
+}
+
+impl DecayShape {
+    fn is_linear(&self) -> bool {
+        *self == DecayShape::Linear
+    }
 }
 
 /// AdamW and the batch.
@@ -74,8 +96,13 @@ pub struct OptimConfig {
     /// Warm-up steps; when 0, `warmup_fraction` of all steps.
     pub warmup_steps: u64,
     pub warmup_fraction: f64,
-    /// WSD only: fraction of steps spent decaying.
+    /// WSD only: fraction of steps spent in the cooldown (Hägele et al. 2024: 10–20 %
+    /// matches a tuned cosine).
     pub decay_fraction: f64,
+    /// WSD only: the cooldown's shape. Left out of the written config when linear, so
+    /// configs (and sweep run ids) from before the field stay the same.
+    #[serde(skip_serializing_if = "DecayShape::is_linear")]
+    pub decay_shape: DecayShape,
     /// Decoupled weight decay (Loshchilov & Hutter 2019).
     pub weight_decay: f64,
     /// Apply weight decay to RMSNorm gains (most recipes do not).
@@ -104,6 +131,7 @@ impl Default for OptimConfig {
             warmup_steps: 0,
             warmup_fraction: 0.05,
             decay_fraction: 0.2,
+            decay_shape: DecayShape::Linear,
             weight_decay: 0.1,
             decay_norms: false,
             decay_embeddings: false,
@@ -146,12 +174,33 @@ impl Default for EvalConfig {
 pub struct CheckpointConfig {
     /// Checkpoint every this many steps (and always at the end); 0: only at the end.
     pub interval: u64,
+    /// Steps whose checkpoint is also kept as `checkpoint-step-<N>/`, which the interval's
+    /// checkpoints never replace: a ladder trunk's branch points, each kept until its
+    /// branch is DONE.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keep_steps: Vec<u64>,
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { interval: 200 }
+        CheckpointConfig {
+            interval: 200,
+            keep_steps: Vec::new(),
+        }
     }
+}
+
+/// A budget ladder's branch: the run starts from a trunk's kept checkpoint at its own
+/// cooldown start instead of from scratch, and otherwise is the WSD run of its budget.
+/// The trunk trained the same model on the same mixture stream at the same batch, peak
+/// learning rate and warm-up, so the branch logs what that run would log, bit for bit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchSpec {
+    /// The trunk's run directory; relative to the run config.
+    pub trunk: PathBuf,
+    /// The trunk step the branch starts from: its cooldown start, `optim.decay_start`.
+    pub step: u64,
 }
 
 /// Where the run computes.
@@ -180,6 +229,9 @@ pub struct RunConfig {
     pub optim: OptimConfig,
     pub eval: EvalConfig,
     pub checkpoint: CheckpointConfig,
+    /// A ladder branch's trunk; absent for an ordinary run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchSpec>,
 }
 
 /// Everything the trainer needs, resolved against the data: written first into the run
@@ -199,6 +251,8 @@ pub struct ResolvedConfig {
     pub optim: OptimConfig,
     pub eval: EvalConfig,
     pub checkpoint: CheckpointConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<BranchSpec>,
 }
 
 impl RunConfig {
@@ -211,6 +265,11 @@ impl RunConfig {
         })?;
         if c.data.dir.is_relative() {
             c.data.dir = path.parent().unwrap_or(Path::new(".")).join(&c.data.dir);
+        }
+        if let Some(b) = &mut c.branch {
+            if b.trunk.is_relative() {
+                b.trunk = path.parent().unwrap_or(Path::new(".")).join(&b.trunk);
+            }
         }
         Ok(c)
     }
@@ -328,7 +387,7 @@ impl RunConfig {
             ));
         }
         let model = self.model_config(meta.tokenizer.vocab_size as usize, seq_len, file)?;
-        Ok(ResolvedConfig {
+        let resolved = ResolvedConfig {
             seed: self.seed,
             device: self.device,
             data_dir: self.data.dir.clone(),
@@ -340,7 +399,10 @@ impl RunConfig {
             optim: self.optim.clone(),
             eval: self.eval.clone(),
             checkpoint: self.checkpoint.clone(),
-        })
+            branch: self.branch.clone(),
+        };
+        resolved.check_ladder(file)?;
+        Ok(resolved)
     }
 
     fn mixture(&self, meta: &DataMeta, file: &Path) -> Result<Mixture> {
@@ -440,6 +502,59 @@ impl RunConfig {
 }
 
 impl ResolvedConfig {
+    /// A branch starts at its own cooldown start, after the warm-up; kept steps lie inside
+    /// the run.
+    fn check_ladder(&self, file: &Path) -> Result<()> {
+        let field = |f: &str, m: String| TrainError::Field {
+            file: file.to_path_buf(),
+            field: f.to_string(),
+            message: m,
+        };
+        let steps = self.steps();
+        for &k in &self.checkpoint.keep_steps {
+            if k == 0 || k > steps {
+                return Err(field(
+                    "checkpoint.keep_steps",
+                    format!("step {k} is outside the run's steps 1..={steps}"),
+                ));
+            }
+        }
+        let Some(b) = &self.branch else {
+            return Ok(());
+        };
+        if self.optim.schedule != Schedule::Wsd {
+            return Err(field(
+                "optim.schedule",
+                "a branch (a [branch] section) cools down from a constant-LR trunk: it needs \
+                 schedule = \"wsd\""
+                    .into(),
+            ));
+        }
+        let cool = (self.optim.decay_fraction * steps as f64).round() as u64;
+        let start = steps.saturating_sub(cool);
+        if cool == 0 || start < self.warmup_steps() {
+            return Err(field(
+                "optim.decay_fraction",
+                format!(
+                    "the cooldown of {cool} steps would start at step {start} of {steps}, \
+                     not after the {} warm-up steps",
+                    self.warmup_steps()
+                ),
+            ));
+        }
+        if b.step != start {
+            return Err(field(
+                "branch.step",
+                format!(
+                    "{} is not this run's cooldown start, step {start} of {steps} \
+                     (steps − round(optim.decay_fraction · steps))",
+                    b.step
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sequences per optimizer step.
     pub fn batch_sequences(&self) -> usize {
         (self.optim.batch_tokens / self.seq_len as u64) as usize
@@ -480,16 +595,33 @@ impl ResolvedConfig {
                 min_lr + 0.5 * (o.lr - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             Schedule::Wsd => {
-                let decay = ((o.decay_fraction * total as f64).round() as u64).min(total - warm);
-                let start = total - decay;
-                if step < start || decay == 0 {
-                    o.lr
-                } else {
-                    let progress = (step - start + 1) as f64 / decay as f64;
-                    o.lr + (min_lr - o.lr) * progress
+                let start = self.decay_start();
+                if step < start {
+                    return o.lr;
                 }
+                // Hägele et al. 2024, §3: lr(n) = peak + (min − peak)·g(p),
+                // p = (n − N₀)/N_cool, with n = step + 1 the 1-based update count, N₀ the
+                // cooldown's start and N_cool its length, so the last update lands exactly
+                // on the floor (as the cosine above does); g(p) = p or √p (DecayShape).
+                let decay = total - start;
+                let p = (step - start + 1) as f64 / decay as f64;
+                let g = match o.decay_shape {
+                    DecayShape::Linear => p,
+                    DecayShape::OneMinusSqrt => p.sqrt(),
+                };
+                o.lr + (min_lr - o.lr) * g
             }
         }
+    }
+
+    /// WSD: the first step of the cooldown, `steps − round(decay_fraction · steps)`, never
+    /// inside the warm-up; `steps` when there is no cooldown. A ladder's trunk branches
+    /// here.
+    pub fn decay_start(&self) -> u64 {
+        let total = self.steps().max(1);
+        let warm = self.warmup_steps().min(total);
+        let decay = ((self.optim.decay_fraction * total as f64).round() as u64).min(total - warm);
+        total - decay
     }
 }
 
@@ -519,6 +651,7 @@ mod tests {
             },
             eval: EvalConfig::default(),
             checkpoint: CheckpointConfig::default(),
+            branch: None,
         }
     }
 
@@ -546,5 +679,53 @@ mod tests {
         // 25 decay steps from step 75: step 75 is 1/25 of the way, step 99 reaches the floor.
         assert!((r.lr_at(75) - (1.0 - 0.9 / 25.0)).abs() < 1e-12);
         assert!((r.lr_at(99) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_minus_sqrt_cooldown_is_the_papers_formula() {
+        // Oracle: Hägele et al. 2024 (arXiv 2405.18392) §3, the (1 − sqrt) cooldown to a
+        // zero floor, lr(n) = peak · (1 − √((n − N₀)/N_cool)), n the 1-based update count:
+        // 100 steps, 25 of cooldown from N₀ = 75, peak 1.
+        let mut r = resolved(Schedule::Wsd, 100, 10);
+        r.optim.decay_shape = DecayShape::OneMinusSqrt;
+        r.optim.min_lr_ratio = 0.0;
+        assert_eq!(r.decay_start(), 75);
+        assert_eq!(r.lr_at(74), 1.0);
+        for step in 75..100u64 {
+            let n = (step + 1) as f64;
+            let want = 1.0 * (1.0 - ((n - 75.0) / 25.0).sqrt());
+            assert!((r.lr_at(step) - want).abs() < 1e-12, "step {step}");
+        }
+        assert_eq!(r.lr_at(99), 0.0);
+        // With a floor the shape is kept between peak and floor: 1 − 0.9·√(12/25).
+        r.optim.min_lr_ratio = 0.1;
+        assert!((r.lr_at(86) - (1.0 - 0.9 * 0.48f64.sqrt())).abs() < 1e-12);
+        // The linear shape, same oracle with g(p) = p: peak · (1 − (n − N₀)/N_cool).
+        r.optim.decay_shape = DecayShape::Linear;
+        r.optim.min_lr_ratio = 0.0;
+        assert!((r.lr_at(86) - (1.0 - 12.0 / 25.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wsd_before_its_cooldown_is_the_constant_schedule_to_the_bit() {
+        // Oracle: the constant schedule — a ladder's trunk — with the same warm-up. A branch
+        // replays the trunk's steps, so their learning rates must agree exactly.
+        let mut wsd = resolved(Schedule::Wsd, 160, 7);
+        wsd.optim.decay_fraction = 0.2;
+        let trunk = resolved(Schedule::Constant, 128, 7);
+        assert_eq!(wsd.decay_start(), 128);
+        for step in 0..128 {
+            assert_eq!(wsd.lr_at(step).to_bits(), trunk.lr_at(step).to_bits());
+        }
+        assert!(wsd.lr_at(128) < 1.0);
+    }
+
+    #[test]
+    fn shapes_parse_by_their_names_and_linear_is_not_written() {
+        let o: OptimConfig = toml::from_str("decay_shape = \"1-sqrt\"").unwrap();
+        assert_eq!(o.decay_shape, DecayShape::OneMinusSqrt);
+        let o: OptimConfig = toml::from_str("decay_shape = \"linear\"").unwrap();
+        assert!(!toml::to_string(&o).unwrap().contains("decay_shape"));
+        assert!(toml::from_str::<OptimConfig>("decay_shape = \"cubic\"").is_err());
     }
 }

@@ -41,6 +41,14 @@ pub enum TrainError {
         last_checkpoint: u64,
     },
 
+    /// A ladder branch whose trunk has not yet kept the checkpoint it starts from.
+    #[error(
+        "{}: the trunk has not reached the branch step {step} yet; train the trunk first \
+         (`sweep launch` orders them)",
+        path.display()
+    )]
+    TrunkNotReady { path: PathBuf, step: u64 },
+
     /// A checkpoint that cannot be read back.
     #[error("{}: corrupt checkpoint: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
@@ -87,7 +95,10 @@ impl TrainError {
             TrainError::Data(e) => e.is_bad_input(),
             TrainError::Model(e) => e.is_bad_input(),
             // A damaged checkpoint is the run's own state, not the user's input: exit 1.
+            // A branch started before its trunk's checkpoint: an ordering failure the sweep
+            // prevents, retried on relaunch, not bad input.
             TrainError::NonFinite { .. }
+            | TrainError::TrunkNotReady { .. }
             | TrainError::Checkpoint { .. }
             | TrainError::CheckpointInvalid { .. }
             | TrainError::Io { .. }

@@ -4,6 +4,7 @@
 //! - [`bounds`]: the memory a run needs against what the device has;
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
+//! - [`ladder`]: budget ladders — a trunk's kept checkpoints and the branches they start;
 //! - [`metrics`]: the `metrics.jsonl` log;
 //! - [`run_lock`]: one OS lock per run directory, held by the one process training it;
 //! - [`trainer`]: the training loop.
@@ -12,6 +13,7 @@ pub mod bounds;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod ladder;
 pub mod metrics;
 pub mod optim;
 pub mod run_lock;

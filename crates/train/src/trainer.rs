@@ -13,6 +13,7 @@ use synthscale_model::{Decoder, Mode};
 use crate::checkpoint::{self, TrainState};
 use crate::config::{DeviceSpec, ResolvedConfig, RunConfig};
 use crate::error::{Result, TrainError};
+use crate::ladder;
 use crate::metrics::{Metric, MetricsLog};
 use crate::optim::{clip, global_norm, AdamW};
 
@@ -188,6 +189,9 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let _lock = crate::run_lock::acquire(run_dir)?;
     prepare_run_dir(run_dir, &cfg)?;
     if run_dir.join(DONE).exists() {
+        if let Some(b) = &cfg.branch {
+            ladder::release(b)?;
+        }
         return Ok(Outcome::AlreadyDone);
     }
 
@@ -219,17 +223,23 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         })
         .collect();
 
-    // Model and optimizer: from the checkpoint (verified), or fresh.
+    // Model and optimizer: from the checkpoint (verified), from the trunk's checkpoint for
+    // a ladder branch's first start, or fresh.
     checkpoint::remove_stale(run_dir)?;
-    let (mut model, mut opt, mut state) = match checkpoint::find(run_dir) {
-        Some(dir) => checkpoint::load(&dir, &cfg, &dev)?,
-        None => {
+    let (mut model, mut opt, mut state) = match (checkpoint::find(run_dir), &cfg.branch) {
+        (Some(dir), _) => checkpoint::load(&dir, &cfg, &dev)?,
+        (None, Some(b)) => ladder::start_branch(b, run_dir, &cfg, &dev)?,
+        (None, None) => {
             let model = Decoder::new(&cfg.model, cfg.seed, &dev)?;
             let opt = AdamW::new(model.params(), &cfg.optim)?;
             (model, opt, TrainState::start(cfg.seed))
         }
     };
     model.set_compute_dtype(compute_dtype(cfg.device))?;
+    if cfg.checkpoint.keep_steps.contains(&state.step) && !ladder::released(run_dir, state.step) {
+        // A crash may have fallen between the checkpoint and its kept copy.
+        ladder::keep(run_dir, state.step)?;
+    }
     let mut log = MetricsLog::open(run_dir, state.step)?;
     emit(Event::Start {
         config: &cfg,
@@ -342,13 +352,20 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
                 emit(Event::Eval(&m));
             }
         }
-        if last || every(cfg.checkpoint.interval) {
+        let keep = cfg.checkpoint.keep_steps.contains(&state.step);
+        if last || every(cfg.checkpoint.interval) || keep {
             checkpoint::save(run_dir, &model, &opt, &state)?;
             last_checkpoint = state.step;
+            if keep {
+                ladder::keep(run_dir, state.step)?;
+            }
             emit(Event::Checkpoint { step: state.step });
         }
     }
     checkpoint::write_synced(&run_dir.join(DONE), format!("{}\n", state.step).as_bytes())?;
+    if let Some(b) = &cfg.branch {
+        ladder::release(b)?;
+    }
     Ok(Outcome::Done { steps })
 }
 
