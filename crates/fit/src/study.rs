@@ -611,11 +611,18 @@ fn derive(
         .into_iter()
         .map(|n| {
             let nn = n.unwrap_or(1.0);
-            let largest = points
+            // The largest budget at this size; a size read between the data's sizes (the
+            // geometric middle of many) takes the largest budget of any size.
+            let at_size = points
                 .iter()
                 .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
                 .map(|p| p.d)
                 .fold(0.0, f64::max);
+            let largest = if at_size > 0.0 {
+                at_size
+            } else {
+                points.iter().map(|p| p.d).fold(0.0, f64::max)
+            };
             let limit = opts.plateau_search * largest;
             let dbl = |t: &[f64]| derived::plateau_doubling(law, t, nn, opts.plateau_eps, limit);
             let mrg = |t: &[f64]| {

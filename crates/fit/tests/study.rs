@@ -490,3 +490,41 @@ fn a_collapsed_asymptote_is_labelled_at_its_bound() {
         r.groups[0].at_bound
     );
 }
+
+/// More than six model sizes: plateaus are read at the smallest, the geometric middle (no
+/// size of the data) and the largest; each is searched up to 100× the largest budget (the
+/// middle one took 0 tokens as its largest budget, and printed "beyond NaN× the data").
+#[test]
+fn plateaus_between_the_data_sizes_search_from_the_largest_budget() {
+    let truth = [
+        477.84f64.ln(),
+        2143.86f64.ln(),
+        1.8172f64.ln(),
+        0.3473,
+        0.3672,
+    ];
+    let mut pts = Vec::new();
+    for n in [1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9] {
+        for d in [2e9, 6e9, 2e10, 6e10, 2e11] {
+            pts.push(Point {
+                d,
+                n,
+                loss: Law::Chinchilla.predict(&truth, n, d),
+            });
+        }
+    }
+    let opts = StudyOptions {
+        bootstrap: BootstrapOptions {
+            resamples: 0,
+            ..BootstrapOptions::default()
+        },
+        ..quick(Law::Chinchilla)
+    };
+    let r = run_study(&[group(&[], pts)], &opts).unwrap();
+    let plateaus = &r.groups[0].derived.plateau;
+    assert_eq!(plateaus.len(), 3);
+    for p in plateaus {
+        assert_eq!(p.largest_tokens, 2e11, "{p:?}");
+        assert_eq!(p.search_limit, 2e13, "{p:?}");
+    }
+}
