@@ -311,6 +311,14 @@ fn plateau_cell(
     }
 }
 
+/// The model size a one-variable law's family names (`…,params=N,…`), if any.
+fn family_params(family: &str) -> Option<f64> {
+    family
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("params="))
+        .and_then(|p| p.parse().ok())
+}
+
 fn t(s: impl Into<String>) -> Cell {
     Cell::Text(s.into())
 }
@@ -655,12 +663,7 @@ impl Doc<'_> {
             for s in r.speedups.iter().filter(|s| fam_ok(&s.family)) {
                 let size = s
                     .params
-                    .or_else(|| {
-                        s.family
-                            .split(',')
-                            .find_map(|kv| kv.strip_prefix("params="))
-                            .and_then(|p| p.parse().ok())
-                    })
+                    .or_else(|| family_params(&s.family))
                     .map_or("—".into(), fmt_params);
                 tb.rows.push(vec![
                     t(r.law.name()),
@@ -698,12 +701,7 @@ impl Doc<'_> {
             .flatten()
         {
             for m in r.multipliers.iter().filter(|m| fam_ok(&m.family)) {
-                let size = m
-                    .family
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix("params="))
-                    .and_then(|p| p.parse().ok())
-                    .map_or("all sizes".into(), fmt_params);
+                let size = family_params(&m.family).map_or("all sizes".into(), fmt_params);
                 tb.rows.push(vec![
                     t(r.law.name()),
                     t(mixture_of(&m.mixture)),
@@ -741,12 +739,7 @@ impl Doc<'_> {
             }) {
                 let size = x
                     .params
-                    .or_else(|| {
-                        x.family
-                            .split(',')
-                            .find_map(|kv| kv.strip_prefix("params="))
-                            .and_then(|p| p.parse().ok())
-                    })
+                    .or_else(|| family_params(&x.family))
                     .map_or("—".into(), fmt_params);
                 tb.rows.push(vec![
                     t(s.kind.clone()),
