@@ -95,11 +95,17 @@ pub(crate) fn val_path(dir: &Path, source: &str) -> PathBuf {
 }
 
 /// What `data prepare` writes at the top of a data directory.
-const LAYOUT_ENTRIES: [&str; 4] = [META_FILE, TOKENIZER_FILE, "train", "val"];
+const LAYOUT_ENTRIES: [&str; 5] = [
+    META_FILE,
+    TOKENIZER_FILE,
+    crate::unigram::COUNTS_FILE,
+    "train",
+    "val",
+];
 
 /// Why `dir` is not a data directory that `data prepare --force` may replace, or `None`
 /// when it is one: a directory whose `data.json` describes synthscale data and which holds
-/// nothing but what `data prepare` writes (`data.json`, `tokenizer.json`, `train/*.bin`,
+/// nothing but what `data prepare` writes (`data.json`, `tokenizer.json`, `token_counts.json`, `train/*.bin`,
 /// `val/*.bin`), so that replacing it loses nothing else.
 pub fn not_a_data_dir(dir: &Path) -> Option<String> {
     match std::fs::metadata(dir) {

@@ -7,6 +7,7 @@
 //! - [`prepare`]: the deterministic validation split and `data prepare`;
 //! - [`datadir`]: opening a prepared data directory;
 //! - [`mixture`]: the exact, resumable mixture sampler;
+//! - [`unigram`]: token counts and the unigram loss of a mixture on a domain;
 //! - [`tempname`]: temporary names that carry their owner, and removing those of dead ones.
 
 pub mod config;
@@ -18,6 +19,7 @@ pub mod shard;
 pub mod source;
 pub mod tempname;
 pub mod tokenizer;
+pub mod unigram;
 
 pub use config::{DataConfig, SourceConfig, SourceKind, TokenizerSpec};
 pub use datadir::{DataDir, DataMeta};
@@ -25,3 +27,4 @@ pub use error::{DataError, Result};
 pub use mixture::{eval_batches, Batch, Mixture, MixtureReport, MixtureSampler, SamplerConfig};
 pub use prepare::{prepare, PrepareEvent, PrepareOptions, PrepareOutcome};
 pub use tokenizer::TextTokenizer;
+pub use unigram::TokenCounts;

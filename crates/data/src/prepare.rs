@@ -228,6 +228,10 @@ pub fn prepare(
     let json =
         serde_json::to_string_pretty(&meta).map_err(|e| DataError::Internal(e.to_string()))?;
     write_file(&tmp.path.join(META_FILE), json.as_bytes())?;
+    // The unigram baseline's counts, from the shards just written (checked on open).
+    let counts = crate::unigram::TokenCounts::count(&crate::datadir::DataDir::open(&tmp.path)?);
+    let json = serde_json::to_string(&counts).map_err(|e| DataError::Internal(e.to_string()))?;
+    write_file(&tmp.path.join(crate::unigram::COUNTS_FILE), json.as_bytes())?;
     tmp.commit(out, opts.force)?;
     Ok(PrepareOutcome::Prepared(meta))
 }
