@@ -27,6 +27,9 @@ pub struct SizeSpec {
     pub n_heads: Option<usize>,
     pub n_kv_heads: Option<usize>,
     pub d_ff: Option<usize>,
+    /// Seeds of this size's runs, in place of `sweep.seeds` (e.g. two seeds at one size to
+    /// measure the seed-to-seed noise without doubling the whole grid).
+    pub seeds: Option<Vec<u64>>,
 }
 
 /// One token budget of the grid: absolute, or a multiple of the size's non-embedding
@@ -257,6 +260,11 @@ pub fn slurm_time_seconds(t: &str) -> std::result::Result<u64, String> {
 }
 
 impl SizeSpec {
+    /// The seeds this size runs: its own `seeds`, or the grid's.
+    pub fn seeds<'a>(&'a self, grid: &'a [u64]) -> &'a [u64] {
+        self.seeds.as_deref().unwrap_or(grid)
+    }
+
     /// The size's name in run ids.
     pub fn label(&self) -> String {
         if let Some(n) = &self.name {
@@ -391,6 +399,20 @@ impl SweepConfig {
         seeds.dedup();
         if seeds.len() != self.seeds.len() {
             return Err(field(file, "sweep.seeds", "a seed is listed twice"));
+        }
+        for (i, s) in self.sizes.iter().enumerate() {
+            if let Some(own) = &s.seeds {
+                let f = format!("sweep.sizes[{i}].seeds");
+                if own.is_empty() {
+                    return Err(field(file, f, "an empty list; give at least one seed"));
+                }
+                let mut o = own.clone();
+                o.sort_unstable();
+                o.dedup();
+                if o.len() != own.len() {
+                    return Err(field(file, f, "a seed is listed twice"));
+                }
+            }
         }
         let r = &self.run_rule;
         let f = |n: &str| format!("sweep.run_rule.{n}");

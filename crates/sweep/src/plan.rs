@@ -203,7 +203,7 @@ impl Sweep {
             };
             if config.run_rule.ladder {
                 for (mix, shares) in &config.mixtures {
-                    for &seed in &config.seeds {
+                    for &seed in size.seeds(&config.seeds) {
                         let ladder = crate::ladder::expand(&g, mix, shares, seed)?;
                         planned.extend(ladder.into_iter().map(|r| (si, r)));
                     }
@@ -212,7 +212,7 @@ impl Sweep {
             }
             for budget in &config.budgets {
                 for (mix, shares) in &config.mixtures {
-                    for &seed in &config.seeds {
+                    for &seed in size.seeds(&config.seeds) {
                         planned.push((si, expand_one(&g, budget, mix, shares, seed)?));
                     }
                 }

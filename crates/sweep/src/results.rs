@@ -163,6 +163,7 @@ pub const COLUMNS: &[&str] = &[
     "steps",
     "lr",
     "batch_tokens",
+    "unigram_loss",
 ];
 
 /// Writes one row per (run, validation domain, evaluation step) to `path` (default
@@ -184,6 +185,7 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
     let mut w = csv::Writer::from_path(&tmp).map_err(csv_err)?;
     w.write_record(COLUMNS).map_err(csv_err)?;
     let mut rows = 0;
+    let mut unigram = Unigram::new(sweep)?;
     // A ladder's trunk is no budget's result: its branches are.
     for r in sweep.runs.iter().filter(|r| !r.is_trunk()) {
         let dir = sweep.run_dir(&r.id);
@@ -193,6 +195,7 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
             let (Some(domain), Some(loss)) = (&m.eval_domain, m.val_loss) else {
                 continue;
             };
+            let baseline = unigram.loss(sweep, r, domain)?;
             let is_final = done && m.step == r.steps();
             w.write_record([
                 r.id.clone(),
@@ -214,6 +217,7 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
                 r.steps().to_string(),
                 r.resolved.optim.lr.to_string(),
                 r.resolved.optim.batch_tokens.to_string(),
+                baseline.map(|l| l.to_string()).unwrap_or_default(),
             ])
             .map_err(csv_err)?;
             rows += 1;
@@ -223,6 +227,58 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
     drop(w);
     std::fs::rename(&tmp, &path).map_err(SweepError::io(&path))?;
     Ok((path, rows))
+}
+
+/// The unigram loss of each (mixture, validation domain), computed once per collect from
+/// the data directory's token counts (`synthscale_data::unigram`).
+struct Unigram {
+    counts: synthscale_data::TokenCounts,
+    meta: synthscale_data::DataMeta,
+    cache: std::collections::BTreeMap<(String, String), Option<f64>>,
+}
+
+impl Unigram {
+    fn new(sweep: &Sweep) -> Result<Unigram> {
+        let data = |e: synthscale_data::DataError| SweepError::Data {
+            path: sweep.data_dir.clone(),
+            message: e.to_string(),
+        };
+        Ok(Unigram {
+            counts: synthscale_data::TokenCounts::load_or_count(&sweep.data_dir).map_err(data)?,
+            meta: synthscale_data::datadir::read_meta(&sweep.data_dir).map_err(data)?,
+            cache: Default::default(),
+        })
+    }
+
+    fn loss(
+        &mut self,
+        sweep: &Sweep,
+        r: &crate::plan::PlannedRun,
+        domain: &str,
+    ) -> Result<Option<f64>> {
+        let key = (r.mixture.clone(), domain.to_string());
+        if let Some(v) = self.cache.get(&key) {
+            return Ok(*v);
+        }
+        let shares: Vec<_> = r.shares.iter().map(|(k, v)| (*k, *v)).collect();
+        let mixture =
+            synthscale_data::Mixture::from_kind_shares(&self.meta, &shares).map_err(|e| {
+                SweepError::Data {
+                    path: sweep.data_dir.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let domains = self.meta.domains();
+        let v = domains.get(domain).and_then(|idx| {
+            let names: Vec<&str> = idx
+                .iter()
+                .map(|&i| self.meta.sources[i].name.as_str())
+                .collect();
+            self.counts.unigram_loss(&mixture, &names)
+        });
+        self.cache.insert(key, v);
+        Ok(v)
+    }
 }
 
 /// Measured training throughput (FLOP/s, median over runs) of the sweep's runs so far.
