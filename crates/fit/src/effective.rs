@@ -25,6 +25,22 @@ pub const LN_K_MAX: f64 = 6.907_755_278_982_137;
 /// Grid points of the outer search over `ln k`.
 const GRID: usize = 31;
 
+/// Which two groups a comparison reads: their names, for people, and their indices in the
+/// study's `groups` (and its input), for programs, which need not parse names back.
+#[derive(Debug, Clone, Copy)]
+pub struct Pair<'a> {
+    /// The family (group keys other than the baseline column).
+    pub family: &'a str,
+    /// The baseline group's name.
+    pub baseline: &'a str,
+    /// The mixture group's name.
+    pub mixture: &'a str,
+    /// The baseline group's index.
+    pub baseline_group: usize,
+    /// The mixture group's index.
+    pub mixture_group: usize,
+}
+
 /// One mixture's effective-data multiplier over the baseline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Multiplier {
@@ -34,6 +50,10 @@ pub struct Multiplier {
     pub baseline: String,
     /// Mixture group.
     pub mixture: String,
+    /// Index of the baseline group in the study's `groups`.
+    pub baseline_group: usize,
+    /// Index of the mixture group in the study's `groups`.
+    pub mixture_group: usize,
     /// `k` in `L_mix(D) = L_base(k·D)`: the mixture's D tokens are worth `k·D` of the
     /// baseline's. `None` when the fit puts `k` at the edge of `[1e-3, 1e3]` (unidentified).
     pub k: Option<f64>,
@@ -62,6 +82,10 @@ pub struct BudgetSpeedup {
     pub baseline: String,
     /// Mixture group.
     pub mixture: String,
+    /// Index of the baseline group in the study's `groups`.
+    pub baseline_group: usize,
+    /// Index of the mixture group in the study's `groups`.
+    pub mixture_group: usize,
     /// Model size (joint law).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<f64>,
@@ -260,14 +284,17 @@ pub fn bootstrap_multiplier(
 #[allow(clippy::too_many_arguments)]
 pub fn multiplier(
     law: Law,
-    (family, baseline, mixture): (&str, &str, &str),
+    pair: Pair,
     base: &[Point],
     mix: &[Point],
     starts: &[Vec<f64>],
     opts: &FitOptions,
     boot: &BootstrapOptions,
 ) -> Result<Multiplier> {
-    let group = format!("{mixture} over {baseline} (effective-data multiplier)");
+    let group = format!(
+        "{} over {} (effective-data multiplier)",
+        pair.mixture, pair.baseline
+    );
     let (ln_k, fit, edge) = fit_multiplier(law, base, mix, starts, opts, &group)?;
     let k = ln_k.exp();
     let ks = if edge {
@@ -279,9 +306,11 @@ pub fn multiplier(
     let (mlo, mhi) = d_range(mix);
     let far = beyond(k * mhi, range).max(beyond(k * mlo, range));
     Ok(Multiplier {
-        family: family.to_string(),
-        baseline: baseline.to_string(),
-        mixture: mixture.to_string(),
+        family: pair.family.to_string(),
+        baseline: pair.baseline.to_string(),
+        mixture: pair.mixture.to_string(),
+        baseline_group: pair.baseline_group,
+        mixture_group: pair.mixture_group,
         k: (!edge).then_some(k),
         ci95: percentile_interval(&ks, boot.level),
         extrapolated: far > INSIDE,
@@ -296,7 +325,7 @@ pub fn multiplier(
 /// the baseline's fitted curve `theta` (and its bootstrap resamples for the interval).
 pub fn budget_speedups(
     law: Law,
-    (family, baseline, mixture): (&str, &str, &str),
+    pair: Pair,
     base: &[Point],
     theta: &[f64],
     resamples: &[&Vec<f64>],
@@ -339,9 +368,11 @@ pub fn budget_speedups(
                 .collect();
             let far = tb.map(|t| beyond(t, range));
             BudgetSpeedup {
-                family: family.to_string(),
-                baseline: baseline.to_string(),
-                mixture: mixture.to_string(),
+                family: pair.family.to_string(),
+                baseline: pair.baseline.to_string(),
+                mixture: pair.mixture.to_string(),
+                baseline_group: pair.baseline_group,
+                mixture_group: pair.mixture_group,
                 params: law.uses_params().then_some(n),
                 tokens: d,
                 loss,

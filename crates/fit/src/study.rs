@@ -255,6 +255,10 @@ pub struct Speedup {
     pub baseline: String,
     /// Mixture group.
     pub mixture: String,
+    /// Index of the baseline group in `groups`.
+    pub baseline_group: usize,
+    /// Index of the mixture group in `groups`.
+    pub mixture_group: usize,
     /// Model size the curves are read at (joint law).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<f64>,
@@ -287,6 +291,8 @@ pub struct OptimalRatio {
     pub tokens: f64,
     /// The ratios the model was fitted over.
     pub ratios: Vec<f64>,
+    /// Indices in `groups` of the family's members, one per ratio run.
+    pub members: Vec<usize>,
     /// argmin of the quadratic-in-ratio model of ln L̂ (see [`derived::optimal_ratio`]).
     pub optimal_ratio: Option<f64>,
     /// Its 95% interval.
@@ -499,7 +505,13 @@ fn effective_answers(
         for &(mi, _) in members.iter().filter(|(i, _)| *i != bi) {
             let mix = &groups[mi];
             let (bname, mname) = (base.name(), mix.name());
-            let names = (family.as_str(), bname.as_str(), mname.as_str());
+            let names = effective::Pair {
+                family: &family,
+                baseline: &bname,
+                mixture: &mname,
+                baseline_group: bi,
+                mixture_group: mi,
+            };
             let mut starts = fitted[bi].fit.optima.clone();
             starts.extend(fitted[mi].fit.optima.iter().cloned());
             // The joint fit uses the baseline's threshold: the baseline's law is the one read.
@@ -821,6 +833,8 @@ fn speedups(
                         family: family.clone(),
                         baseline: groups[bi].name(),
                         mixture: groups[mi].name(),
+                        baseline_group: bi,
+                        mixture_group: mi,
                         params: n,
                         target_loss: target,
                         tokens_baseline: derived::tokens_for_loss(law, &base.fit.theta, nn, target),
@@ -903,6 +917,7 @@ fn optimal_ratios(
                 params: law.uses_params().then_some(n),
                 tokens: d,
                 ratios: distinct(rs.iter().map(|r| r.1).collect()),
+                members: rs.iter().map(|r| r.0).collect(),
                 optimal_ratio: point,
                 optimal_ratio_ci95: interval(boot, level),
                 extrapolated: false,
