@@ -3,6 +3,7 @@
 //! run through `synthscale-fit`'s whole study where the data determine the law, and a
 //! note saying why where they do not.
 
+use rayon::prelude::*;
 use serde::Serialize;
 use synthscale_fit::fit::{check_not_flat, check_sizes, min_points};
 use synthscale_fit::study::GroupReport;
@@ -11,10 +12,97 @@ use synthscale_fit::{
     StudyReport,
 };
 
+use std::ops::Deref;
+
 use crate::config::ReportConfig;
 use crate::error::Result;
 use crate::format::{fmt_params, key_num};
 use crate::results::{Mixture, Results};
+
+/// What a fitted group is, typed: the report builds every group it hands the fitter from
+/// these, and reads the fitter's answers back through them (by the group indices the fitter
+/// returns), never by parsing group or family names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Key {
+    /// Validation domain, or `mean`.
+    pub domain: String,
+    /// Model size N (one-variable laws); `None` for the joint law's groups.
+    pub params: Option<f64>,
+    /// Mixture name (curve fits), or `None` (optimal-share groups).
+    pub mixture: Option<String>,
+    /// Synthetic share (optimal-share groups).
+    pub share: Option<f64>,
+}
+
+impl Key {
+    /// The group handed to the fitter: its keys name it in fit.json and error messages.
+    fn group(&self, kind: Option<&str>, points: Vec<Point>) -> Group {
+        let mut k = vec![("eval_domain".to_string(), self.domain.clone())];
+        if let Some(kind) = kind {
+            k.push(("kind".into(), kind.to_string()));
+        }
+        if let Some(n) = self.params {
+            k.push(("params".into(), key_num(n)));
+        }
+        if let Some(m) = &self.mixture {
+            k.push(("mixture".into(), m.clone()));
+        }
+        if let Some(s) = self.share {
+            k.push(("share".into(), key_num(s)));
+        }
+        Group { keys: k, points }
+    }
+
+    /// The mixture, for curve groups (empty for share groups).
+    pub fn mixture(&self) -> &str {
+        self.mixture.as_deref().unwrap_or("")
+    }
+}
+
+/// One study's answer with the typed key of each of its groups (`keys[i]` is
+/// `report.groups[i]`'s). Serialized as the study alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fits {
+    /// The fitter's answer.
+    #[serde(flatten)]
+    pub report: StudyReport,
+    /// Each group's key, parallel to `report.groups`.
+    #[serde(skip)]
+    pub keys: Vec<Key>,
+}
+
+impl Deref for Fits {
+    type Target = StudyReport;
+    fn deref(&self) -> &StudyReport {
+        &self.report
+    }
+}
+
+impl Fits {
+    /// The group of (domain, size, mixture); `params` `None` for the joint law's groups.
+    pub fn group(&self, domain: &str, params: Option<f64>, mixture: &str) -> Option<&GroupReport> {
+        self.keys
+            .iter()
+            .position(|k| {
+                k.domain == domain && k.params == params && k.mixture.as_deref() == Some(mixture)
+            })
+            .map(|i| &self.report.groups[i])
+    }
+
+    /// The groups on `domain`, with their keys.
+    pub fn on<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = (&'a GroupReport, &'a Key)> {
+        self.report
+            .groups
+            .iter()
+            .zip(&self.keys)
+            .filter(move |(_, k)| k.domain == domain)
+    }
+
+    /// The key of group `i` (an index the fitter returned).
+    pub fn key(&self, i: usize) -> &Key {
+        &self.keys[i]
+    }
+}
 
 /// The optimal synthetic share of one kind of synthetic data.
 #[derive(Debug, Clone, Serialize)]
@@ -25,7 +113,7 @@ pub struct ShareStudy {
     pub mixtures: Vec<String>,
     /// The study (groups keyed by `eval_domain`, `kind`, `params` for one-variable laws,
     /// and `share`; `optimal_ratios` holds the answers).
-    pub report: StudyReport,
+    pub report: Fits,
 }
 
 /// Every fit of a report: what the fit JSON holds, and the only source of the numbers in
@@ -36,12 +124,12 @@ pub struct Analysis {
     pub config: ReportConfig,
     /// On the headline domain: `L(D) = B/(D_l + D^beta) + E` per (params, mixture), with
     /// speed-ups over the baseline per size.
-    pub rectified: Option<StudyReport>,
+    pub rectified: Option<Fits>,
     /// `L(D) = B/D^beta + E` on the same groups: the comparison.
-    pub power: Option<StudyReport>,
+    pub power: Option<Fits>,
     /// On the headline domain: `L(N,D) = E + A/N^alpha + B/D^beta` per mixture, with
     /// speed-ups at each model size and compute-optimal splits.
-    pub chinchilla: Option<StudyReport>,
+    pub chinchilla: Option<Fits>,
     /// Optimal synthetic shares.
     pub optimal_share: Vec<ShareStudy>,
     /// The point fits on every other evaluation domain (no intervals, no held-out check).
@@ -78,37 +166,22 @@ pub fn theta(law: Law, g: &GroupReport) -> Vec<f64> {
     law.theta_names().iter().map(|n| g.theta[*n]).collect()
 }
 
-/// The group of `report` whose keys include every `(column, value)` of `keys`.
-pub fn find<'a>(report: &'a StudyReport, keys: &[(&str, &str)]) -> Option<&'a GroupReport> {
-    report.groups.iter().find(|g| {
-        keys.iter()
-            .all(|(k, v)| g.group.get(*k).is_some_and(|x| x == v))
-    })
-}
-
 impl Analysis {
     /// The curve of `mixture` at size `n` on `domain`: the rectified fit when there is one,
     /// else the joint law read at `n`.
     pub fn curve(&self, domain: &str, mixture: &str, n: f64) -> Option<Curve> {
-        let nk = key_num(n);
-        if let Some(r) = &self.rectified {
-            if let Some(g) = find(
-                r,
-                &[
-                    ("eval_domain", domain),
-                    ("params", &nk),
-                    ("mixture", mixture),
-                ],
-            ) {
-                return Some(Curve {
-                    law: Law::Rectified,
-                    theta: theta(Law::Rectified, g),
-                    n: 1.0,
-                });
-            }
+        if let Some(g) = self
+            .rectified
+            .as_ref()
+            .and_then(|r| r.group(domain, Some(n), mixture))
+        {
+            return Some(Curve {
+                law: Law::Rectified,
+                theta: theta(Law::Rectified, g),
+                n: 1.0,
+            });
         }
-        let r = self.chinchilla.as_ref()?;
-        let g = find(r, &[("eval_domain", domain), ("mixture", mixture)])?;
+        let g = self.chinchilla.as_ref()?.group(domain, None, mixture)?;
         Some(Curve {
             law: Law::Chinchilla,
             theta: theta(Law::Chinchilla, g),
@@ -145,26 +218,30 @@ fn unfit(law: Law, pts: &[Point], opts: &FitOptions, name: &str) -> Option<Strin
         .map(|e| format!("{} law, {e}", law.name()))
 }
 
-/// `run_study` on `groups`, leaving out (with a note) each group whose fit does not
-/// converge: one odd curve of a real sweep must not cost the whole report.
+/// `run_study` on `groups` (each with its key), leaving out (with a note) each group whose
+/// fit does not converge: one odd curve of a real sweep must not cost the whole report.
 fn robust_study(
-    mut groups: Vec<Group>,
+    mut groups: Vec<(Group, Key)>,
     opts: &StudyOptions,
     skipped: &mut Vec<String>,
-) -> Result<Option<(StudyReport, Vec<Group>)>> {
+) -> Result<Option<(Fits, Vec<Group>)>> {
     loop {
         if groups.is_empty() {
             return Ok(None);
         }
-        match run_study(&groups, opts) {
-            Ok(r) => return Ok(Some((r, groups))),
+        let plain: Vec<Group> = groups.iter().map(|(g, _)| g.clone()).collect();
+        match run_study(&plain, opts) {
+            Ok(report) => {
+                let keys = groups.into_iter().map(|(_, k)| k).collect();
+                return Ok(Some((Fits { report, keys }, plain)));
+            }
             Err(e @ FitError::NotConverged { .. }) => {
                 let FitError::NotConverged { group, .. } = &e else {
                     unreachable!()
                 };
                 let before = groups.len();
                 // The held-out fit names its group `<name> (held-out check, …)`.
-                groups.retain(|g| {
+                groups.retain(|(g, _)| {
                     let n = g.name();
                     !(*group == n || group.starts_with(&format!("{n} (")))
                 });
@@ -178,24 +255,17 @@ fn robust_study(
     }
 }
 
-fn keys(pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
-}
-
 /// The laws fitted on one evaluation domain.
 #[derive(Debug, Clone, Serialize)]
 pub struct DomainFits {
     /// The domain.
     pub eval_domain: String,
     /// Rectified law per (size, mixture).
-    pub rectified: Option<StudyReport>,
+    pub rectified: Option<Fits>,
     /// Power law per (size, mixture).
-    pub power: Option<StudyReport>,
+    pub power: Option<Fits>,
     /// Joint law per mixture.
-    pub chinchilla: Option<StudyReport>,
+    pub chinchilla: Option<Fits>,
 }
 
 /// Fits every law the data determine: on the headline domain with bootstrap intervals,
@@ -219,18 +289,17 @@ pub fn analyze(results: &Results, cfg: &ReportConfig) -> Result<Analysis> {
         has_baseline,
         &mut skipped,
     )?;
-    let mut per_domain = Vec::new();
-    for d in results
+    // The other domains' point fits are independent and single-threaded: one per core.
+    let per_domain = results
         .domains
-        .iter()
+        .par_iter()
         .filter(|d| **d != cfg.headline_domain)
-    {
-        per_domain.push(fit_domain(results, cfg, d, 0, false, &mut Vec::new())?);
-    }
+        .map(|d| fit_domain(results, cfg, d, 0, false, &mut Vec::new()))
+        .collect::<Result<Vec<_>>>()?;
 
     // Optimal shares: per kind of synthetic data, the baseline at share 0 and every mixture
     // of that kind, with the law that fitted the curves.
-    let fit_opts = FitOptions::default();
+    let fit_opts = fit_options(results, &cfg.headline_domain);
     let base_opts = |law: Law| StudyOptions {
         law,
         fit: fit_opts.clone(),
@@ -276,6 +345,23 @@ pub fn analyze(results: &Results, cfg: &ReportConfig) -> Result<Analysis> {
     })
 }
 
+/// Fewest degrees of freedom of the seed-to-seed noise for it to set the Huber threshold.
+pub const MIN_SEED_DOF: usize = 3;
+
+/// How a domain's curves are fitted. Where the grid repeats some runs with other seeds
+/// (at least [`MIN_SEED_DOF`] degrees of freedom), the Huber threshold is scaled to the
+/// measured noise, `δ = 1.345 · σ_seed` (Huber's constant for 95% efficiency, as in
+/// [`DeltaRule::Noise`](synthscale_fit::fit::DeltaRule::Noise)): a noise estimate pooled
+/// over the whole grid instead of each curve's handful of residuals.
+pub fn fit_options(results: &Results, domain: &str) -> FitOptions {
+    match results.seed_noise(domain) {
+        Some(s) if s.dof >= MIN_SEED_DOF && s.sd_log > 0.0 => {
+            FitOptions::default().fixed((1.345 * s.sd_log).max(1e-4))
+        }
+        _ => FitOptions::default(),
+    }
+}
+
 /// The rectified, power and joint laws on one domain; why a group was not fitted goes to
 /// `skipped`.
 fn fit_domain(
@@ -288,7 +374,7 @@ fn fit_domain(
 ) -> Result<DomainFits> {
     // Held-out checks are reported for the headline domain only.
     let headline = domain == cfg.headline_domain;
-    let fit_opts = FitOptions::default();
+    let fit_opts = fit_options(results, domain);
     let opts = |law: Law| StudyOptions {
         law,
         fit: fit_opts.clone(),
@@ -305,29 +391,28 @@ fn fit_domain(
         ..StudyOptions::default()
     };
     // One-variable laws: one curve per (size, mixture).
-    let mut one_var: Vec<Group> = Vec::new();
+    let mut one_var: Vec<(Group, Key)> = Vec::new();
     for &n in &results.sizes {
         for m in &results.mixtures {
             let pts = points(results, domain, &m.name, Some(n));
             if pts.is_empty() {
                 continue;
             }
-            one_var.push(Group {
-                keys: keys(&[
-                    ("eval_domain", domain.to_string()),
-                    ("params", key_num(n)),
-                    ("mixture", m.name.clone()),
-                ]),
-                points: pts,
-            });
+            let key = Key {
+                domain: domain.to_string(),
+                params: Some(n),
+                mixture: Some(m.name.clone()),
+                share: None,
+            };
+            one_var.push((key.group(None, pts), key));
         }
     }
     let mut fits = Vec::new();
     for law in [Law::Rectified, Law::Power] {
         let mut ok = Vec::new();
-        for g in &one_var {
+        for (g, k) in &one_var {
             match unfit(law, &g.points, &fit_opts, &g.name()) {
-                None => ok.push(g.clone()),
+                None => ok.push((g.clone(), k.clone())),
                 Some(why) => skipped.push(why),
             }
         }
@@ -338,17 +423,17 @@ fn fit_domain(
         });
     }
     // The joint law: one surface per mixture.
-    let mut joint: Vec<Group> = Vec::new();
+    let mut joint: Vec<(Group, Key)> = Vec::new();
     for m in &results.mixtures {
-        let g = Group {
-            keys: keys(&[
-                ("eval_domain", domain.to_string()),
-                ("mixture", m.name.clone()),
-            ]),
-            points: points(results, domain, &m.name, None),
+        let key = Key {
+            domain: domain.to_string(),
+            params: None,
+            mixture: Some(m.name.clone()),
+            share: None,
         };
+        let g = key.group(None, points(results, domain, &m.name, None));
         match unfit(Law::Chinchilla, &g.points, &fit_opts, &g.name()) {
-            None => joint.push(g),
+            None => joint.push((g, key)),
             Some(why) => skipped.push(why),
         }
     }
@@ -372,12 +457,12 @@ fn fit_domain(
 /// Adds each group's held-out check where the points without the largest budget (joint
 /// law: the largest size) still determine the law.
 fn with_holdout(
-    mut report: StudyReport,
+    mut report: Fits,
     groups: &[Group],
     law: Law,
     cfg: &ReportConfig,
     skipped: &mut Vec<String>,
-) -> Result<StudyReport> {
+) -> Result<Fits> {
     if !cfg.holdout {
         return Ok(report);
     }
@@ -391,7 +476,7 @@ fn with_holdout(
         ..StudyOptions::default()
     };
     let mut unchecked: Vec<(String, String)> = Vec::new();
-    for (g, out) in groups.iter().zip(report.groups.iter_mut()) {
+    for (g, out) in groups.iter().zip(report.report.groups.iter_mut()) {
         let key = |p: &Point| if law.uses_params() { p.n } else { p.d };
         let largest = g.points.iter().map(key).fold(f64::MIN, f64::max);
         let kept: Vec<Point> = g
@@ -456,7 +541,6 @@ fn share_study(
             members.push(m);
         }
     }
-    let shares: Vec<String> = members.iter().map(|m| key_num(m.synthetic())).collect();
     if members.len() < 3 {
         return Ok(Err(format!(
             "optimal {kind} share: {} distinct share(s) ({}); the quadratic model of loss \
@@ -484,19 +568,16 @@ fn share_study(
     for d in std::iter::once(&cfg.headline_domain) {
         for &n in &sizes {
             let mut family = Vec::new();
-            for (m, s) in members.iter().zip(&shares) {
-                let pts = points(results, d, &m.name, n);
-                let mut k = vec![("eval_domain", d.clone()), ("kind", kind.to_string())];
-                if let Some(n) = n {
-                    k.push(("params", key_num(n)));
-                }
-                k.push(("share", s.clone()));
-                let g = Group {
-                    keys: keys(&k),
-                    points: pts,
+            for m in &members {
+                let key = Key {
+                    domain: d.clone(),
+                    params: n,
+                    mixture: None,
+                    share: Some(m.synthetic()),
                 };
+                let g = key.group(Some(kind), points(results, d, &m.name, n));
                 if !g.points.is_empty() && unfit(law, &g.points, fit_opts, &g.name()).is_none() {
-                    family.push(g);
+                    family.push((g, key));
                 }
             }
             if family.len() >= 3 {
@@ -516,8 +597,12 @@ fn share_study(
     let mut opts = base_opts(law);
     opts.baseline = None;
     opts.ratio_col = Some("share".into());
-    let report = match run_study(&groups, &opts) {
-        Ok(r) => r,
+    let plain: Vec<Group> = groups.iter().map(|(g, _)| g.clone()).collect();
+    let report = match run_study(&plain, &opts) {
+        Ok(report) => Fits {
+            report,
+            keys: groups.into_iter().map(|(_, k)| k).collect(),
+        },
         Err(e @ FitError::NotConverged { .. }) => {
             return Ok(Err(format!(
                 "optimal {kind} share: {} law, {e}",

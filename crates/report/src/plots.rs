@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use synthscale_fit::derived::compute_optimal;
-use synthscale_fit::study::{GroupReport, Speedup, StudyReport};
+use synthscale_fit::study::{GroupReport, Speedup};
 use synthscale_fit::Law;
 
-use crate::analysis::{find, theta, Analysis, Curve};
+use crate::analysis::{theta, Analysis, Curve, Fits, Key};
 use crate::error::{ReportError, Result};
-use crate::format::{fmt_params, key_num, num, si};
+use crate::format::{fmt_params, num, si};
 use crate::results::{Obs, Results};
 
 /// The family name the fit crate gives the plots' font.
@@ -185,7 +186,7 @@ fn caption(fig: Fig, d: &PlotData, missing: &[String]) -> String {
     let dom = domain_text(d);
     let c = match fig {
         Fig::LossTokens => format!(
-            "Final validation loss ({dom}) against training tokens, log–log, one panel per mixture: dots are runs, lines the fitted law per model size, open rings the held-out largest budget, dashed verticals the plateau (a doubling of D gains < 2%; legends say when it lies past the runs or beyond 100× them)."
+            "Final validation loss ({dom}) against training tokens, log–log, one panel per mixture: dots are runs, lines the fitted law per model size, open rings the held-out largest budget, the dotted black line the unigram loss of the mixture's training tokens, dashed verticals the plateau (a doubling of D gains < 2%; legends say when it lies past the runs or beyond 100× them)."
         ),
         Fig::Mixtures => format!(
             "Every mixture at {} ({dom}): fitted curves, the target loss L* (dashed) and each mixture's speed-up D_natural(L*)/D_mixture(L*).",
@@ -404,18 +405,8 @@ fn si_label(v: &f64) -> String {
 fn curve_group<'a>(d: &'a PlotData, mixture: &str, n: f64, law: Law) -> Option<&'a GroupReport> {
     let a = d.analysis;
     match law {
-        Law::Chinchilla => find(
-            a.chinchilla.as_ref()?,
-            &[("eval_domain", d.domain), ("mixture", mixture)],
-        ),
-        _ => find(
-            a.rectified.as_ref()?,
-            &[
-                ("eval_domain", d.domain),
-                ("params", &key_num(n)),
-                ("mixture", mixture),
-            ],
-        ),
+        Law::Chinchilla => a.chinchilla.as_ref()?.group(d.domain, None, mixture),
+        _ => a.rectified.as_ref()?.group(d.domain, Some(n), mixture),
     }
 }
 
@@ -442,8 +433,16 @@ fn loss_tokens<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) 
     let all: Vec<&Obs> = res.domain(d.domain).collect();
     let (blo, bhi) = min_max(all.iter().map(|o| o.tokens)).ok_or("no points")?;
     let (llo, lhi) = min_max(all.iter().map(|o| o.loss)).ok_or("no points")?;
+    // The unigram loss of each mixture's training tokens: the floor of learning nothing
+    // but token frequencies, drawn so that runs near it read as the initial plateau.
+    let unigram = |m: &str| res.unigram_loss(m, d.domain);
+    let uhi = res
+        .mixtures
+        .iter()
+        .filter_map(|m| unigram(&m.name))
+        .fold(lhi, f64::max);
     let xr = blo / 1.5..bhi * 3.0;
-    let yr = llo * 0.96..lhi * 1.04;
+    let yr = llo * 0.96..uhi * 1.04;
     for (m, panel) in res.mixtures.iter().zip(&panels) {
         let mut chart = ChartBuilder::on(panel)
             .caption(
@@ -479,6 +478,20 @@ fn loss_tokens<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) 
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(pe)?;
+        if let Some(u) = unigram(&m.name) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(xr.start, u), (xr.end, u)],
+                    2,
+                    5,
+                    BLACK.stroke_width(2),
+                ))
+                .map_err(pe)?
+                .label(format!("unigram loss {u:.2}"))
+                .legend(|(x, y)| {
+                    DashedPathElement::new(vec![(x, y), (x + 18, y)], 2, 3, BLACK.stroke_width(2))
+                });
+        }
         let mut drew_curve = false;
         let mut notes = Vec::new();
         for (si_, &n) in res.sizes.iter().enumerate() {
@@ -619,31 +632,44 @@ fn mixtures_size(d: &PlotData) -> Option<f64> {
         .map(|(_, n)| n)
 }
 
-/// The mixture named in a group name `…,mixture=X` (or `…,mixture=X,…`).
-pub fn mixture_of(group: &str) -> &str {
-    group
-        .split(',')
-        .find_map(|kv| kv.strip_prefix("mixture="))
-        .unwrap_or(group)
+/// A speed-up read with the mixture it belongs to (from the typed key of its group).
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    /// The fitter's answer.
+    pub speedup: &'a Speedup,
+    /// The mixture's name.
+    pub mixture: &'a str,
 }
 
 /// Speed-ups over the baseline at size `n` on `domain`: the rectified fits' when the
 /// curves are rectified, else the joint law's read at `n`.
-pub fn speedups_at<'a>(a: &'a Analysis, domain: &str, n: f64) -> Vec<&'a Speedup> {
-    let fam = format!("eval_domain={domain},params={}", key_num(n));
-    let from = |r: &'a Option<StudyReport>, pred: &dyn Fn(&Speedup) -> bool| -> Vec<&'a Speedup> {
-        r.as_ref()
-            .map(|r| r.speedups.iter().filter(|s| pred(s)).collect())
-            .unwrap_or_default()
+pub fn speedups_at<'a>(a: &'a Analysis, domain: &str, n: f64) -> Vec<Read<'a>> {
+    let from = |r: &'a Option<Fits>, joint: bool| -> Vec<Read<'a>> {
+        let Some(r) = r.as_ref() else {
+            return Vec::new();
+        };
+        r.speedups
+            .iter()
+            .filter(|s| {
+                let k = r.key(s.mixture_group);
+                k.domain == domain
+                    && if joint {
+                        s.params == Some(n)
+                    } else {
+                        k.params == Some(n)
+                    }
+            })
+            .map(|s| Read {
+                speedup: s,
+                mixture: r.key(s.mixture_group).mixture(),
+            })
+            .collect()
     };
-    let v = from(&a.rectified, &|s| s.family == fam);
+    let v = from(&a.rectified, false);
     if !v.is_empty() {
         return v;
     }
-    let fam = format!("eval_domain={domain}");
-    from(&a.chinchilla, &|s| {
-        s.family == fam && s.params.is_some_and(|p| same(p, n))
-    })
+    from(&a.chinchilla, true)
 }
 
 /// Figure 2.
@@ -659,7 +685,7 @@ fn mixtures<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> 
     let (blo, bhi) = min_max(pts.iter().map(|o| o.tokens)).ok_or("no points")?;
     let (llo, lhi) = min_max(pts.iter().map(|o| o.loss)).ok_or("no points")?;
     let sps = speedups_at(d.analysis, d.domain, n);
-    let target = sps.first().map(|s| s.target_loss);
+    let target = sps.first().map(|s| s.speedup.target_loss);
     let xr = blo / 2.0..bhi * 4.0;
     let ylo = target.map_or(llo, |t| t.min(llo));
     let yr = ylo * 0.96..lhi * 1.04;
@@ -731,7 +757,7 @@ fn mixtures<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> 
                         .map_err(pe)?;
                 }
             }
-            if let Some(s) = sps.iter().find(|s| mixture_of(&s.mixture) == m.name) {
+            if let Some(s) = sps.iter().find(|r| r.mixture == m.name).map(|r| r.speedup) {
                 label = format!(
                     "{label}: {}× {}{}",
                     s.speedup.map_or("—".into(), num),
@@ -881,12 +907,11 @@ fn share<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> R<V
                 .map_err(pe)?;
             if let Some(st) = p.study {
                 let r = st.report.optimal_ratios.iter().find(|x| {
-                    x.family.starts_with(&format!("eval_domain={},", d.domain))
-                        && same(x.tokens, t)
-                        && match x.params {
-                            Some(pn) => same(pn, n),
-                            None => x.family.ends_with(&format!("params={}", key_num(n))),
-                        }
+                    // The family's members share its domain and size: read the first one's key.
+                    let k = x.members.first().map(|&i| st.report.key(i));
+                    k.is_some_and(|k| k.domain == d.domain)
+                        && x.tokens == t
+                        && x.params.or(k.and_then(|k| k.params)) == Some(n)
                 });
                 if let Some(opt) = r.and_then(|r| r.optimal_ratio.map(|o| (o, r))) {
                     let (o, r) = opt;
@@ -987,17 +1012,18 @@ fn speedup<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> R
         }
         // Intervals at the target loss only where both curves reach it inside their runs; an
         // extrapolated speed-up is in the tables, marked, not drawn as a measurement here.
-        for s in speedups_at(a, d.domain, n)
+        for r in speedups_at(a, d.domain, n)
             .into_iter()
-            .filter(|s| !s.extrapolated)
+            .filter(|r| !r.speedup.extrapolated)
         {
+            let s = r.speedup;
             if let (Some(tb), Some(v), Some([lo, hi])) =
                 (s.tokens_baseline, s.speedup, s.speedup_ci95)
             {
                 let mi = res
                     .mixtures
                     .iter()
-                    .position(|m| m.name == mixture_of(&s.mixture))
+                    .position(|m| m.name == r.mixture)
                     .unwrap_or(0);
                 bars.push((tb, lo, v, hi, color(mi)));
             }
@@ -1103,10 +1129,10 @@ fn residuals<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) ->
         (Law::Rectified, &a.rectified, &halves[0]),
         (Law::Power, &a.power, &halves[1]),
     ] {
-        let groups: Vec<&GroupReport> = report
+        let groups: Vec<(&GroupReport, &Key)> = report
             .iter()
-            .flat_map(|r| r.groups.iter())
-            .filter(|g| g.group.get("eval_domain").is_some_and(|x| x == d.domain))
+            .flat_map(|r| r.groups.iter().zip(&r.keys))
+            .filter(|(_, k)| k.domain == d.domain)
             .collect();
         if groups.is_empty() {
             let why: Vec<String> = a
@@ -1121,11 +1147,13 @@ fn residuals<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) ->
             continue;
         }
         let mut pts: Vec<(f64, f64, usize)> = Vec::new();
-        for g in &groups {
+        for (g, k) in &groups {
             let th = theta(law, g);
-            let m = &g.group["mixture"];
-            let n: f64 = g.group["params"].parse().map_err(pe)?;
-            let mi = res.mixtures.iter().position(|x| &x.name == m).unwrap_or(0);
+            let m = k.mixture();
+            let n = k
+                .params
+                .ok_or("a one-variable fit without its model size")?;
+            let mi = res.mixtures.iter().position(|x| x.name == m).unwrap_or(0);
             for o in obs(d, m, n) {
                 let c = Curve {
                     law,
@@ -1137,7 +1165,7 @@ fn residuals<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) ->
         }
         let (xlo, xhi) = min_max(pts.iter().map(|p| p.0)).ok_or("no points")?;
         let m = pts.iter().map(|p| p.1.abs()).fold(1e-4, f64::max) * 1.3;
-        let rmsd = groups.iter().map(|g| g.rmsd_log).sum::<f64>() / groups.len() as f64;
+        let rmsd = groups.iter().map(|(g, _)| g.rmsd_log).sum::<f64>() / groups.len() as f64;
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!("{}: mean RMSD of ln L = {}", law.formula(), num(rmsd)),
@@ -1233,7 +1261,7 @@ fn joint<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> R<V
     let xr = nlo / 3.0..nhi * 30.0;
     let yr = dlo / 3.0..dhi * 30.0;
     for (m, panel) in res.mixtures.iter().zip(&panels) {
-        let Some(g) = find(report, &[("eval_domain", d.domain), ("mixture", &m.name)]) else {
+        let Some(g) = report.group(d.domain, None, &m.name) else {
             let why: Vec<String> = skipped_joint
                 .iter()
                 .filter(|s| s.contains(&format!("mixture={}", m.name)))

@@ -94,6 +94,34 @@ pub struct RunRow {
     pub loss: BTreeMap<String, f64>,
 }
 
+/// The unigram loss of a mixture's training tokens on one validation domain (the
+/// `unigram_loss` column of `synthscale sweep collect`; `synthscale_data::unigram`): what
+/// a model that learned token frequencies alone would score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnigramLoss {
+    /// Mixture name.
+    pub mixture: String,
+    /// Validation domain, or [`MEAN`] (the mean over the averaged domains).
+    pub domain: String,
+    /// Nats per token.
+    pub loss: f64,
+}
+
+/// The seed-to-seed noise of the final loss on one domain: the pooled standard deviation
+/// of ln(loss) among runs that differ only in their seed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedNoise {
+    /// Validation domain, or [`MEAN`].
+    pub domain: String,
+    /// Pooled SD of ln(loss), `sqrt(Σ_cells Σ_i (ln l_i − mean_cell)² / Σ_cells (n − 1))`:
+    /// the noise of one run's loss, in relative terms.
+    pub sd_log: f64,
+    /// (size, budget, mixture) cells with two or more seeds.
+    pub cells: usize,
+    /// Degrees of freedom, `Σ_cells (n − 1)`.
+    pub dof: usize,
+}
+
 /// The results table, read.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
@@ -117,6 +145,10 @@ pub struct Results {
     pub points: Vec<Obs>,
     /// The run table.
     pub runs: Vec<RunRow>,
+    /// Unigram losses per (mixture, domain), when the table has the column.
+    pub unigram: Vec<UnigramLoss>,
+    /// Seed-to-seed noise per domain, where some cell has two or more seeds.
+    pub seed_noise: Vec<SeedNoise>,
     /// What was dropped or could not be averaged.
     pub warnings: Vec<String>,
 }
@@ -135,6 +167,19 @@ impl Results {
     /// Points of one domain.
     pub fn domain<'a>(&'a self, domain: &'a str) -> impl Iterator<Item = &'a Obs> + 'a {
         self.points.iter().filter(move |p| p.domain == domain)
+    }
+
+    /// The unigram loss of `mixture` on `domain`, when known.
+    pub fn unigram_loss(&self, mixture: &str, domain: &str) -> Option<f64> {
+        self.unigram
+            .iter()
+            .find(|u| u.mixture == mixture && u.domain == domain)
+            .map(|u| u.loss)
+    }
+
+    /// The seed-to-seed noise on `domain`, when measured.
+    pub fn seed_noise(&self, domain: &str) -> Option<&SeedNoise> {
+        self.seed_noise.iter().find(|s| s.domain == domain)
     }
 
     /// The mixture called `name`.
@@ -181,6 +226,8 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
     };
     let idx: Vec<usize> = COLUMNS.iter().map(|c| col(c)).collect::<Result<_>>()?;
     let final_idx = col("final")?;
+    // Optional: written by `sweep collect` since the unigram baseline was added.
+    let unigram_idx = header.iter().position(|h| h == "unigram_loss");
     let [run_i, params_i, ne_i, tokens_i, flops_i, mix_i, nat_i, reph_i, text_i, dom_i, loss_i] =
         idx[..]
     else {
@@ -196,6 +243,7 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
         mixture: String,
         domain: String,
         loss: f64,
+        unigram: Option<f64>,
     }
     let mut raws = Vec::new();
     let mut mixtures: Vec<Mixture> = Vec::new();
@@ -303,6 +351,10 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
             mixture,
             domain,
             loss: num(loss_i, 0.0, true)?,
+            unigram: match unigram_idx {
+                Some(i) if !get(i).is_empty() => Some(num(i, 0.0, true)?),
+                _ => None,
+            },
         });
     }
     if raws.is_empty() {
@@ -407,6 +459,58 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
             loss,
         });
     }
+    // Seed-to-seed noise, per domain, pooled over the cells with two or more seeds.
+    let mut seed_noise = Vec::new();
+    for d in &all_domains {
+        let (mut ss, mut dof, mut n_cells) = (0.0, 0usize, 0usize);
+        for ids in cells.values() {
+            let v: Vec<f64> = ids
+                .iter()
+                .filter_map(|r| by_run[*r].get(d).map(|l| l.ln()))
+                .collect();
+            if v.len() < 2 {
+                continue;
+            }
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            ss += v.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+            dof += v.len() - 1;
+            n_cells += 1;
+        }
+        if dof > 0 {
+            seed_noise.push(SeedNoise {
+                domain: d.clone(),
+                sd_log: (ss / dof as f64).sqrt(),
+                cells: n_cells,
+                dof,
+            });
+        }
+    }
+    // Unigram losses per (mixture, domain); the mean over the averaged domains.
+    let mut unigram = Vec::new();
+    for m in &mixtures {
+        let of = |d: &str| {
+            raws.iter()
+                .find(|r| r.mixture == m.name && r.domain == d)
+                .and_then(|r| r.unigram)
+        };
+        let per: Vec<Option<f64>> = averaged.iter().map(|d| of(d)).collect();
+        if per.iter().all(Option::is_some) && !per.is_empty() {
+            unigram.push(UnigramLoss {
+                mixture: m.name.clone(),
+                domain: MEAN.to_string(),
+                loss: per.iter().flatten().sum::<f64>() / per.len() as f64,
+            });
+        }
+        for d in &domains {
+            if let Some(l) = of(d) {
+                unigram.push(UnigramLoss {
+                    mixture: m.name.clone(),
+                    domain: d.clone(),
+                    loss: l,
+                });
+            }
+        }
+    }
     let order = |name: &str| mixtures.iter().position(|m| m.name == name).unwrap_or(0);
     runs.sort_by(|a, b| {
         order(&a.mixture)
@@ -425,6 +529,8 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
         mean_of: averaged,
         points,
         runs,
+        unigram,
+        seed_noise,
         warnings,
     })
 }

@@ -5,14 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use synthscale_fit::study::StudyReport;
 
-use crate::analysis::{analyze, Analysis};
+use crate::analysis::{analyze, Analysis, Fits, Key};
 use crate::config::ReportConfig;
 use crate::error::{ReportError, Result};
 use crate::format::{base64, fmt_params, html_escape, key_num, num, si};
-use crate::plots::{mixture_of, render, speedups_at, Fig, Figure, PlotData};
-use crate::results::{read_results, Mixture, Results, RunRow, MEAN};
+use crate::plots::{render, speedups_at, Fig, Figure, PlotData};
+use crate::results::{read_results, Mixture, Results, RunRow, SeedNoise, UnigramLoss, MEAN};
 
 /// What a report is made from.
 #[derive(Debug, Clone)]
@@ -69,6 +68,10 @@ pub struct FitJson<'a> {
     pub domains: &'a [String],
     /// One row per (mixture, size, budget).
     pub runs: &'a [RunRow],
+    /// The unigram loss of each mixture's training tokens, per domain (`mean` included).
+    pub unigram_loss: &'a [UnigramLoss],
+    /// The seed-to-seed noise per domain, where the grid repeats seeds.
+    pub seed_noise: &'a [SeedNoise],
     /// The fits.
     #[serde(flatten)]
     pub analysis: &'a Analysis,
@@ -193,6 +196,8 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
         budgets: &results.budgets,
         domains: &results.domains,
         runs: &results.runs,
+        unigram_loss: &results.unigram,
+        seed_noise: &results.seed_noise,
         analysis: &analysis,
         warnings: &results.warnings,
     };
@@ -309,14 +314,6 @@ fn plateau_cell(
             Reach::of(extrapolated, Some(d / p.largest_tokens)),
         ),
     }
-}
-
-/// The model size a one-variable law's family names (`…,params=N,…`), if any.
-fn family_params(family: &str) -> Option<f64> {
-    family
-        .split(',')
-        .find_map(|kv| kv.strip_prefix("params="))
-        .and_then(|p| p.parse().ok())
 }
 
 fn t(s: impl Into<String>) -> Cell {
@@ -441,23 +438,14 @@ struct Doc<'a> {
     manifest: Option<(&'a Path, &'a str)>,
 }
 
-fn domain_of(g: &synthscale_fit::study::GroupReport) -> &str {
-    g.group.get("eval_domain").map_or("", String::as_str)
-}
-
-/// `mixture, size` of a group, as a reader names it.
-fn who(g: &synthscale_fit::study::GroupReport) -> (String, String) {
-    let m = g.group.get("mixture").cloned().unwrap_or_else(|| {
-        g.group
-            .get("share")
-            .map_or(g.name.clone(), |s| format!("share {s}"))
-    });
-    let size = g
-        .group
-        .get("params")
-        .and_then(|p| p.parse::<f64>().ok())
-        .map_or("all sizes".to_string(), fmt_params);
-    (m, size)
+/// `mixture, size` of a group, as a reader names it, from its typed key.
+fn who(k: &Key) -> (String, String) {
+    let m = match (&k.mixture, k.share) {
+        (Some(m), _) => m.clone(),
+        (None, Some(s)) => format!("share {}", num(s)),
+        (None, None) => "all".into(),
+    };
+    (m, k.params.map_or("all sizes".to_string(), fmt_params))
 }
 
 impl Doc<'_> {
@@ -502,7 +490,7 @@ impl Doc<'_> {
     }
 
     /// Parameters of one law on one domain.
-    fn params_table(&self, r: &StudyReport, domain: &str) -> Table {
+    fn params_table(&self, r: &Fits, domain: &str) -> Table {
         let law = r.law;
         let mut head = vec!["mixture", "model size"];
         head.extend(law.param_names().iter().copied());
@@ -517,8 +505,8 @@ impl Doc<'_> {
             format!("{} law {} — {domain}", law.name(), law.formula()),
             &head,
         );
-        for g in r.groups.iter().filter(|g| domain_of(g) == domain) {
-            let (m, size) = who(g);
+        for (g, k) in r.on(domain) {
+            let (m, size) = who(k);
             let mut row = vec![t(m), t(size)];
             for p in law.param_names() {
                 row.push(Cell::Num(Some(g.params[*p]), g.ci95.get(*p).copied()));
@@ -544,7 +532,7 @@ impl Doc<'_> {
         tb
     }
 
-    fn laws(&self) -> Vec<&StudyReport> {
+    fn laws(&self) -> Vec<&Fits> {
         [
             &self.analysis.rectified,
             &self.analysis.power,
@@ -572,9 +560,9 @@ impl Doc<'_> {
             ],
         );
         for r in self.laws() {
-            for g in r.groups.iter().filter(|g| domain_of(g) == self.headline()) {
+            for (g, k) in r.on(self.headline()) {
                 if let Some(h) = &g.holdout {
-                    let (m, size) = who(g);
+                    let (m, size) = who(k);
                     tb.rows.push(vec![
                         t(r.law.name()),
                         t(m),
@@ -607,27 +595,39 @@ impl Doc<'_> {
             &["law", "mixture", "model size", "L∞", "doubling plateau D", &margin_head],
         );
         for r in self.laws() {
-            for g in r.groups.iter().filter(|g| domain_of(g) == self.headline()) {
-                let (m, size) = who(g);
+            for (g, k) in r.on(self.headline()) {
+                let (m, size) = who(k);
+                // An asymptote at its bound is not determined by the data: neither it nor
+                // the distance to it is printed as a result.
+                let e_free = !g.at_bound.iter().any(|b| b == "E");
+                let undetermined = || t("— (E at a bound: not determined)");
                 for p in &g.derived.plateau {
                     let size = p.params.map_or(size.clone(), fmt_params);
                     tb.rows.push(vec![
                         t(r.law.name()),
                         t(m.clone()),
                         t(size),
-                        n(p.asymptote),
+                        if e_free {
+                            n(p.asymptote)
+                        } else {
+                            undetermined()
+                        },
                         plateau_cell(
                             p.doubling_tokens,
                             p.doubling_tokens_ci95,
                             p.doubling_extrapolated,
                             p,
                         ),
-                        plateau_cell(
-                            p.margin_tokens,
-                            p.margin_tokens_ci95,
-                            p.margin_extrapolated,
-                            p,
-                        ),
+                        if e_free {
+                            plateau_cell(
+                                p.margin_tokens,
+                                p.margin_tokens_ci95,
+                                p.margin_extrapolated,
+                                p,
+                            )
+                        } else {
+                            undetermined()
+                        },
                     ]);
                 }
             }
@@ -652,22 +652,20 @@ impl Doc<'_> {
                 "speed-up",
             ],
         );
-        let fam_ok = |f: &str| {
-            f.split(',')
-                .any(|kv| kv == format!("eval_domain={}", self.headline()))
-        };
         for r in [&self.analysis.rectified, &self.analysis.chinchilla]
             .into_iter()
             .flatten()
         {
-            for s in r.speedups.iter().filter(|s| fam_ok(&s.family)) {
-                let size = s
-                    .params
-                    .or_else(|| family_params(&s.family))
-                    .map_or("—".into(), fmt_params);
+            for s in r
+                .speedups
+                .iter()
+                .filter(|s| r.key(s.mixture_group).domain == self.headline())
+            {
+                let key = r.key(s.mixture_group);
+                let size = s.params.or(key.params).map_or("—".into(), fmt_params);
                 tb.rows.push(vec![
                     t(r.law.name()),
-                    t(mixture_of(&s.mixture)),
+                    t(key.mixture()),
                     t(size),
                     n(s.target_loss),
                     Cell::Num(s.tokens_baseline, None),
@@ -692,19 +690,20 @@ impl Doc<'_> {
             ),
             &["law", "mixture", "model size", "k", "RMSD ln L", "points", "resamples fitted"],
         );
-        let fam_ok = |f: &str| {
-            f.split(',')
-                .any(|kv| kv == format!("eval_domain={}", self.headline()))
-        };
         for r in [&self.analysis.rectified, &self.analysis.chinchilla]
             .into_iter()
             .flatten()
         {
-            for m in r.multipliers.iter().filter(|m| fam_ok(&m.family)) {
-                let size = family_params(&m.family).map_or("all sizes".into(), fmt_params);
+            for m in r
+                .multipliers
+                .iter()
+                .filter(|m| r.key(m.mixture_group).domain == self.headline())
+            {
+                let key = r.key(m.mixture_group);
+                let size = key.params.map_or("all sizes".into(), fmt_params);
                 tb.rows.push(vec![
                     t(r.law.name()),
-                    t(mixture_of(&m.mixture)),
+                    t(key.mixture()),
                     t(size),
                     match m.k {
                         Some(k) => Cell::Est(
@@ -732,15 +731,15 @@ impl Doc<'_> {
             &["kind", "law", "model size", "D", "shares run", "optimal share"],
         );
         for s in &self.analysis.optimal_share {
-            for x in s.report.optimal_ratios.iter().filter(|x| {
-                x.family
-                    .split(',')
-                    .any(|kv| kv == format!("eval_domain={}", self.headline()))
-            }) {
-                let size = x
-                    .params
-                    .or_else(|| family_params(&x.family))
-                    .map_or("—".into(), fmt_params);
+            for x in s.report.optimal_ratios.iter() {
+                // The family's members share its domain and size: read the first one's key.
+                let Some(key) = x.members.first().map(|&i| s.report.key(i)) else {
+                    continue;
+                };
+                if key.domain != self.headline() {
+                    continue;
+                }
+                let size = x.params.or(key.params).map_or("—".into(), fmt_params);
                 tb.rows.push(vec![
                     t(s.kind.clone()),
                     t(s.report.law.name()),
@@ -775,10 +774,10 @@ impl Doc<'_> {
             &["mixture", "FLOPs C", "N*", "D*", "D*/N*", "L(N*, D*)"],
         );
         if let Some(r) = &self.analysis.chinchilla {
-            for g in r.groups.iter().filter(|g| domain_of(g) == self.headline()) {
+            for (g, k) in r.on(self.headline()) {
                 for c in &g.derived.compute_optimal {
                     tb.rows.push(vec![
-                        t(who(g).0),
+                        t(who(k).0),
                         n(c.flops),
                         Cell::Num(Some(c.params), c.params_ci95),
                         Cell::Num(Some(c.tokens), c.tokens_ci95),
@@ -811,13 +810,50 @@ impl Doc<'_> {
                 format!("on domain {}", self.headline())
             }
         ));
+        // How far below the unigram baseline the runs end: near it, they measure the initial
+        // plateau of training, not a scaling law.
+        let gaps: Vec<f64> = res
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let u = res.unigram_loss(&r.mixture, self.headline())?;
+                Some(u - r.loss.get(self.headline())?)
+            })
+            .collect();
+        if let (Some(lo), Some(hi)) = (
+            gaps.iter().copied().reduce(f64::min),
+            gaps.iter().copied().reduce(f64::max),
+        ) {
+            out.push(format!(
+                "Runs end {} to {} nats below the unigram loss of their mixture's training tokens ({} of {} runs at least 0.3 nats below; figure 1's dotted line).",
+                num(lo),
+                num(hi),
+                gaps.iter().filter(|g| **g >= 0.3).count(),
+                gaps.len()
+            ));
+        }
+        if let Some(sn) = res.seed_noise(self.headline()) {
+            out.push(format!(
+                "Seed-to-seed noise: the SD of ln L between runs that differ only in their seed is {} ({}%), pooled over {} cell(s) ({} degree(s) of freedom){}.",
+                num(sn.sd_log),
+                num(100.0 * sn.sd_log),
+                sn.cells,
+                sn.dof,
+                if sn.dof >= crate::analysis::MIN_SEED_DOF {
+                    "; the fits' Huber threshold is 1.345 times it"
+                } else {
+                    ""
+                }
+            ));
+        }
         if let Some(&n) = res
             .sizes
             .iter()
             .rev()
             .find(|&&n| !speedups_at(a, self.headline(), n).is_empty())
         {
-            for s in speedups_at(a, self.headline(), n) {
+            for r in speedups_at(a, self.headline(), n) {
+                let s = r.speedup;
                 let mark = Reach::of(s.extrapolated, s.beyond_data)
                     .text()
                     .map_or(String::new(), |m| {
@@ -826,7 +862,7 @@ impl Doc<'_> {
                 out.push(format!(
                     "At {}, {} reaches L* = {} with a speed-up of {}× {} over {} (D_{}(L*) / D_mixture(L*); below 1 means more tokens){mark}.",
                     fmt_params(n),
-                    mixture_of(&s.mixture),
+                    r.mixture,
                     num(s.target_loss),
                     s.speedup.map_or("—".into(), num),
                     crate::format::ci(s.speedup_ci95.as_ref()),
@@ -841,8 +877,9 @@ impl Doc<'_> {
                 .optimal_ratios
                 .iter()
                 .filter(|x| {
-                    x.family
-                        .starts_with(&format!("eval_domain={},", self.headline()))
+                    x.members
+                        .first()
+                        .is_some_and(|&i| s.report.key(i).domain == self.headline())
                 })
                 .filter_map(|x| x.optimal_ratio)
                 .collect();
@@ -896,6 +933,20 @@ impl Doc<'_> {
             }
         }
         v
+    }
+
+    /// How the Huber threshold was chosen on the headline domain.
+    fn delta_text(&self) -> String {
+        match self.results.seed_noise(self.headline()) {
+            Some(sn) if sn.dof >= crate::analysis::MIN_SEED_DOF => format!(
+                "δ = 1.345 × the seed-to-seed SD of ln L, {} = {}",
+                num(sn.sd_log),
+                num(1.345 * sn.sd_log)
+            ),
+            _ => "δ = 1.345 × 1.4826 × the median absolute log residual of a least-squares \
+                  pre-fit of each curve, at least 10⁻⁴ (recorded per fit as huber_delta)"
+                .to_string(),
+        }
     }
 
     fn notes(&self) -> Vec<String> {
@@ -976,8 +1027,10 @@ impl Doc<'_> {
             s.push_str("</ul>\n");
         }
         s.push_str(&format!(
-            "<h2>Fitting</h2>\n<p>Every law is fitted by synthscale-fit: sum of Huber losses (δ = 10⁻³) of log residuals, L-BFGS from the law's full start grid, {} bootstrap resamples (seed {}) for 95% percentile intervals. The fit JSON (<code>fit.json</code>) holds every number above at full precision.</p>\n",
-            self.analysis.config.bootstrap, self.analysis.config.seed
+            "<h2>Fitting</h2>\n<p>Every law is fitted by synthscale-fit: sum of Huber losses of log residuals ({}), L-BFGS from the law's full start grid, {} bootstrap resamples of the residuals (seed {}) for 95% percentile intervals. The fit JSON (<code>fit.json</code>) holds every number above at full precision.</p>\n",
+            html_escape(&self.delta_text()),
+            self.analysis.config.bootstrap,
+            self.analysis.config.seed
         ));
         if let Some((p, text)) = self.manifest {
             s.push_str(&format!(

@@ -547,3 +547,106 @@ fn a_curve_no_law_fits_is_left_out_not_fatal() {
     );
     check_figures(&out);
 }
+
+/// The typed boundary between fit and report: mixtures whose names hold the characters of
+/// group names (`,` and `=`) are read back by key, not by parsing names. The same table
+/// carries a `unigram_loss` column and two seeds per run, so fit.json's `unigram_loss` (the
+/// column's values, and their mean over domains) and `seed_noise` (closed form: two seeds at
+/// ×1.004 and ×0.996 give an SD of ln L of ln(1.004/0.996)/√2 in every cell) are checked,
+/// and the fits' Huber threshold is 1.345 times that SD.
+#[test]
+fn names_with_commas_are_read_by_key_and_unigram_and_seed_noise_reach_the_fit_json() {
+    let (dl, beta, e) = (500.0_f64, 0.5_f64, 2.0_f64);
+    let mixes: [(&str, f64, f64, f64); 3] = [
+        ("natural", 1.0, 0.0, 0.0),
+        ("reph,params=7", 2.0 / 3.0, 1.0 / 3.0, 0.0),
+        ("a=b,mixture=natural", 1.0 / 3.0, 2.0 / 3.0, 0.0),
+    ];
+    let b = |r: f64| 2000.0 * (1.0 + 0.5 * (r - 0.3).powi(2));
+    let unigram = |i: usize, dom: &str| 7.0 + i as f64 + if dom == "web" { 0.25 } else { 0.0 };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("r");
+    let mut s = String::from("run_id,params,non_embedding_params,tokens,flops,mixture,natural_ratio,rephrased_ratio,textbook_ratio,eval_domain,step,loss,final,seed,unigram_loss\n");
+    for (i, m) in mixes.iter().enumerate() {
+        for k in 0..8 {
+            let d = 2e4 * 2f64.powi(k);
+            let l = (b(m.2) / (dl + d.powf(beta)) + e) * (1.0 + 2e-4 * ((k + 3) as f64).sin());
+            for (seed, f) in [(0, 1.004), (1, 0.996)] {
+                for (dom, g) in [("web", 1.01), ("books", 0.99)] {
+                    writeln!(
+                        s,
+                        "\"{}-{k}-{seed}\",5e6,4e6,{d},{},\"{}\",{},{},{},{dom},1,{},true,{seed},{}",
+                        m.0,
+                        3e7 * d,
+                        m.0,
+                        m.1,
+                        m.2,
+                        m.3,
+                        l * f * g,
+                        unigram(i, dom)
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results.csv"), s).unwrap();
+    let out = report(&dir, 20);
+    let j = json(&out);
+
+    // Unigram losses: the column's values, and on `mean` their mean over both domains.
+    let u = j["unigram_loss"].as_array().unwrap();
+    for (i, m) in mixes.iter().enumerate() {
+        let get = |dom: &str| {
+            u.iter()
+                .find(|x| x["mixture"] == m.0 && x["domain"] == dom)
+                .and_then(|x| x["loss"].as_f64())
+                .unwrap()
+        };
+        close(get("web"), unigram(i, "web"), 1e-12, "unigram web");
+        close(
+            get("mean"),
+            (unigram(i, "web") + unigram(i, "books")) / 2.0,
+            1e-12,
+            "unigram mean",
+        );
+    }
+    // Seed noise, pooled over the 24 cells of two seeds.
+    let want = (1.004f64 / 0.996).ln() / 2f64.sqrt();
+    let sn = j["seed_noise"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["domain"] == "mean")
+        .unwrap();
+    close(sn["sd_log"].as_f64().unwrap(), want, 1e-6, "seed sd");
+    assert_eq!(sn["cells"], 24);
+    assert_eq!(sn["dof"], 24);
+    for g in groups(&j, "rectified") {
+        close(
+            g["huber_delta"].as_f64().unwrap(),
+            1.345 * want,
+            1e-6,
+            "delta",
+        );
+    }
+
+    // Every speed-up and multiplier is printed under its full mixture name, and the
+    // findings state the unigram gap and the seed noise.
+    let md = std::fs::read_to_string(&out.markdown).unwrap();
+    for m in &mixes[1..] {
+        assert!(
+            md.contains(&format!("5M params, {} reaches L*", m.0)),
+            "no speed-up finding for {}:\n{md}",
+            m.0
+        );
+        assert!(
+            md.contains(&format!("| rectified | {} | 5M params |", m.0)),
+            "no table row for {}:\n{md}",
+            m.0
+        );
+    }
+    assert!(md.contains("nats below the unigram loss"), "{md}");
+    assert!(md.contains("Seed-to-seed noise"), "{md}");
+}
