@@ -43,6 +43,10 @@ impl LoadedManifest {
         let base = path.parent().unwrap_or(Path::new("."));
         manifest.data.resolve_paths(base);
         manifest.data.validate(path)?;
+        if let Some(s) = &mut manifest.sweep {
+            s.resolve_paths(base);
+            s.check_init_from(path)?;
+        }
         if let Some(r) = &manifest.report {
             r.validate(path)?;
             let mixtures: Vec<&str> = manifest

@@ -259,6 +259,18 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     println!("D/N uses total parameters N; budgets given as tokens_per_param use non-embedding N.");
+    for (size, src) in &sweep.init_sources {
+        println!(
+            "init_from: every {} of size {size} starts from the weights of {} (fresh optimizer, \
+             step and data position)",
+            if sweep.config.run_rule.ladder {
+                "ladder trunk"
+            } else {
+                "run"
+            },
+            src.describe()
+        );
+    }
     print_ladders(&sweep, rate);
     Ok(ExitCode::SUCCESS)
 }

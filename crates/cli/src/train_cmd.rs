@@ -77,6 +77,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
             step,
             steps: n,
             params,
+            init_from,
         } => {
             steps.set(n);
             pb.set_length(n);
@@ -94,7 +95,16 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
                         b.trunk.display()
                     ),
                     _ if step > 0 => format!(", resuming at step {step}"),
-                    _ => String::new(),
+                    _ => match init_from {
+                        // Continued pre-training: the source's weights, a fresh optimizer.
+                        Some(r) => format!(
+                            ", from the weights of {}{} (sha256 {})",
+                            r.weights.display(),
+                            r.step.map_or(String::new(), |s| format!(" at step {s}")),
+                            r.sha256
+                        ),
+                        None => String::new(),
+                    },
                 }
             );
             if plain {

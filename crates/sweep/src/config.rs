@@ -29,7 +29,15 @@ pub struct SizeSpec {
     pub d_ff: Option<usize>,
     /// Seeds of this size's runs, in place of `sweep.seeds` (e.g. two seeds at one size to
     /// measure the seed-to-seed noise without doubling the whole grid).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seeds: Option<Vec<u64>>,
+    /// Continued pre-training: every run of this size starts from these weights (a ladder:
+    /// its trunk; the branches start from the trunk as always) — a synthscale run directory
+    /// (its latest valid checkpoint) or a `synthscale export` directory, with this size's
+    /// model shape and the data's tokenizer; relative to the manifest. One base per size,
+    /// as SynthLLM-style continued pre-training starts each size from its own base model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// One token budget of the grid: absolute, or a multiple of the size's non-embedding
@@ -296,6 +304,42 @@ impl BudgetSpec {
 }
 
 impl SweepConfig {
+    /// Resolves relative `sizes[i].init_from` paths against `base`, the manifest's folder.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for s in &mut self.sizes {
+            if let Some(p) = &mut s.init_from {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+    }
+
+    /// Every `sizes[i].init_from` is a directory (what it holds is checked against the
+    /// size's model when the sweep is planned against the data).
+    pub fn check_init_from(&self, file: &Path) -> Result<()> {
+        for (i, s) in self.sizes.iter().enumerate() {
+            let Some(p) = &s.init_from else { continue };
+            if !p.is_dir() {
+                return Err(field(
+                    file,
+                    format!("sweep.sizes[{i}].init_from"),
+                    format!(
+                        "{} {}; give a synthscale run directory or a `synthscale export` \
+                         directory (relative to the manifest)",
+                        p.display(),
+                        if p.exists() {
+                            "is not a directory"
+                        } else {
+                            "does not exist"
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what can be checked without the data: non-empty grids, names, shares, bounds.
     pub fn validate(&self, file: &Path) -> Result<()> {
         if self.sizes.is_empty() {
@@ -350,6 +394,7 @@ impl SweepConfig {
                 return Err(field(file, f, format!("size name {label:?} is used twice")));
             }
         }
+        self.check_init_from(file)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, b) in self.budgets.iter().enumerate() {
             let f = format!("sweep.budgets[{i}]");

@@ -8,6 +8,8 @@
 //! start `N_i = S_i − round(decay_fraction · S_i)`; branch i starts there. Since the
 //! mixture stream of a budget is a prefix of a larger budget's, and the trunk evaluates
 //! at the same points, each branch logs what an independent WSD run of its budget logs.
+//! With the size's `init_from` (continued pre-training) the trunk starts from those
+//! weights, and the branches from the trunk as always.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +115,8 @@ pub(crate) fn expand(
     for (i, b) in g.config.budgets.iter().enumerate() {
         let mut run = base(steps[i] * batch);
         run.optim.schedule = Schedule::Wsd;
+        // The trunk started from init_from; a branch starts from the trunk.
+        run.init_from = None;
         run.branch = Some(BranchSpec {
             trunk: g.runs_dir.join(&trunk.id),
             step: starts[i],

@@ -10,6 +10,7 @@ use synthscale_data::datadir::read_meta;
 use synthscale_data::DataMeta;
 use synthscale_model::ModelConfig;
 use synthscale_train::config::{CheckpointConfig, DataSpec, EvalConfig, ModelSpec, OptimConfig};
+use synthscale_train::init::InitSource;
 use synthscale_train::{ResolvedConfig, RunConfig};
 
 use crate::config::{SizeSpec, SlurmConfig, SweepConfig};
@@ -92,6 +93,8 @@ pub struct Sweep {
     pub config: SweepConfig,
     pub slurm: SlurmConfig,
     pub runs: Vec<PlannedRun>,
+    /// Per size with `init_from` (its label), the checked source its runs start from.
+    pub init_sources: Vec<(String, InitSource)>,
 }
 
 /// 8192 → `8192`, 8000 → `8k`, 1_500_000 → `1.5M`: exact short forms for names.
@@ -189,17 +192,42 @@ impl Sweep {
         let memory =
             synthscale_train::bounds::device_memory(config.device, config.device_memory_gib);
         let runs_dir = out_dir.join("runs");
+        // Where relative init_from paths were resolved from: what a run id hashes, so that
+        // ids do not depend on the checkout's location.
+        let manifest_dir = match manifest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => absolute(p)?,
+            _ => absolute(Path::new("."))?,
+        };
         let mut planned = Vec::new();
+        let mut init_sources = Vec::new();
         for (si, size) in config.sizes.iter().enumerate() {
             let model = size_model(size, &meta, manifest, si)?;
+            let init_from = match &size.init_from {
+                Some(p) => {
+                    let p = absolute(p)?;
+                    // Shape and tokenizer now, not when the first run starts.
+                    let src =
+                        synthscale_train::init::check(&p, &model, &meta.tokenizer.hash, manifest)
+                            .map_err(|e| SweepError::Field {
+                            file: manifest.to_path_buf(),
+                            field: format!("sweep.sizes[{si}].init_from"),
+                            message: e.to_string(),
+                        })?;
+                    init_sources.push((size.label(), src));
+                    Some(p)
+                }
+                None => None,
+            };
             let g = Grid {
                 manifest,
+                manifest_dir: &manifest_dir,
                 data_dir: &data_dir,
                 runs_dir: &runs_dir,
                 meta: &meta,
                 config,
                 size,
                 model: &model,
+                init_from: init_from.as_deref(),
             };
             if config.run_rule.ladder {
                 for (mix, shares) in &config.mixtures {
@@ -246,6 +274,7 @@ impl Sweep {
             config: config.clone(),
             slurm,
             runs,
+            init_sources,
         })
     }
 
@@ -342,6 +371,8 @@ fn model_spec(size: &SizeSpec) -> ModelSpec {
 /// What every run of one size shares.
 pub(crate) struct Grid<'a> {
     pub manifest: &'a Path,
+    /// The manifest's folder, absolute.
+    pub manifest_dir: &'a Path,
     pub data_dir: &'a Path,
     /// `<out_dir>/runs`: where a branch finds its trunk.
     pub runs_dir: &'a Path,
@@ -349,6 +380,8 @@ pub(crate) struct Grid<'a> {
     pub config: &'a SweepConfig,
     pub size: &'a SizeSpec,
     pub model: &'a ModelConfig,
+    /// The size's `init_from`, absolute.
+    pub init_from: Option<&'a Path>,
 }
 
 impl Grid<'_> {
@@ -417,6 +450,7 @@ impl Grid<'_> {
             },
             checkpoint: CheckpointConfig::default(),
             branch: None,
+            init_from: self.init_from.map(Path::to_path_buf),
         }
     }
 
@@ -433,10 +467,16 @@ impl Grid<'_> {
         let resolved = run.resolve(self.meta, &self.meta.tokenizer.hash, self.manifest)?;
         // The id hashes the run config without the data directory's absolute path, so that
         // the same manifest gives the same ids on every machine and checkout, and without the
-        // device's memory; a branch's trunk stands in by its id.
+        // device's memory; a branch's trunk stands in by its id, and init_from by its path
+        // relative to the manifest's folder where it lies below it.
         let mut hashed = run.clone();
         hashed.data.dir = PathBuf::new();
         hashed.device_memory_gib = None;
+        if let Some(p) = &mut hashed.init_from {
+            if let Ok(rel) = p.strip_prefix(self.manifest_dir) {
+                *p = rel.to_path_buf();
+            }
+        }
         if let (Some(b), Some(LadderRole::Branch { trunk, .. })) = (&mut hashed.branch, &ladder) {
             b.trunk = PathBuf::from(trunk);
         }

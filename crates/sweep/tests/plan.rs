@@ -390,3 +390,80 @@ fn bad_ladders_are_refused_naming_the_field() {
         assert!(msg.contains(want), "{msg}");
     }
 }
+
+/// A fake `synthscale export` of `model` in `dir`: its config.json, and a weights file
+/// that planning does not read.
+fn fake_export(dir: &Path, model: &synthscale_model::ModelConfig) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = synthscale_model::export::hf_config(model, None);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"").unwrap();
+}
+
+#[test]
+fn init_from_starts_a_ladders_trunk_and_names_no_absolute_path_in_ids() {
+    use synthscale_sweep::LadderRole;
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let base = plan(dir.path(), &data, LADDER).unwrap();
+    let vocab = base.runs[0].resolved.model.vocab_size;
+    let mut model = synthscale_model::ModelConfig::from_shape(32, 2, 2, vocab);
+    model.max_seq_len = 32;
+    let text = LADDER.replace("n_heads = 2 }", "n_heads = 2, init_from = \"base\" }");
+    // The same manifest in two folders, each beside its own base export.
+    let mut plans = Vec::new();
+    for sub in ["x", "y"] {
+        let d = dir.path().join(sub);
+        fake_export(&d.join("base"), &model);
+        let mut cfg = sweep_cfg(&text).unwrap();
+        cfg.resolve_paths(&d);
+        plans
+            .push(Sweep::plan(&d.join("m.toml"), &data, &cfg, None, Some(&d.join("out"))).unwrap());
+    }
+    let s = &plans[0];
+    assert_eq!(s.init_sources.len(), 1);
+    assert_eq!(s.init_sources[0].0, "tiny");
+    for r in &s.runs {
+        match &r.ladder {
+            // Oracle: the manifest — the trunk starts from the size's init_from, absolute.
+            Some(LadderRole::Trunk { .. }) => {
+                assert_eq!(
+                    r.run.init_from.as_deref(),
+                    Some(&*dir.path().join("x/base"))
+                );
+                assert_eq!(r.resolved.init_from, r.run.init_from);
+            }
+            _ => assert_eq!(r.run.init_from, None, "{}", r.id),
+        }
+    }
+    // Ids hash the path relative to the manifest: the same in both folders, and every run
+    // differs from the ladder without init_from (a branch names its trunk's id).
+    let ids = |s: &Sweep| s.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&plans[0]), ids(&plans[1]));
+    assert!(ids(&base).iter().zip(ids(s)).all(|(a, b)| *a != b));
+
+    // A base of another shape is refused naming the size's field and the export's.
+    let wide = dir.path().join("wide");
+    let mut w = model.clone();
+    w.d_ff = 128;
+    fake_export(&wide.join("base"), &w);
+    let mut cfg = sweep_cfg(&text).unwrap();
+    cfg.resolve_paths(&wide);
+    let e = Sweep::plan(&wide.join("m.toml"), &data, &cfg, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`sweep.sizes[0].init_from`")
+            && e.contains("`intermediate_size`")
+            && e.contains("128 there"),
+        "{e}"
+    );
+    // A missing one is refused before the data is looked at.
+    let mut cfg = sweep_cfg(&text).unwrap();
+    cfg.resolve_paths(&dir.path().join("nowhere"));
+    let e = cfg.validate(Path::new("m.toml")).unwrap_err().to_string();
+    assert!(
+        e.contains("`sweep.sizes[0].init_from`") && e.contains("does not exist"),
+        "{e}"
+    );
+}

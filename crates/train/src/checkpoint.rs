@@ -14,6 +14,7 @@ use synthscale_model::Decoder;
 
 use crate::config::ResolvedConfig;
 use crate::error::{Result, TrainError};
+use crate::init::InitRecord;
 use crate::optim::AdamW;
 
 pub const DIR: &str = "checkpoint";
@@ -50,6 +51,10 @@ pub struct TrainState {
     /// its `state.json` checked against the config but its tensors unverified.
     #[serde(default)]
     pub format: u32,
+    /// The weights a continued pre-training run started from (`init_from`), carried by
+    /// every checkpoint of the run; absent for a run from a random init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<InitRecord>,
 }
 
 impl TrainState {
@@ -61,6 +66,7 @@ impl TrainState {
             seed,
             optimizer_t: 0,
             format: FORMAT,
+            init_from: None,
         }
     }
 }
@@ -125,6 +131,16 @@ pub fn save(run_dir: &Path, model: &Decoder, opt: &AdamW, state: &TrainState) ->
         std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
     Ok(())
+}
+
+/// The checkpoint directories of `run_dir` that hold a state, newest first: `checkpoint/`,
+/// then `checkpoint.prev/` and the `checkpoint.old/` of an older synthscale.
+pub fn candidates(run_dir: &Path) -> Vec<PathBuf> {
+    [DIR, PREV, OLD]
+        .into_iter()
+        .map(|d| run_dir.join(d))
+        .filter(|d| d.join(STATE).is_file())
+        .collect()
 }
 
 /// The checkpoint directory to resume from: `checkpoint/` when it exists (complete or
@@ -224,10 +240,14 @@ fn check_state(s: &TrainState, cfg: &ResolvedConfig) -> std::result::Result<(), 
     Ok(())
 }
 
-/// Every file of [`FILES`] against the sha256 that [`SUMS`] records.
-fn check_sums(dir: &Path, text: &str) -> std::result::Result<(), (PathBuf, String, String)> {
+/// A verification failure: the file, the field (empty for the whole file) and why.
+type Invalid = (PathBuf, String, String);
+
+/// Every file of `files` against the sha256 that [`SUMS`] records; the hashes, in order.
+fn check_sums(dir: &Path, text: &str, files: &[&str]) -> std::result::Result<Vec<String>, Invalid> {
     let sums = dir.join(SUMS);
-    for f in FILES {
+    let mut out = Vec::new();
+    for &f in files {
         let recorded = text
             .lines()
             .filter_map(|l| l.split_once("  "))
@@ -248,8 +268,50 @@ fn check_sums(dir: &Path, text: &str) -> std::result::Result<(), (PathBuf, Strin
                 ),
             ));
         }
+        out.push(found);
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Verifies a checkpoint's `state.json` (against `cfg`, the config of the run that wrote
+/// it) and `model.safetensors` (against [`SUMS`]) without reading the optimizer state:
+/// what a run starting from its weights needs. Returns the state, the model file and its
+/// sha256 (computed here for a checkpoint from before checksums).
+pub fn verify_model(
+    dir: &Path,
+    cfg: &ResolvedConfig,
+) -> std::result::Result<(TrainState, PathBuf, String), Invalid> {
+    let state_path = dir.join(STATE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| {
+        (
+            state_path.clone(),
+            String::new(),
+            format!("cannot be read: {e}"),
+        )
+    })?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| {
+        (
+            state_path.clone(),
+            String::new(),
+            format!("not a checkpoint state: {e}"),
+        )
+    })?;
+    check_state(&state, cfg).map_err(|(f, m)| (state_path.clone(), f, m))?;
+    let model = dir.join(MODEL);
+    let sha = match std::fs::read_to_string(dir.join(SUMS)) {
+        Ok(text) => check_sums(dir, &text, &[MODEL, STATE])?.remove(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && state.format == 0 => {
+            sha256_file(&model).map_err(|e| (model.clone(), String::new(), e.to_string()))?
+        }
+        Err(e) => {
+            return Err((
+                dir.join(SUMS),
+                String::new(),
+                format!("cannot be read ({e})"),
+            ))
+        }
+    };
+    Ok((state, model, sha))
 }
 
 /// Loads a checkpoint written by [`save`] for the run `cfg`, after verifying it: the
@@ -275,7 +337,9 @@ pub fn load(
     check_state(&state, cfg).map_err(|(field, m)| invalid(&state_path, &field, m))?;
     let sums = dir.join(SUMS);
     match std::fs::read_to_string(&sums) {
-        Ok(text) => check_sums(dir, &text).map_err(|(p, f, m)| invalid(&p, &f, m))?,
+        Ok(text) => {
+            check_sums(dir, &text, &FILES).map_err(|(p, f, m)| invalid(&p, &f, m))?;
+        }
         // Written before checkpoints carried checksums (format 0): loaded unverified.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && state.format == 0 => {}
         Err(e) => {

@@ -232,6 +232,13 @@ pub struct RunConfig {
     /// A ladder branch's trunk; absent for an ordinary run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<BranchSpec>,
+    /// Continued pre-training: start from these weights instead of a random init — a
+    /// synthscale run directory (its latest valid checkpoint) or a `synthscale export`
+    /// directory; relative to the run config. Only the weights are taken: optimizer, step
+    /// and data position start fresh. A run with a checkpoint of its own resumes from it and
+    /// never reads this again ([`crate::init`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// Everything the trainer needs, resolved against the data: written first into the run
@@ -253,6 +260,10 @@ pub struct ResolvedConfig {
     pub checkpoint: CheckpointConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<BranchSpec>,
+    /// The weights the run started from (`RunConfig::init_from`); the checkpoint it took
+    /// and that file's sha256 are recorded in `state.json` (`TrainState::init_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -269,6 +280,11 @@ impl RunConfig {
         if let Some(b) = &mut c.branch {
             if b.trunk.is_relative() {
                 b.trunk = path.parent().unwrap_or(Path::new(".")).join(&b.trunk);
+            }
+        }
+        if let Some(p) = &mut c.init_from {
+            if p.is_relative() {
+                *p = path.parent().unwrap_or(Path::new(".")).join(&*p);
             }
         }
         Ok(c)
@@ -400,7 +416,16 @@ impl RunConfig {
             eval: self.eval.clone(),
             checkpoint: self.checkpoint.clone(),
             branch: self.branch.clone(),
+            init_from: self.init_from.clone(),
         };
+        if self.branch.is_some() && self.init_from.is_some() {
+            return Err(field(
+                "init_from",
+                "a ladder branch starts from its trunk's checkpoint; give init_from to the \
+                 trunk, not to a branch"
+                    .into(),
+            ));
+        }
         resolved.check_ladder(file)?;
         Ok(resolved)
     }
@@ -652,6 +677,7 @@ mod tests {
             eval: EvalConfig::default(),
             checkpoint: CheckpointConfig::default(),
             branch: None,
+            init_from: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`bounds`]: the memory a run needs against what the device has;
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
+//! - [`init`]: `init_from` — a run that starts from another run's or an export's weights;
 //! - [`ladder`]: budget ladders — a trunk's kept checkpoints and the branches they start;
 //! - [`metrics`]: the `metrics.jsonl` log;
 //! - [`run_lock`]: one OS lock per run directory, held by the one process training it;
@@ -13,6 +14,7 @@ pub mod bounds;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod init;
 pub mod ladder;
 pub mod metrics;
 pub mod optim;

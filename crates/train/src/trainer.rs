@@ -13,6 +13,7 @@ use synthscale_model::{Decoder, Mode};
 use crate::checkpoint::{self, TrainState};
 use crate::config::{DeviceSpec, ResolvedConfig, RunConfig};
 use crate::error::{Result, TrainError};
+use crate::init::{self, InitRecord};
 use crate::ladder;
 use crate::metrics::{Metric, MetricsLog};
 use crate::optim::{clip, global_norm, AdamW};
@@ -38,6 +39,8 @@ pub enum Event<'a> {
         step: u64,
         steps: u64,
         params: u64,
+        /// The weights a continued pre-training run starts from, on its first start only.
+        init_from: Option<&'a InitRecord>,
     },
     Step(&'a Metric),
     Eval(&'a Metric),
@@ -187,6 +190,17 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let dev = device(cfg.device, config_path)?;
     // Held until this returns (or the process dies): one trainer per run directory.
     let _lock = crate::run_lock::acquire(run_dir)?;
+    // init_from is checked (shape, tokenizer) before the run directory is written; a run
+    // with a checkpoint of its own resumes from it and never reads the source again.
+    let init_source = match (&cfg.init_from, checkpoint::find(run_dir)) {
+        (Some(src), None) => Some(init::check(
+            src,
+            &cfg.model,
+            &cfg.tokenizer_hash,
+            config_path,
+        )?),
+        _ => None,
+    };
     prepare_run_dir(run_dir, &cfg)?;
     if run_dir.join(DONE).exists() {
         if let Some(b) = &cfg.branch {
@@ -224,15 +238,26 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         .collect();
 
     // Model and optimizer: from the checkpoint (verified), from the trunk's checkpoint for
-    // a ladder branch's first start, or fresh.
+    // a ladder branch's first start, from init_from's weights with a fresh optimizer, or
+    // fresh.
     checkpoint::remove_stale(run_dir)?;
     let (mut model, mut opt, mut state) = match (checkpoint::find(run_dir), &cfg.branch) {
         (Some(dir), _) => checkpoint::load(&dir, &cfg, &dev)?,
         (None, Some(b)) => ladder::start_branch(b, run_dir, &cfg, &dev)?,
         (None, None) => {
-            let model = Decoder::new(&cfg.model, cfg.seed, &dev)?;
+            let (model, init_from) = match &init_source {
+                Some(src) => {
+                    let (model, record) = init::load(src, &cfg, &dev)?;
+                    (model, Some(record))
+                }
+                None => (Decoder::new(&cfg.model, cfg.seed, &dev)?, None),
+            };
             let opt = AdamW::new(model.params(), &cfg.optim)?;
-            (model, opt, TrainState::start(cfg.seed))
+            let state = TrainState {
+                init_from,
+                ..TrainState::start(cfg.seed)
+            };
+            (model, opt, state)
         }
     };
     model.set_compute_dtype(compute_dtype(cfg.device))?;
@@ -246,6 +271,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         step: state.step,
         steps,
         params: model.count_params(),
+        init_from: state.init_from.as_ref().filter(|_| state.step == 0),
     });
 
     let flops_per_token = cfg.model.flops_per_token(cfg.seq_len) as f64;
