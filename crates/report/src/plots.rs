@@ -1274,13 +1274,24 @@ fn joint<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> R<V
         let th = theta(Law::Chinchilla, g);
         let mut chart = ChartBuilder::on(panel)
             .caption(
-                format!(
-                    "{}: α = {}, β = {}, E = {}",
-                    m.name,
-                    num(g.params["alpha"]),
-                    num(g.params["beta"]),
-                    num(g.params["E"])
-                ),
+                {
+                    // A parameter at its bound is not determined by the data: named, not
+                    // printed as a result.
+                    let p = |name: &str, label: &str| {
+                        if g.at_bound.iter().any(|b| b == name) {
+                            format!("{label} at a bound")
+                        } else {
+                            format!("{label} = {}", num(g.params[name]))
+                        }
+                    };
+                    format!(
+                        "{}: {}, {}, {}",
+                        m.name,
+                        p("alpha", "α"),
+                        p("beta", "β"),
+                        p("E", "E")
+                    )
+                },
                 (FONT, 16),
             )
             .margin(10)
