@@ -4,22 +4,16 @@
 //! values before anything trains; a run with a checkpoint of its own resumes from it and
 //! never reads the source again; a sweep size's `init_from` is checked at plan time.
 
+mod common;
+
+use common::{bin, metrics, stderr_of};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 use synthscale_train::{train, Event, Outcome, TrainOptions};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_synthscale"))
-}
-
-const WORDS: &[&str] = &[
-    "the", "river", "carried", "small", "boats", "past", "a", "quiet", "town", "where", "people",
-    "made", "bread", "and", "wrote", "letters", "to", "friends", "far", "away",
-];
 
 /// The `[data]` section of the tiny corpus: a 512-token BPE, sequences of 32 tokens.
 const DATA: &str = "[data]\ntokenizer = { kind = \"bpe\", vocab_size = 512 }\n\
@@ -28,27 +22,7 @@ const DATA: &str = "[data]\ntokenizer = { kind = \"bpe\", vocab_size = 512 }\n\
 
 /// A data directory `dir/data` from a word Markov chain (as crates/cli/tests/train.rs).
 fn data_dir(dir: &Path) -> PathBuf {
-    let mut x = 12345u64;
-    let mut lines = String::new();
-    let mut w = 0usize;
-    for d in 0..200 {
-        let mut text = String::new();
-        for _ in 0..120 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = (x >> 33) as usize;
-            w = if r % 10 == 0 {
-                r / 10 % WORDS.len()
-            } else {
-                (w * 5 + 3) % WORDS.len()
-            };
-            text.push_str(WORDS[w]);
-            text.push(' ');
-        }
-        lines.push_str(&serde_json::json!({"id": d, "text": text}).to_string());
-        lines.push('\n');
-    }
+    let lines = common::markov_jsonl(&common::WORDS[..20], 200);
     std::fs::write(dir.join("c.jsonl"), lines).unwrap();
     std::fs::write(dir.join("data.toml"), DATA).unwrap();
     let out = dir.join("data");
@@ -90,10 +64,6 @@ fn train_bin(cfg: &Path, run: &Path) -> std::process::Output {
         .arg(run)
         .output()
         .unwrap()
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Trains `cfg` into `run` with the binary; panics unless it finishes.
@@ -145,21 +115,6 @@ fn recorded_sha(checkpoint: &Path) -> String {
         .next()
         .unwrap()
         .to_string()
-}
-
-/// Metrics with the wall-clock fields (tokens/s, MFU) removed.
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("tokens_per_s");
-            o.remove("mfu");
-            v
-        })
-        .collect()
 }
 
 /// Data and a finished 20-step source run `dir/a`.

@@ -6,46 +6,21 @@
 //! (when a Slurm cluster answers) a ladder as two job arrays, the branches' waiting on the
 //! trunk's with `--dependency=afterok`.
 
+mod common;
+
+use common::{bin, metrics, ok, run_in as run, stdout};
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_synthscale"))
-}
-
-const WORDS: &[&str] = &[
-    "the", "river", "carried", "small", "boats", "past", "a", "quiet", "town", "where", "people",
-    "made", "bread", "and", "wrote", "letters", "to", "friends", "far", "away", "every", "morning",
-];
-
 /// The Markov-chain corpus of tests/sweep.rs, prepared into `<dir>/data`, and a manifest
 /// `<dir>/lad.toml` with the given `[sweep]` section.
 fn setup(dir: &Path, sweep: &str) -> PathBuf {
-    let mut x = 12345u64;
-    let mut lines = String::new();
-    let mut w = 0usize;
-    for d in 0..300 {
-        let mut text = String::new();
-        for _ in 0..120 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = (x >> 33) as usize;
-            w = if r % 10 == 0 {
-                r / 10 % WORDS.len()
-            } else {
-                (w * 5 + 3) % WORDS.len()
-            };
-            text.push_str(WORDS[w]);
-            text.push(' ');
-        }
-        lines.push_str(&serde_json::json!({"id": d, "text": text}).to_string());
-        lines.push('\n');
-    }
+    let lines = common::markov_jsonl(common::WORDS, 300);
     std::fs::write(dir.join("c.jsonl"), lines).unwrap();
     let manifest = dir.join("lad.toml");
     std::fs::write(
@@ -77,40 +52,6 @@ batch_tokens = 256
 micro_batch_size = 4
 eval_max_tokens = 512
 "#;
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    bin().current_dir(dir).args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(&o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout(&o)
-}
-
-/// Metrics without the wall-clock fields.
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("tokens_per_s");
-            o.remove("mfu");
-            v
-        })
-        .collect()
-}
 
 /// The last step logged (0 when nothing is), ignoring a torn last line.
 fn last_step(run: &Path) -> u64 {

@@ -3,46 +3,21 @@
 //! a finished run is left alone; bad configs fail before training; two trainers of one run
 //! directory train it once.
 
+mod common;
+
+use common::{bin, metrics, stderr_of};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_synthscale"))
-}
-
-const WORDS: &[&str] = &[
-    "the", "river", "carried", "small", "boats", "past", "a", "quiet", "town", "where", "people",
-    "made", "bread", "and", "wrote", "letters", "to", "friends", "far", "away", "every", "morning",
-];
-
 /// A data directory with a BPE of at most 512 tokens (fewer: the text has 22 words).
 fn data_dir(dir: &Path) -> PathBuf {
     // A Markov chain over words: the next word is fixed by the previous one 9 times in 10,
     // so a model can learn far below the unigram entropy (about 0.6 nats per word).
-    let mut x = 12345u64;
-    let mut lines = String::new();
-    let mut w = 0usize;
-    for d in 0..300 {
-        let mut text = String::new();
-        for _ in 0..120 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let r = (x >> 33) as usize;
-            w = if r % 10 == 0 {
-                r / 10 % WORDS.len()
-            } else {
-                (w * 5 + 3) % WORDS.len()
-            };
-            text.push_str(WORDS[w]);
-            text.push(' ');
-        }
-        lines.push_str(&serde_json::json!({"id": d, "text": text}).to_string());
-        lines.push('\n');
-    }
+    let lines = common::markov_jsonl(common::WORDS, 300);
     std::fs::write(dir.join("c.jsonl"), lines).unwrap();
     std::fs::write(
         dir.join("data.toml"),
@@ -99,21 +74,6 @@ fn override_lines(base: &str, extra: &str) -> String {
         .collect();
     out.extend(extra.lines().filter(|l| !l.trim().is_empty()));
     out.join("\n")
-}
-
-/// Metrics with the wall-clock fields (tokens/s, MFU) removed.
-fn metrics(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("tokens_per_s");
-            o.remove("mfu");
-            v
-        })
-        .collect()
 }
 
 fn checkpoint_step(run: &Path) -> u64 {
@@ -388,10 +348,6 @@ fn finished_run_without_done(dir: &Path) -> (PathBuf, PathBuf, Vec<Value>) {
     std::fs::remove_file(run.join("DONE")).unwrap();
     let full = metrics(&run);
     (cfg, run, full)
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

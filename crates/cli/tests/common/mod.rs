@@ -1,0 +1,91 @@
+//! Fixtures the CLI tests share: the binary, a Markov-chain corpus a model can learn far
+//! below its unigram entropy, command-output helpers, and metrics without wall-clock fields.
+// Each test binary uses its own subset of these.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `synthscale` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_synthscale"))
+}
+
+/// The corpus's vocabulary: 22 words.
+pub const WORDS: &[&str] = &[
+    "the", "river", "carried", "small", "boats", "past", "a", "quiet", "town", "where", "people",
+    "made", "bread", "and", "wrote", "letters", "to", "friends", "far", "away", "every", "morning",
+];
+
+/// `docs` JSONL documents of 120 words each from a Markov chain over `words`: the next word
+/// is fixed by the previous one 9 times in 10, so a model can learn far below the unigram
+/// entropy (about 0.6 nats per word). Deterministic (a fixed LCG).
+pub fn markov_jsonl(words: &[&str], docs: usize) -> String {
+    let mut x = 12345u64;
+    let mut lines = String::new();
+    let mut w = 0usize;
+    for d in 0..docs {
+        let mut text = String::new();
+        for _ in 0..120 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (x >> 33) as usize;
+            w = if r % 10 == 0 {
+                r / 10 % words.len()
+            } else {
+                (w * 5 + 3) % words.len()
+            };
+            text.push_str(words[w]);
+            text.push(' ');
+        }
+        lines.push_str(&serde_json::json!({"id": d, "text": text}).to_string());
+        lines.push('\n');
+    }
+    lines
+}
+
+/// `synthscale <args>` run in `dir`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    bin().current_dir(dir).args(args).output().unwrap()
+}
+
+/// A command's standard output.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's standard error.
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success (printing both streams otherwise) and returns standard output.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(&o),
+        stderr_of(&o)
+    );
+    stdout(&o)
+}
+
+/// A run's `metrics.jsonl` without the wall-clock fields (`tokens_per_s`, `mfu`), so that
+/// runs can be compared record for record.
+pub fn metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("tokens_per_s");
+            o.remove("mfu");
+            v
+        })
+        .collect()
+}
