@@ -15,26 +15,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 use synthscale_train::{train, Event, Outcome, TrainOptions};
 
-/// The `[data]` section of the tiny corpus: a 512-token BPE, sequences of 32 tokens.
-const DATA: &str = "[data]\ntokenizer = { kind = \"bpe\", vocab_size = 512 }\n\
-    validation_fraction = 0.1\nseq_len = 32\n[[data.sources]]\nname = \"c\"\n\
-    kind = \"natural\"\ndomain = \"web\"\npath = \"c.jsonl\"\n";
-
-/// A data directory `dir/data` from a word Markov chain (as crates/cli/tests/train.rs).
+/// A data directory `dir/data` from the Markov corpus (20 words, 200 documents).
 fn data_dir(dir: &Path) -> PathBuf {
-    let lines = common::markov_jsonl(&common::WORDS[..20], 200);
-    std::fs::write(dir.join("c.jsonl"), lines).unwrap();
-    std::fs::write(dir.join("data.toml"), DATA).unwrap();
-    let out = dir.join("data");
-    let st = bin()
-        .args(["data", "prepare"])
-        .arg(dir.join("data.toml"))
-        .arg("--out")
-        .arg(&out)
+    common::prepare_markov_data(dir, &common::WORDS[..20], 200)
+}
+
+/// `synthscale export <run> -o <out>`, which must succeed.
+fn export(run: &Path, out: &Path) {
+    let o = bin()
+        .arg("export")
+        .arg(run)
+        .arg("-o")
+        .arg(out)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", stderr_of(&st));
-    out
+    assert!(o.status.success(), "{}", stderr_of(&o));
 }
 
 /// A run config `dir/<name>.toml` of `steps` steps of 256 tokens; `model` is the model
@@ -189,14 +184,7 @@ fn a_run_from_an_export_starts_like_one_from_the_run_directory() {
     let dir = tmp.path();
     let a = source(dir);
     let hf = dir.join("hf");
-    let out = bin()
-        .arg("export")
-        .arg(&a)
-        .arg("-o")
-        .arg(&hf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    export(&a, &hf);
 
     let from_export = run_config(dir, "e", 3, 10, SMALL, "init_from = \"hf\"");
     let e = dir.join("e");
@@ -224,14 +212,7 @@ fn a_source_of_another_shape_or_tokenizer_is_refused_naming_file_and_field() {
     let dir = tmp.path();
     let a = source(dir);
     let hf = dir.join("hf");
-    let out = bin()
-        .arg("export")
-        .arg(&a)
-        .arg("-o")
-        .arg(&hf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    export(&a, &hf);
 
     let wide = "d_model = 64\nn_layers = 2\nn_heads = 2";
     for (name, src, file, field) in [
@@ -332,10 +313,11 @@ fn a_sweep_size_starts_from_its_init_from_and_plan_checks_it() {
     source(dir);
     let manifest = |name: &str, size: &str| {
         let p = dir.join(format!("{name}.toml"));
+        let data = common::MARKOV_DATA;
         std::fs::write(
             &p,
             format!(
-                "{DATA}[sweep]\nsizes = [{{ {size} }}]\n\
+                "{data}[sweep]\nsizes = [{{ {size} }}]\n\
                  budgets = [{{ tokens = 1280 }}, {{ tokens = 2560 }}]\nseeds = [0]\n\
                  [sweep.mixtures]\nnatural = {{ natural = 1.0 }}\n\
                  [sweep.run_rule]\nladder = true\nbatch_tokens = 128\nmicro_batch_size = 4\n\

@@ -15,31 +15,7 @@ use serde_json::Value;
 
 /// A data directory with a BPE of at most 512 tokens (fewer: the text has 22 words).
 fn data_dir(dir: &Path) -> PathBuf {
-    // A Markov chain over words: the next word is fixed by the previous one 9 times in 10,
-    // so a model can learn far below the unigram entropy (about 0.6 nats per word).
-    let lines = common::markov_jsonl(common::WORDS, 300);
-    std::fs::write(dir.join("c.jsonl"), lines).unwrap();
-    std::fs::write(
-        dir.join("data.toml"),
-        "[data]\ntokenizer = { kind = \"bpe\", vocab_size = 512 }\nvalidation_fraction = 0.1\n\
-         seq_len = 32\n[[data.sources]]\nname = \"c\"\nkind = \"natural\"\ndomain = \"web\"\n\
-         path = \"c.jsonl\"\n",
-    )
-    .unwrap();
-    let out = dir.join("data");
-    let st = bin()
-        .args(["data", "prepare"])
-        .arg(dir.join("data.toml"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    out
+    common::prepare_markov_data(dir, common::WORDS, 300)
 }
 
 /// A run config for a tiny model: 400 steps of 256 tokens, 2 micro-batches per step.

@@ -89,3 +89,26 @@ pub fn metrics(run: &Path) -> Vec<Value> {
         })
         .collect()
 }
+
+/// The `[data]` section of the Markov corpus: a 512-token BPE, sequences of 32 tokens, one
+/// natural source `c` (domain `web`) with a tenth held out.
+pub const MARKOV_DATA: &str = "[data]\ntokenizer = { kind = \"bpe\", vocab_size = 512 }\n\
+    validation_fraction = 0.1\nseq_len = 32\n[[data.sources]]\nname = \"c\"\n\
+    kind = \"natural\"\ndomain = \"web\"\npath = \"c.jsonl\"\n";
+
+/// `dir/c.jsonl` (`markov_jsonl(words, docs)`) and `dir/data.toml`, prepared into
+/// `dir/data`, which is returned.
+pub fn prepare_markov_data(dir: &Path, words: &[&str], docs: usize) -> std::path::PathBuf {
+    std::fs::write(dir.join("c.jsonl"), markov_jsonl(words, docs)).unwrap();
+    std::fs::write(dir.join("data.toml"), MARKOV_DATA).unwrap();
+    let out = dir.join("data");
+    let st = bin()
+        .args(["data", "prepare"])
+        .arg(dir.join("data.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", stderr_of(&st));
+    out
+}
