@@ -3,7 +3,7 @@
 //! - [`config`]: the shape, presets, the size rule, parameter and FLOP counts;
 //! - [`decoder`]: weights and the differentiable forward pass;
 //! - [`export`]: Hugging Face Llama layout;
-//! - [`ops`]: fused CPU ops with their own backward passes.
+//! - [`ops`]: fused CPU ops with their own backward passes, one op per file.
 
 pub mod config;
 pub mod decoder;
