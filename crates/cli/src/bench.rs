@@ -36,6 +36,10 @@ pub enum BenchCommand {
     /// Checks a device against the CPU: the same model and batch, a few AdamW steps, the
     /// losses compared within the compute dtype's tolerance. Exit code 1 when they differ.
     GpuCheck(GpuCheckArgs),
+    /// The memory model against the measured peak of the heap, on the CPU, for the fused
+    /// f32 graph and the composed bf16 graph (the one CUDA runs) at several shapes; one JSON
+    /// line per case, exit code 1 when one is off by more than the tolerance.
+    Memory(crate::bench_memory::BenchMemoryArgs),
 }
 
 /// The device and compute dtype a bench runs on.
@@ -125,6 +129,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Fit(a) => crate::bench_fit::run(&a),
         BenchCommand::Synth(a) => crate::bench_synth::run(&a),
         BenchCommand::GpuCheck(a) => gpu_check(&a),
+        BenchCommand::Memory(a) => crate::bench_memory::run(&a),
     }
 }
 

@@ -2,9 +2,11 @@
 
 mod bench;
 mod bench_fit;
+mod bench_memory;
 mod bench_synth;
 mod data_cmd;
 mod fit_cmd;
+mod heap;
 mod manifest;
 mod report_cmd;
 mod run_cmd;
@@ -13,10 +15,8 @@ mod synth_cmd;
 mod train_cmd;
 mod util;
 
-/// mimalloc: candle allocates a fresh buffer per op, and glibc maps and unmaps the large
-/// ones every time; mimalloc reuses them (REFERENCE.md §4 measured 1.8× on training).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: heap::Counting = heap::Counting;
 
 use std::process::ExitCode;
 

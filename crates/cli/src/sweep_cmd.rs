@@ -204,8 +204,20 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         sweep.data_dir.display()
     );
     println!(
-        "{:<40} {:>12} {:>12} {:>12} {:>8} {:>10} {:>7} {:>6} {:>5} {:>9} {:>8}  mixture",
-        "run", "N", "N non-emb", "D", "D/N", "6ND FLOPs", "batch", "accum", "steps", "lr", "time"
+        "{:<40} {:>12} {:>12} {:>12} {:>8} {:>10} {:>7} {:>5} {:>6} {:>7} {:>5} {:>9} {:>8}  mixture",
+        "run",
+        "N",
+        "N non-emb",
+        "D",
+        "D/N",
+        "6ND FLOPs",
+        "batch",
+        "micro",
+        "accum",
+        "mem GiB",
+        "steps",
+        "lr",
+        "time"
     );
     let (mut total_flops, mut total_6nd, mut total_s) = (0.0, 0.0, 0.0);
     for r in &sweep.runs {
@@ -217,7 +229,7 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         total_6nd += six_nd * cost / r.flops;
         total_s += t;
         println!(
-            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>6} {:>5} {:>9.3e} {:>8}  {}{}",
+            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>5} {:>6} {:>7.1} {:>5} {:>9.3e} {:>8}  {}{}",
             r.id,
             thousands(r.params),
             thousands(r.non_embedding_params),
@@ -225,7 +237,9 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
             r.tokens as f64 / r.params as f64,
             sci(six_nd),
             r.resolved.optim.batch_tokens,
+            r.resolved.optim.micro_batch_size,
             r.resolved.accumulation(),
+            r.memory_bytes / (1u64 << 30) as f64,
             r.steps(),
             r.resolved.optim.lr,
             duration(t),

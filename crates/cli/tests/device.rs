@@ -76,3 +76,50 @@ fn a_cpu_only_binary_refuses_cuda_with_a_clear_message() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--features cuda"), "{err}");
 }
+
+#[test]
+fn the_memory_model_holds_against_the_measured_peak_at_three_shapes() {
+    // Oracle: the heap's own count of bytes held in tensor-sized allocations (≥ 64 KiB)
+    // while two training steps run, per shape, for the fused f32 graph and the composed
+    // bf16 graph that CUDA runs. The bound is ±20% on the peak; what the forward
+    // pass keeps is a plain inventory of tensors and must match within 2%.
+    let out = Command::new(env!("CARGO_BIN_EXE_synthscale"))
+        .args(["bench", "memory"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let cases: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(cases.len(), 6, "3 shapes × 2 graphs: {stdout}");
+    for c in &cases {
+        let ratio = c["ratio"].as_f64().unwrap();
+        assert!((ratio - 1.0).abs() <= 0.2, "peak off by more than 20%: {c}");
+        let kept = c["forward_kept_mb"].as_f64().unwrap();
+        let want = c["forward_kept_estimated_mb"].as_f64().unwrap();
+        assert!(
+            (kept / want - 1.0).abs() <= 0.02,
+            "forward activations {kept} MB, the model says {want} MB: {c}"
+        );
+    }
+    assert_eq!(out.status.code(), Some(0));
+    let graphs: Vec<&str> = cases.iter().map(|c| c["graph"].as_str().unwrap()).collect();
+    assert_eq!(graphs.iter().filter(|g| **g == "fused").count(), 3);
+    assert_eq!(graphs.iter().filter(|g| **g == "composed").count(), 3);
+
+    // A shape the model misjudges by more than the tolerance exits 1: a tolerance no
+    // estimate can meet.
+    let out = Command::new(env!("CARGO_BIN_EXE_synthscale"))
+        .args([
+            "bench",
+            "memory",
+            "--shapes",
+            "64:1:2:512:32:2",
+            "--tolerance",
+            "1e-9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

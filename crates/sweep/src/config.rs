@@ -73,8 +73,9 @@ pub struct RunRule {
     /// The batch shrinks (by powers of two) until a run has at least this many steps, so
     /// that the schedule has a shape even at the smallest budgets.
     pub min_steps: u64,
-    /// Sequences per forward/backward pass (bounded by memory, not by the rule).
-    pub micro_batch_size: usize,
+    /// Sequences per forward/backward pass (bounded by memory, not by the rule): a
+    /// number, or `"auto"`, the largest the memory model fits in 90% of the device's memory.
+    pub micro_batch_size: MicroBatch,
     pub schedule: Schedule,
     /// Budget ladders (Hägele et al. 2024): per size, mixture and seed, one constant-LR
     /// trunk to the largest budget's cooldown start and one WSD cooldown branch per budget
@@ -100,6 +101,62 @@ pub struct RunRule {
     pub checkpoints_per_run: u64,
 }
 
+/// A run rule's micro-batch: fixed, or chosen per run from the memory model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MicroBatch {
+    Fixed(usize),
+    /// The largest micro-batch (a divisor of the batch's sequences) whose step the memory
+    /// model (`synthscale_train::memory`) fits in [`MicroBatch::AUTO_SHARE`] of the
+    /// device's memory.
+    Auto,
+}
+
+impl MicroBatch {
+    /// The share of the device's memory an automatic micro-batch may fill: 10% headroom
+    /// for the allocator's fragmentation and the runtime's own buffers.
+    pub const AUTO_SHARE: f64 = 0.9;
+}
+
+impl Serialize for MicroBatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            MicroBatch::Fixed(n) => s.serialize_u64(*n as u64),
+            MicroBatch::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MicroBatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MicroBatch;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of sequences or \"auto\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<MicroBatch, E> {
+                usize::try_from(v)
+                    .map(MicroBatch::Fixed)
+                    .map_err(|_| E::custom(format!("{v} is not a number of sequences")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<MicroBatch, E> {
+                usize::try_from(v)
+                    .map(MicroBatch::Fixed)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<MicroBatch, E> {
+                match v {
+                    "auto" => Ok(MicroBatch::Auto),
+                    _ => Err(E::custom(format!(
+                        "{v:?}: expected a number of sequences or \"auto\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl Default for RunRule {
     fn default() -> Self {
         RunRule {
@@ -110,7 +167,7 @@ impl Default for RunRule {
             batch_coefficient: 0.2920,
             batch_exponent: 0.3271,
             min_steps: 20,
-            micro_batch_size: 16,
+            micro_batch_size: MicroBatch::Fixed(16),
             schedule: Schedule::Cosine,
             ladder: false,
             decay_fraction: 0.2,
@@ -487,7 +544,13 @@ impl SweepConfig {
         }
         for (n, v) in [
             ("min_steps", r.min_steps),
-            ("micro_batch_size", r.micro_batch_size as u64),
+            (
+                "micro_batch_size",
+                match r.micro_batch_size {
+                    MicroBatch::Fixed(n) => n as u64,
+                    MicroBatch::Auto => 1,
+                },
+            ),
             ("evals_per_run", r.evals_per_run),
             ("eval_max_tokens", r.eval_max_tokens),
             ("checkpoints_per_run", r.checkpoints_per_run),

@@ -13,7 +13,7 @@ use synthscale_train::config::{CheckpointConfig, DataSpec, EvalConfig, ModelSpec
 use synthscale_train::init::InitSource;
 use synthscale_train::{ResolvedConfig, RunConfig};
 
-use crate::config::{SizeSpec, SlurmConfig, SweepConfig};
+use crate::config::{MicroBatch, SizeSpec, SlurmConfig, SweepConfig};
 use crate::error::{Result, SweepError};
 
 /// One run of the sweep, resolved.
@@ -118,12 +118,20 @@ fn fmt_trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// The trainer's estimate (one source: `train` refuses what `plan` refuses).
-pub use synthscale_train::bounds::memory_estimate;
+/// The trainer's memory model (one source: `train` refuses what `plan` refuses).
+pub use synthscale_train::memory::{memory_estimate, memory_model, Graph};
 
 /// The run rule's batch: B = c·C^e tokens as a power of two sequences, at least one
-/// micro-batch and at most D / min_steps.
-fn rule_batch(sweep: &SweepConfig, c: f64, seq_len: u64, tokens: u64) -> (u64, usize) {
+/// micro-batch and at most D / min_steps. An automatic micro-batch is the largest divisor
+/// of the batch's sequences for which `fits(micro, accumulation)` holds (1 when none does,
+/// which the memory check then refuses with its message).
+fn rule_batch(
+    sweep: &SweepConfig,
+    c: f64,
+    seq_len: u64,
+    tokens: u64,
+    fits: impl Fn(usize, usize) -> bool,
+) -> (u64, usize) {
     let r = &sweep.run_rule;
     let seqs = match r.batch_tokens {
         Some(b) => (b / seq_len).max(1),
@@ -139,10 +147,21 @@ fn rule_batch(sweep: &SweepConfig, c: f64, seq_len: u64, tokens: u64) -> (u64, u
             seqs /= 2;
         }
     }
+    let fixed = match r.micro_batch_size {
+        MicroBatch::Fixed(n) => n,
+        MicroBatch::Auto => {
+            let micro = (1..=seqs as usize)
+                .rev()
+                .filter(|m| seqs % *m as u64 == 0)
+                .find(|&m| fits(m, seqs as usize / m))
+                .unwrap_or(1);
+            return (seqs * seq_len, micro);
+        }
+    };
     let micro = if r.batch_tokens.is_none() {
-        (r.micro_batch_size as u64).min(seqs) as usize
+        (fixed as u64).min(seqs) as usize
     } else {
-        r.micro_batch_size
+        fixed
     };
     // A power-of-two count of sequences is a multiple of a power-of-two micro-batch; any
     // other micro-batch is brought down to a divisor.
@@ -228,6 +247,7 @@ impl Sweep {
                 size,
                 model: &model,
                 init_from: init_from.as_deref(),
+                memory,
             };
             if config.run_rule.ladder {
                 for (mix, shares) in &config.mixtures {
@@ -256,7 +276,7 @@ impl Sweep {
                         "size {} needs about {:.1} GiB (weights, AdamW state, \
                          activations of a micro-batch of {}) but the device has \
                          {:.1} GiB (sweep.device_memory_gib); lower \
-                         run_rule.micro_batch_size or the size",
+                         run_rule.micro_batch_size (or set it to \"auto\") or the size",
                         run.size,
                         run.memory_bytes / (1u64 << 30) as f64,
                         run.resolved.optim.micro_batch_size,
@@ -382,6 +402,8 @@ pub(crate) struct Grid<'a> {
     pub model: &'a ModelConfig,
     /// The size's `init_from`, absolute.
     pub init_from: Option<&'a Path>,
+    /// Bytes the device offers a run (`bounds::device_memory`).
+    pub memory: f64,
 }
 
 impl Grid<'_> {
@@ -404,7 +426,12 @@ impl Grid<'_> {
 
     /// The run rule's batch (tokens) and micro-batch for compute `c` and `tokens`.
     pub fn batch(&self, c: f64, tokens: u64) -> (u64, usize) {
-        rule_batch(self.config, c, self.meta.seq_len as u64, tokens)
+        let seq_len = self.meta.seq_len;
+        let graph = Graph::for_device(self.config.device);
+        let budget = MicroBatch::AUTO_SHARE * self.memory;
+        let fits =
+            |micro, accum| memory_model(self.model, seq_len, micro, accum, graph).total <= budget;
+        rule_batch(self.config, c, seq_len as u64, tokens, fits)
     }
 
     /// The run rule's peak learning rate at compute `c`.
@@ -486,13 +513,14 @@ impl Grid<'_> {
         let sz = self.size.label();
         let seed = run.seed;
         let id = format!("{sz}_{budget}_{mix}_s{seed}-{hash}");
-        let micro = resolved.optim.micro_batch_size;
-        let memory_bytes = memory_estimate(
+        let memory_bytes = memory_model(
             &resolved.model,
             self.meta.seq_len,
-            micro,
-            self.config.device,
-        );
+            resolved.optim.micro_batch_size,
+            resolved.accumulation(),
+            Graph::for_device(self.config.device),
+        )
+        .total;
         let tokens = resolved.steps() * resolved.optim.batch_tokens;
         let fpt = self.model.flops_per_token(self.meta.seq_len);
         Ok(PlannedRun {

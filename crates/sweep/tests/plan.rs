@@ -243,21 +243,39 @@ fn manifest_errors_name_the_field_and_bound() {
 }
 
 #[test]
-fn memory_estimate_counts_weights_state_and_activations() {
-    // Oracle: 16 bytes per parameter (f32 weight, gradient, two AdamW moments) plus
-    // Korthikanti et al. (2022) eq. 1 activations at 4-byte values, plus 3 logits buffers.
-    let m = synthscale_model::ModelConfig::preset("85M", 50257).unwrap();
-    let got = synthscale_sweep::plan::memory_estimate(
-        &m,
-        1024,
-        8,
-        synthscale_train::config::DeviceSpec::Cpu,
+fn an_automatic_micro_batch_is_the_largest_the_memory_model_fits() {
+    use synthscale_sweep::plan::{memory_model, Graph};
+    // Oracle: the memory model itself, evaluated here for every divisor of the batch: the
+    // chosen micro-batch fits 90% of the declared memory and the next larger divisor does
+    // not. 0.05 GiB on a CUDA sweep (the composed bf16 graph) leaves room for some but not
+    // all of a 64-sequence batch of the 0.1M preset.
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let text = "device = \"cuda\"\ndevice_memory_gib = 0.05\n\
+                sizes = [{ preset = \"0.1M\" }]\nbudgets = [{ tokens = 131072 }]\n\
+                seeds = [0]\n[mixtures]\nnatural = { natural = 1.0 }\n\
+                [run_rule]\nbatch_tokens = 2048\nmicro_batch_size = \"auto\"\n";
+    let s = plan(dir.path(), &data, text).unwrap();
+    let run = &s.runs[0];
+    let (seqs, seq) = (64usize, 32usize);
+    assert_eq!(run.resolved.batch_sequences(), seqs);
+    let micro = run.resolved.optim.micro_batch_size;
+    let budget = 0.9 * 0.05 * (1u64 << 30) as f64;
+    let need =
+        |m: usize| memory_model(&run.resolved.model, seq, m, seqs / m, Graph::Composed).total;
+    assert!(micro > 1 && micro < seqs, "{micro}");
+    assert!(need(micro) <= budget, "{} > {budget}", need(micro));
+    let next = (micro + 1..=seqs).find(|m| seqs % m == 0).unwrap();
+    assert!(need(next) > budget, "{next} would fit too");
+    assert_eq!(run.memory_bytes, need(micro));
+
+    // A micro-batch that is neither a number nor "auto" names the field.
+    let bad = text.replace("\"auto\"", "\"big\"");
+    let err = sweep_cfg(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("micro_batch_size") && err.contains("auto"),
+        "{err}"
     );
-    let (s, b, h, a, l) = (1024.0, 8.0, 768.0, 12.0, 12.0);
-    let want = m.params() as f64 * 16.0
-        + l * s * b * h * (34.0 + 5.0 * a * s / h) * 2.0
-        + 3.0 * s * b * 50257.0 * 4.0;
-    assert!((got - want).abs() < 1.0, "{got} vs {want}");
 }
 
 /// Doubling budgets 4k … 64k tokens as a ladder, at a fixed batch of 8 sequences: 16, 32,

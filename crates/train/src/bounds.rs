@@ -4,37 +4,16 @@
 
 use std::path::Path;
 
-use synthscale_model::ModelConfig;
-
 use crate::config::{DeviceSpec, ResolvedConfig};
 use crate::error::{Result, TrainError};
+use crate::memory::{memory_model, Graph};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
 /// Memory assumed for a CUDA device when none is given: an H100's 80 GiB.
 pub const DEFAULT_CUDA_GIB: f64 = 80.0;
 
-/// Estimated peak memory of training one model: f32 weights, gradients and two AdamW
-/// moments (16 bytes per parameter; a bf16 copy on CUDA adds 2), the activations kept for
-/// the backward pass of one micro-batch (Korthikanti et al. 2022, eq. 1: s·b·h·(34 +
-/// 5·a·s/h) bytes per layer at 2 bytes a value, scaled to the compute width), and the
-/// logits with their gradient (3 · s·b·V values).
-pub fn memory_estimate(m: &ModelConfig, seq_len: usize, micro: usize, device: DeviceSpec) -> f64 {
-    let p = m.params() as f64;
-    let (state, width) = match device {
-        DeviceSpec::Cpu => (16.0, 4.0),
-        DeviceSpec::Cuda => (18.0, 2.0),
-    };
-    let (s, b, h, a) = (
-        seq_len as f64,
-        micro as f64,
-        m.d_model as f64,
-        m.n_heads as f64,
-    );
-    let per_layer = s * b * h * (34.0 + 5.0 * a * s / h) / 2.0 * width;
-    let logits = 3.0 * s * b * m.vocab_size as f64 * 4.0;
-    p * state + m.n_layers as f64 * per_layer + logits
-}
+pub use crate::memory::memory_estimate;
 
 /// The machine's memory in bytes (`/proc/meminfo`), if readable.
 pub fn machine_memory() -> Option<f64> {
@@ -66,12 +45,14 @@ pub fn check_memory(cfg: &ResolvedConfig, gib: Option<f64>, file: &Path) -> Resu
             });
         }
     }
-    let need = memory_estimate(
+    let need = memory_model(
         &cfg.model,
         cfg.seq_len,
         cfg.optim.micro_batch_size,
-        cfg.device,
-    );
+        cfg.accumulation(),
+        Graph::for_device(cfg.device),
+    )
+    .total;
     let have = device_memory(cfg.device, gib);
     if need > have {
         return Err(TrainError::Field {

@@ -1,7 +1,8 @@
 //! synthscale's trainer: one run of one model on one mixture.
 //!
 //! - [`config`]: the run config and its resolution against the data;
-//! - [`bounds`]: the memory a run needs against what the device has;
+//! - [`memory`]: the memory model — a step's peak bytes from the tensors its graph keeps;
+//! - [`bounds`]: that peak against what the device has;
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
 //! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
 //! - [`init`]: `init_from` — a run that starts from another run's or an export's weights;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod init;
 pub mod ladder;
+pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod run_lock;

@@ -1,0 +1,213 @@
+//! The memory model: the bytes one training step holds at its peak, counted from the
+//! tensors the forward graph keeps for the backward pass, the optimizer's state and the
+//! backward pass's largest temporaries.
+//!
+//! Two graphs run today, and they keep different tensors:
+//! - [`Graph::Fused`]: the fused f32 ops of `synthscale_model::ops` (CPU): one tensor per
+//!   op, attention probabilities `[b, h, t, t]` in f32, the output head's logits turned
+//!   into their gradient in place;
+//! - [`Graph::Composed`]: the decoder built from candle's elementwise ops in bf16 (what
+//!   runs on CUDA until the kernels of `synthscale-kernels` are wired in): every
+//!   intermediate of the norms, rotary positions, softmax and loss stays alive, 28 bytes
+//!   per attention score and 18 per logit.
+//!
+//! Both graphs also run on the CPU (`Decoder::set_compute_dtype(BF16)` selects the
+//! composed one), so `synthscale bench memory` checks each against the heap's measured
+//! peak. candle keeps the whole forward graph until backward ends (the loss holds it), so
+//! the peak is reached inside the backward pass: either at its start, where the output
+//! head's backward runs with every activation alive, or at its end, where every
+//! parameter's gradient exists and the embedding's is being added.
+
+use candle_core::DType;
+use serde::Serialize;
+use synthscale_model::ModelConfig;
+
+use crate::config::DeviceSpec;
+
+/// Which forward/backward graph a step executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Graph {
+    /// synthscale's fused f32 ops (CPU).
+    Fused,
+    /// candle's composed ops with bf16 activations (CUDA; also the CPU in bf16).
+    Composed,
+}
+
+impl Graph {
+    /// The graph a device runs, as `Decoder` chooses it: fused in f32 on the CPU,
+    /// composed in bf16 elsewhere.
+    pub fn for_device(device: DeviceSpec) -> Graph {
+        match device {
+            DeviceSpec::Cpu => Graph::Fused,
+            DeviceSpec::Cuda => Graph::Composed,
+        }
+    }
+
+    /// The graph a device runs at a compute dtype (`Decoder::fused`).
+    pub fn for_dtype(device: DeviceSpec, dtype: DType) -> Graph {
+        if device == DeviceSpec::Cpu && dtype == DType::F32 {
+            Graph::Fused
+        } else {
+            Graph::Composed
+        }
+    }
+}
+
+/// The peak bytes of one training step, by what holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemoryModel {
+    pub graph: Graph,
+    /// f32 master weights.
+    pub weights: f64,
+    /// AdamW's two f32 moments.
+    pub optimizer: f64,
+    /// The f32 gradient of every parameter (alive at the end of backward).
+    pub gradients: f64,
+    /// The compute-dtype copies of the weights the forward graph keeps (bf16 only).
+    pub weight_copies: f64,
+    /// Everything the forward graph keeps for backward, the loss's own buffers included.
+    pub activations: f64,
+    /// Of `activations`: attention's per-score tensors.
+    pub attention_scores: f64,
+    /// Of `activations`: the output head's per-logit tensors.
+    pub logits: f64,
+    /// The gradient accumulated over earlier micro-batches (accumulation > 1 only).
+    pub accumulator: f64,
+    /// The backward pass's own temporaries at the peak (gradients of activations, the
+    /// accumulation's zeros and sums, and in the composed graph the gradients candle keeps
+    /// for untracked operands).
+    pub backward_temporaries: f64,
+    /// The peak: the larger of backward's start and end.
+    pub total: f64,
+}
+
+/// The memory model of one training step: model `m`, sequences of `seq` tokens, `micro`
+/// sequences per micro-batch, `accum` micro-batches per step, on `graph`.
+pub fn memory_model(
+    m: &ModelConfig,
+    seq: usize,
+    micro: usize,
+    accum: usize,
+    graph: Graph,
+) -> MemoryModel {
+    let p = m.params() as f64;
+    let n = (seq * micro) as f64; // tokens in the micro-batch
+    let (d, f, v) = (m.d_model as f64, m.d_ff as f64, m.vocab_size as f64);
+    let kv = (m.n_kv_heads * m.head_dim()) as f64;
+    let (l, t, h) = (m.n_layers as f64, seq as f64, m.n_heads as f64);
+    let scores = micro as f64 * h * t * t; // per layer
+                                           // Grouped-query attention repeats k and v to every head: two more [b, h, t, hd] copies.
+    let repeat = if m.n_kv_heads < m.n_heads {
+        2.0 * d
+    } else {
+        0.0
+    };
+    let vd = v * d;
+
+    let (per_token, per_score, outside, per_logit, weight_copies, start_tmp, end_tmp, stray) =
+        match graph {
+            Graph::Fused => {
+                // Per layer, one f32 tensor each: the norm's output, q, k, v, v moved to heads,
+                // q and k rotated to heads, attention's output, the o projection, the residual
+                // sum, the second norm, the MLP's gate, up and product, the down projection and
+                // the second residual sum.
+                let per_token = 4.0 * (9.0 * d + 4.0 * kv + 3.0 * f + repeat);
+                // The embedding lookup and the final norm.
+                let outside = 4.0 * 2.0 * n * d;
+                // Backward's start: the head's backward writes dh [n, d] and dW [v, d] while the
+                // logits' gradient is alive; its accumulation then adds a zero [v, d] and the
+                // sum. End: the embedding's gradient (zeros, index_add, the sum with the head's).
+                let start = 4.0 * (n * d + vd).max(3.0 * vd + n * d);
+                // Or, larger where attention dominates: the first layer's attention backward
+                // writes dq, dk and dv, and two of them are accumulated (a zero and a sum each).
+                let end = 4.0 * (3.0 * vd + 2.0 * n * d).max(5.0 * n * d);
+                (per_token, 4.0, outside, 4.0, 0.0, start, end, 0.0)
+            }
+            Graph::Composed => {
+                // Per layer, bf16 unless noted: each RMSNorm keeps x in f32, x², x·rms (f32),
+                // the bf16 cast and the gain product (16 bytes a value, twice); q, k and v and
+                // their copies to heads; rotary positions, four tensors' worth each for q and k;
+                // attention's output and its copy back to [b, t, d]; the o projection; the
+                // residual sums; gate, up, silu and product; the down projection.
+                let per_token = 56.0 * d + 16.0 * kv + 8.0 * f + 2.0 * repeat;
+                // Scores in bf16, then in f32: cast, scaled, masked, shifted, exp, normalised,
+                // and the probabilities back in bf16 (2 + 6·4 + 2 = 28 bytes).
+                let per_score = 28.0;
+                // The embedding lookup (bf16) and the final norm (16 bytes a value).
+                let outside = (2.0 + 16.0) * n * d;
+                // Logits: bf16, cast to f32, then log-softmax's shifted, exp and result (f32).
+                let per_logit = 2.0 + 4.0 + 12.0;
+                // The loss's backward walks log-softmax back with several f32 [n, v] tensors
+                // alive at once: the targets' scattered gradient with its zero, the gradients
+                // pending at the shifted logits, at exp and at the row maxima (with the
+                // equality mask's cast and product), each accumulated onto a zero. Counted on
+                // the CPU (`bench memory`, two shapes), its peak is 6.5 f32 values a logit; then
+                // the head's dW in bf16 and its f32 accumulation.
+                let start = 26.0 * n * v + 2.0 * vd + 4.0 * vd;
+                // End: the embedding's gradient as in the fused graph, or, larger where attention
+                // dominates, the first layer's softmax backward: the gradient at the division by
+                // the row sums, its quotient, the accumulated gradient of exp, and the product,
+                // square and quotient of the row-sum gradient (6 f32 values a score at once).
+                let end = (4.0 * (3.0 * vd + 2.0 * n * d) + 2.0 * vd).max(24.0 * scores);
+                // candle's backward also writes a gradient for the untracked operand of an
+                // add, sub or mul, and keeps it to the end (nothing consumes it): per layer the
+                // causal mask and the detached row maxima broadcast to every score (f32), and the
+                // cos and sin tables broadcast over q's and k's halves in the four products of
+                // the rotary form (bf16).
+                let stray = l * (8.0 * scores + n * (4.0 * d + 4.0 * kv));
+                (
+                    per_token,
+                    per_score,
+                    outside,
+                    per_logit,
+                    2.0 * p,
+                    start,
+                    end,
+                    stray,
+                )
+            }
+        };
+    let attention_scores = l * scores * per_score;
+    let logits = n * v * per_logit;
+    let layers = l * n * per_token + attention_scores;
+    let activations = layers + outside + logits;
+    let weights = 4.0 * p;
+    let optimizer = 8.0 * p;
+    let gradients = 4.0 * p;
+    let accumulator = if accum > 1 { 4.0 * p } else { 0.0 };
+    let base = weights + optimizer + weight_copies + accumulator;
+    // Start of backward: everything the forward kept, no gradients yet.
+    let start = base + activations + start_tmp;
+    // End: the logits' buffers of the fused graph are gone (taken by the head's backward);
+    // the composed graph keeps them until the loss is dropped.
+    let kept_at_end = match graph {
+        Graph::Fused => activations - logits,
+        Graph::Composed => activations,
+    };
+    let end = base + kept_at_end + gradients + stray + end_tmp;
+    let (total, backward_temporaries) = if start >= end {
+        (start, start_tmp)
+    } else {
+        (end, end_tmp + stray)
+    };
+    MemoryModel {
+        graph,
+        weights,
+        optimizer,
+        gradients,
+        weight_copies,
+        activations,
+        attention_scores,
+        logits,
+        accumulator,
+        backward_temporaries,
+        total,
+    }
+}
+
+/// The peak bytes of training `m` on `device` (the graph that device runs) at `micro`
+/// sequences of `seq_len` tokens per micro-batch, one micro-batch per step.
+pub fn memory_estimate(m: &ModelConfig, seq_len: usize, micro: usize, device: DeviceSpec) -> f64 {
+    memory_model(m, seq_len, micro, 1, Graph::for_device(device)).total
+}
