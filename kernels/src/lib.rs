@@ -22,8 +22,18 @@ pub struct Kernel {
 }
 
 /// The PTX modules, one per `src/*.cu` file.
-pub const MODULES: &[&str] = &["cross_entropy", "embedding", "rms_norm", "rope", "swiglu"];
+pub const MODULES: &[&str] = &[
+    "adamw",
+    "cross_entropy",
+    "embedding",
+    "rms_norm",
+    "rope",
+    "swiglu",
+];
 
+/// PTX of `src/adamw.cu`: the global gradient norm and the multi-tensor AdamW update.
+#[cfg(feature = "cuda")]
+pub const ADAMW: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
 /// PTX of `src/cross_entropy.cu`: the fused classifier (loss and dlogits in place).
 #[cfg(feature = "cuda")]
 pub const CROSS_ENTROPY: &str = include_str!(concat!(env!("OUT_DIR"), "/cross_entropy.ptx"));
@@ -44,6 +54,7 @@ pub const SWIGLU: &str = include_str!(concat!(env!("OUT_DIR"), "/swiglu.ptx"));
 #[cfg(feature = "cuda")]
 pub fn ptx(module: &str) -> Option<&'static str> {
     Some(match module {
+        "adamw" => ADAMW,
         "cross_entropy" => CROSS_ENTROPY,
         "embedding" => EMBEDDING,
         "rms_norm" => RMS_NORM,
@@ -114,6 +125,22 @@ pub const KERNELS: &[Kernel] = &[
         "embedding",
         "embedding_bwd_bf16",
         "synthscale_model::decoder::Decoder::hidden (index_select, backward by index_add)",
+    ),
+    // The optimizer's oracle is the trainer's AdamW, not an op.
+    k(
+        "adamw",
+        "global_norm_sq_partial",
+        "synthscale_train::optim::global_norm",
+    ),
+    k(
+        "adamw",
+        "global_norm_finalize",
+        "synthscale_train::optim::global_norm",
+    ),
+    k(
+        "adamw",
+        "adamw_multi_tensor",
+        "synthscale_train::optim::AdamW::step (AdamW::step_cpu_f32)",
     ),
 ];
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Every `.cu` file, by module name.
 const SOURCES: &[(&str, &str)] = &[
+    ("adamw", include_str!("adamw.cu")),
     ("cross_entropy", include_str!("cross_entropy.cu")),
     ("embedding", include_str!("embedding.cu")),
     ("rms_norm", include_str!("rms_norm.cu")),
