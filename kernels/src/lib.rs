@@ -24,6 +24,7 @@ pub struct Kernel {
 /// The PTX modules, one per `src/*.cu` file.
 pub const MODULES: &[&str] = &[
     "adamw",
+    "attention",
     "cross_entropy",
     "embedding",
     "rms_norm",
@@ -34,6 +35,9 @@ pub const MODULES: &[&str] = &[
 /// PTX of `src/adamw.cu`: the global gradient norm and the multi-tensor AdamW update.
 #[cfg(feature = "cuda")]
 pub const ADAMW: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
+/// PTX of `src/attention.cu`: FlashAttention-2-style causal attention, forward and backward.
+#[cfg(feature = "cuda")]
+pub const ATTENTION: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
 /// PTX of `src/cross_entropy.cu`: the fused classifier (loss and dlogits in place).
 #[cfg(feature = "cuda")]
 pub const CROSS_ENTROPY: &str = include_str!(concat!(env!("OUT_DIR"), "/cross_entropy.ptx"));
@@ -55,6 +59,7 @@ pub const SWIGLU: &str = include_str!(concat!(env!("OUT_DIR"), "/swiglu.ptx"));
 pub fn ptx(module: &str) -> Option<&'static str> {
     Some(match module {
         "adamw" => ADAMW,
+        "attention" => ATTENTION,
         "cross_entropy" => CROSS_ENTROPY,
         "embedding" => EMBEDDING,
         "rms_norm" => RMS_NORM,
@@ -115,6 +120,36 @@ pub const KERNELS: &[Kernel] = &[
         "synthscale_model::ops::rope_to_heads (RopeFromHeadsGrad::cpu_fwd)",
     ),
     k(
+        "attention",
+        "flash_attn_fwd_bf16_hd64",
+        "synthscale_model::ops::causal_attention (CausalAttention::cpu_fwd)",
+    ),
+    k(
+        "attention",
+        "flash_attn_fwd_bf16_hd128",
+        "synthscale_model::ops::causal_attention (CausalAttention::cpu_fwd)",
+    ),
+    k(
+        "attention",
+        "flash_attn_bwd_preprocess_bf16",
+        "synthscale_model::ops::causal_attention (CausalAttention::bwd)",
+    ),
+    k(
+        "attention",
+        "flash_attn_bwd_bf16_hd64",
+        "synthscale_model::ops::causal_attention (CausalAttention::bwd)",
+    ),
+    k(
+        "attention",
+        "flash_attn_bwd_bf16_hd128",
+        "synthscale_model::ops::causal_attention (CausalAttention::bwd)",
+    ),
+    k(
+        "attention",
+        "flash_attn_bwd_dq_convert",
+        "synthscale_model::ops::causal_attention (CausalAttention::bwd)",
+    ),
+    k(
         "cross_entropy",
         "cross_entropy_fwd_bwd_bf16",
         "synthscale_model::ops::linear_cross_entropy (LinearCrossEntropy::cpu_fwd)",
@@ -147,6 +182,30 @@ pub const KERNELS: &[Kernel] = &[
 /// The table entry of an `extern "C"` function.
 pub fn kernel(function: &str) -> Option<&'static Kernel> {
     KERNELS.iter().find(|k| k.function == function)
+}
+
+/// Query rows (forward) or keys (backward) per attention block: grids are
+/// `(ceil(t / ATTENTION_TILE), b·h)` with 128 threads per block.
+pub const ATTENTION_TILE: u32 = 64;
+
+/// Dynamic shared memory of `flash_attn_fwd_bf16_hd{64,128}`, in bytes (pinned by
+/// `static_assert`s in `attention.cu`); `None` for a head dim with no kernel. Above 48 KiB,
+/// so the launcher raises the function's `MAX_DYNAMIC_SHARED_SIZE_BYTES` to it.
+pub const fn flash_attn_fwd_shared_bytes(head_dim: usize) -> Option<u32> {
+    match head_dim {
+        64 => Some(72_192),
+        128 => Some(113_152),
+        _ => None,
+    }
+}
+
+/// Dynamic shared memory of `flash_attn_bwd_bf16_hd{64,128}`, in bytes (as above).
+pub const fn flash_attn_bwd_shared_bytes(head_dim: usize) -> Option<u32> {
+    match head_dim {
+        64 => Some(90_624),
+        128 => Some(123_392),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

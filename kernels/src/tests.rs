@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Every `.cu` file, by module name.
 const SOURCES: &[(&str, &str)] = &[
     ("adamw", include_str!("adamw.cu")),
+    ("attention", include_str!("attention.cu")),
     ("cross_entropy", include_str!("cross_entropy.cu")),
     ("embedding", include_str!("embedding.cu")),
     ("rms_norm", include_str!("rms_norm.cu")),
@@ -254,6 +255,46 @@ fn the_reference_check_rejects_what_is_not_there() {
     assert!(!has_method(text, "A", "other"));
     assert!(!has_method(text, "C", "cpu_fwd"));
     assert!(has_type(text, "A") && !has_type(text, "B"));
+}
+
+#[test]
+fn attention_shared_memory_sizes_match_the_source() {
+    let src = SOURCES.iter().find(|(m, _)| *m == "attention").unwrap().1;
+    for hd in [64, 128] {
+        let fwd = flash_attn_fwd_shared_bytes(hd).unwrap();
+        let bwd = flash_attn_bwd_shared_bytes(hd).unwrap();
+        assert!(src.contains(&format!("att_fwd_smem<{hd}>() == {fwd}")));
+        assert!(src.contains(&format!("att_bwd_smem<{hd}>() == {bwd}")));
+        // The size the .cu's formula gives, from its tile constants.
+        let (br, bc, pb, pf) = (64, 64, 8, 4);
+        assert_eq!(
+            fwd as usize,
+            3 * br * (hd + pb) * 2
+                + br * (bc + pf) * 4
+                + br * (bc + pb) * 2
+                + br * (hd + pf) * 4
+                + 2 * br * 4
+        );
+        assert_eq!(
+            bwd as usize,
+            4 * bc * (hd + pb) * 2 + 2 * bc * (br + pf) * 4 + 2 * bc * (br + pb) * 2 + 2 * br * 4
+        );
+        for (name, value) in [
+            ("ATT_BR", br),
+            ("ATT_BC", bc),
+            ("ATT_PAD_BF16", pb),
+            ("ATT_PAD_F32", pf),
+        ] {
+            assert!(
+                src.contains(&format!("constexpr int {name} = {value};")),
+                "{name}"
+            );
+        }
+        assert_eq!(ATTENTION_TILE as usize, br);
+        assert!(src.contains(&format!("flash_attn_fwd_bf16_hd{hd}(")));
+        assert!(src.contains(&format!("flash_attn_bwd_bf16_hd{hd}(")));
+    }
+    assert_eq!(flash_attn_fwd_shared_bytes(96), None);
 }
 
 #[cfg(feature = "cuda")]
