@@ -12,7 +12,7 @@
 /// One `extern "C"` kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kernel {
-    /// The PTX module: the stem of its `.cu` file (its PTX is [`ptx`]`(module)`).
+    /// The PTX module: the stem of its `.cu` file (with `cuda`, its PTX is `ptx(module)`).
     pub module: &'static str,
     /// The `extern "C"` function name.
     pub function: &'static str,
