@@ -30,10 +30,15 @@ if [ -z "$ptx_dir" ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   cap="${CUDA_COMPUTE_CAP:-90}"
-  case "$cap" in *a | *f) arch="sm_$cap" ;; *) if [ "$cap" -ge 90 ]; then arch="sm_${cap}a"; else arch="sm_$cap"; fi ;; esac
+  # As cudaforge names it: sm_90 and above get the arch-specific "a" unless told otherwise.
+  case "$cap" in
+    *a | *f) arch="sm_$cap" ;;
+    *) if [ "$cap" -ge 90 ]; then arch="sm_${cap}a"; else arch="sm_$cap"; fi ;;
+  esac
   echo "ptxas-report: no built PTX found; compiling kernels/src/*.cu for $arch"
   for cu in kernels/src/*.cu; do
-    nvcc -O3 -std=c++17 --expt-relaxed-constexpr -arch="$arch" --ptx -o "$tmp/$(basename "${cu%.cu}").ptx" "$cu"
+    nvcc -O3 -std=c++17 --expt-relaxed-constexpr -arch="$arch" --ptx \
+      -o "$tmp/$(basename "${cu%.cu}").ptx" "$cu"
   done
   ptx_dir="$tmp"
 fi

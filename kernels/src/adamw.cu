@@ -6,7 +6,8 @@
 // synthscale_train::optim::clip before it:
 //   clip: f = max_norm / (norm + 1e-6), applied (g ← g·f) only if max_norm > 0 and f < 1;
 //   m ← m·β1 + g·(1 − β1); v ← v·β2 + g²·(1 − β2);
-//   w ← w·(1 − lr·wd) if the tensor decays;  w ← w − (m / (sqrt(v)/sqrt(1 − β2ᵗ) + eps))·lr/(1 − β1ᵗ).
+//   w ← w·(1 − lr·wd) if the tensor decays;
+//   w ← w − (m / (sqrt(v)/sqrt(1 − β2ᵗ) + eps))·lr/(1 − β1ᵗ).
 // Tolerances: the per-tensor constants are formed in f64 and rounded to f32 as the CPU
 // path does, and the update uses round-to-nearest f32 operations without FMA contraction
 // in the CPU's order, so for f32 gradients and no clipping an update matches the CPU's to

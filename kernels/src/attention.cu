@@ -374,7 +374,9 @@ __device__ __forceinline__ void flash_attn_bwd(
 #pragma unroll
             for (int e = lane; e < 256; e += 32) {
                 const int rr = e >> 4, cc = e & 15, qg = q0 + wr + rr;
-                if (qg < T) atomicAdd(dq_accum + head + (size_t)qg * HD + n * 16 + cc, scratch[rr * LDS + cc]);
+                if (qg < T)
+                    atomicAdd(dq_accum + head + (size_t)qg * HD + n * 16 + cc,
+                              scratch[rr * LDS + cc]);
             }
             __syncwarp();
         }

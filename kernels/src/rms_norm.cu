@@ -29,7 +29,8 @@ extern "C" __global__ void rms_norm_fwd_bf16(const bf16* __restrict__ x,
     }
     ss = block_sum(ss, scratch);
     const float r = 1.0f / sqrtf(ss / (float)d + eps);
-    for (int j = threadIdx.x; j < d; j += blockDim.x) st_bf16(yr + j, ld_bf16(xr + j) * r * ld_bf16(w + j));
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        st_bf16(yr + j, ld_bf16(xr + j) * r * ld_bf16(w + j));
     if (threadIdx.x == 0) rstd[row] = r;
 }
 
@@ -97,7 +98,8 @@ extern "C" __global__ void rms_norm_bwd_bf16(const bf16* __restrict__ x,
             st_bf16(dx + base + j, r * g * ld_bf16(w + j) - xv * c);
         }
     }
-    for (int j = threadIdx.x; j < d; j += blockDim.x) dw_partial[(size_t)blockIdx.x * d + j] = dw_s[j];
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        dw_partial[(size_t)blockIdx.x * d + j] = dw_s[j];
 }
 
 // rms_norm_dw_reduce(const float* dw_partial, int nparts, int d, float* dw)
