@@ -13,7 +13,8 @@ use synthscale_data::{prepare, DataDir, Mixture, MixtureSampler, PrepareOptions,
 use candle_core::{DType, Device, Tensor};
 use synthscale_model::{Decoder, Mode, ModelConfig};
 use synthscale_train::config::{DeviceSpec, OptimConfig};
-use synthscale_train::optim::AdamW;
+use synthscale_train::memory::{memory_model, Graph};
+use synthscale_train::optim::{global_norm, AdamW};
 use synthscale_train::trainer::{compute_dtype, device_peak, open_device};
 
 use crate::manifest::LoadedManifest;
@@ -304,13 +305,61 @@ struct TrainBench {
     /// GPU memory in use at the end (the allocator's pool included), CUDA only.
     #[serde(skip_serializing_if = "Option::is_none")]
     gpu_mem_used_mb: Option<f64>,
+    /// The memory model's peak for this shape and graph (`synthscale_train::memory`).
+    memory_estimate_mb: f64,
+    /// The heap's measured peak over the run (tensor-sized allocations), CPU only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heap_peak_mb: Option<f64>,
+    /// Kernel launches (operations) per training step; see [`Launches`].
+    launches: Launches,
     last_loss: f64,
+}
+
+/// Operations one training step runs, each a kernel launch on a GPU (custom ops and
+/// candle ops alike), counted on the last timed step.
+#[derive(Serialize)]
+struct Launches {
+    /// The forward graph's operations: its nodes that are neither parameters nor views of
+    /// another node's storage (a reshape or transpose launches nothing). Any device.
+    forward: u64,
+    /// Buffers of at least 1 KiB allocated during backward: one per operation on the CPU,
+    /// where each op writes one fresh buffer (a zero to accumulate onto counts as one, as
+    /// its fill is a launch on a GPU). CPU only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backward: Option<u64>,
+    /// The same count during the AdamW update (CPU only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    optimizer: Option<u64>,
+    /// (forward + backward) / layers, the yardstick (goal ≤ 25 at 124M).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_layer: Option<f64>,
+}
+
+/// The forward graph's operations behind `loss` (see [`Launches::forward`]).
+fn forward_ops(loss: &Tensor) -> u64 {
+    let nodes = loss.sorted_nodes();
+    let storage = |t: &Tensor| {
+        let (s, _) = t.storage_and_layout();
+        &*s as *const candle_core::Storage as usize
+    };
+    // Parameters' storages first, so that a transposed weight counts as the view it is.
+    let mut seen: std::collections::HashSet<usize> = nodes
+        .iter()
+        .filter(|t| t.is_variable())
+        .map(|t| storage(t))
+        .collect();
+    nodes
+        .iter()
+        .filter(|t| !t.is_variable())
+        .filter(|t| seen.insert(storage(t)))
+        .count() as u64
 }
 
 /// Forward, backward and an AdamW update on random tokens, as a training step does.
 pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.shape.config()?;
     let (dev, dtype) = a.device.open()?;
+    let heap_base = crate::heap::reset_peak();
     let mut model = Decoder::new(&cfg, 0, &dev)?;
     model.set_compute_dtype(dtype)?;
     let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
@@ -319,6 +368,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let mut last_loss = 0.0;
     // Per timed step: forward, backward, optimizer seconds.
     let mut times: Vec<[f64; 3]> = Vec::new();
+    let mut launches = None;
     for s in 0..a.warmup + a.steps {
         let ids = Tensor::from_vec(tokens(), (a.batch, a.shape.seq_len), &dev)?;
         let tgt = Tensor::from_vec(tokens(), (a.batch, a.shape.seq_len), &dev)?;
@@ -326,12 +376,26 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
         last_loss = loss.to_scalar::<f32>()? as f64;
         let t1 = Instant::now();
+        let n0 = crate::heap::allocations();
         let g = model.gradients(&loss.backward()?)?;
         dev.synchronize()?;
         let t2 = Instant::now();
+        let n1 = crate::heap::allocations();
         opt.step(model.params(), &g, 1e-3)?;
         dev.synchronize()?;
         let t3 = Instant::now();
+        let n2 = crate::heap::allocations();
+        if s + 1 == a.warmup + a.steps {
+            let forward = forward_ops(&loss);
+            let cpu = dev.is_cpu();
+            let backward = cpu.then_some(n1 - n0);
+            launches = Some(Launches {
+                forward,
+                backward,
+                optimizer: cpu.then_some(n2 - n1),
+                per_layer: backward.map(|b| (forward + b) as f64 / a.shape.layers as f64),
+            });
+        }
         if s >= a.warmup {
             times.push([
                 (t1 - t0).as_secs_f64(),
@@ -346,6 +410,8 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let mean = |i: usize| times.iter().map(|t| t[i]).sum::<f64>() / a.steps as f64 * 1e3;
     let tps = (a.batch * a.shape.seq_len) as f64 / step_s;
     let (device, peak) = device_peak(&dev);
+    let graph = Graph::for_dtype(a.device.device, dtype);
+    let estimate = memory_model(&cfg, a.shape.seq_len, a.batch, 1, graph).total;
     let r = TrainBench {
         bench: "train",
         params: cfg.params(),
@@ -370,6 +436,11 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         peak_flops: peak,
         peak_rss_mb: peak_rss_mb(),
         gpu_mem_used_mb: gpu_mem_used_mb(&dev),
+        memory_estimate_mb: estimate / 1e6,
+        heap_peak_mb: dev
+            .is_cpu()
+            .then(|| (crate::heap::peak() - heap_base) as f64 / 1e6),
+        launches: launches.expect("at least one step"),
         last_loss,
     };
     println!("{}", serde_json::to_string(&r)?);
@@ -433,10 +504,18 @@ struct GpuCheck {
     device_loss: Vec<f64>,
     max_rel_diff: f64,
     tolerance: f64,
+    /// Global gradient norms at each step, likewise.
+    cpu_f32_grad_norm: Vec<f64>,
+    device_grad_norm: Vec<f64>,
+    max_rel_grad_norm_diff: f64,
+    /// Twice the loss tolerance: a norm sums squares of every gradient, each rounded
+    /// through the backward pass as well as the forward.
+    grad_norm_tolerance: f64,
     ok: bool,
 }
 
-/// Losses before each of `steps` AdamW steps on one batch, starting from `weights`.
+/// Losses and global gradient norms of each of `steps` AdamW steps on one batch, starting
+/// from `weights`.
 fn losses_on(
     cfg: &ModelConfig,
     weights: &std::collections::HashMap<String, Tensor>,
@@ -444,7 +523,7 @@ fn losses_on(
     dtype: DType,
     batch: (&[u32], &[u32], usize, usize),
     steps: usize,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let (inputs, targets, b, t) = batch;
     let moved = weights
         .iter()
@@ -456,14 +535,15 @@ fn losses_on(
     let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
     let ids = Tensor::from_slice(inputs, (b, t), dev)?;
     let tgt = Tensor::from_slice(targets, (b, t), dev)?;
-    let mut out = Vec::with_capacity(steps);
+    let (mut losses, mut norms) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     for _ in 0..steps {
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
         let g = model.gradients(&loss.backward()?)?;
+        norms.push(global_norm(&g)?);
         opt.step(model.params(), &g, 1e-3)?;
-        out.push(loss.to_scalar::<f32>()? as f64);
+        losses.push(loss.to_scalar::<f32>()? as f64);
     }
-    Ok(out)
+    Ok((losses, norms))
 }
 
 /// The same model, weights and batch on the CPU in f32 and on the device in its dtype.
@@ -477,17 +557,23 @@ fn gpu_check(a: &GpuCheckArgs) -> anyhow::Result<ExitCode> {
     let n = a.batch * a.shape.seq_len;
     let stream: Vec<u32> = (0..n + 1).map(|i| period[(i * 31 + i / 97) % 97]).collect();
     let batch = (&stream[..n], &stream[1..], a.batch, a.shape.seq_len);
-    let cpu = losses_on(&cfg, &weights, &Device::Cpu, DType::F32, batch, a.steps)?;
-    let other = losses_on(&cfg, &weights, &dev, dtype, batch, a.steps)?;
-    let max_rel_diff = cpu
-        .iter()
-        .zip(&other)
-        .map(|(c, o)| ((o - c) / c).abs())
-        .fold(0.0, f64::max);
+    let (cpu, cpu_norm) = losses_on(&cfg, &weights, &Device::Cpu, DType::F32, batch, a.steps)?;
+    let (other, other_norm) = losses_on(&cfg, &weights, &dev, dtype, batch, a.steps)?;
+    let max_rel = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(c, o)| ((o - c) / c).abs())
+            .fold(0.0, f64::max)
+    };
+    let max_rel_diff = max_rel(&cpu, &other);
+    let max_rel_grad_norm_diff = max_rel(&cpu_norm, &other_norm);
     let tolerance = a
         .tolerance
         .unwrap_or(if dtype == DType::BF16 { 1e-2 } else { 1e-3 });
-    let ok = max_rel_diff <= tolerance && other.iter().all(|l| l.is_finite());
+    let grad_norm_tolerance = 2.0 * tolerance;
+    let ok = max_rel_diff <= tolerance
+        && max_rel_grad_norm_diff <= grad_norm_tolerance
+        && other.iter().chain(&other_norm).all(|l| l.is_finite());
     let r = GpuCheck {
         bench: "gpu-check",
         device: device_peak(&dev).0,
@@ -497,6 +583,10 @@ fn gpu_check(a: &GpuCheckArgs) -> anyhow::Result<ExitCode> {
         device_loss: other,
         max_rel_diff,
         tolerance,
+        cpu_f32_grad_norm: cpu_norm,
+        device_grad_norm: other_norm,
+        max_rel_grad_norm_diff,
+        grad_norm_tolerance,
         ok,
     };
     println!("{}", serde_json::to_string(&r)?);

@@ -45,6 +45,12 @@ fn gpu_check_on_the_cpu_passes_in_bf16_and_matches_exactly_in_f32() {
         j["max_rel_diff"].as_f64().unwrap() > 0.0,
         "bf16 really ran: {j}"
     );
+    // Gradient norms are compared too: bf16 moves them, within twice the loss tolerance.
+    let g = j["max_rel_grad_norm_diff"].as_f64().unwrap();
+    assert!(
+        g > 0.0 && g <= j["grad_norm_tolerance"].as_f64().unwrap(),
+        "{j}"
+    );
 
     let (code, j, err) =
         bench(&[&["gpu-check", "--device", "cpu", "--dtype", "f32"], TINY].concat());
@@ -53,6 +59,7 @@ fn gpu_check_on_the_cpu_passes_in_bf16_and_matches_exactly_in_f32() {
         j["max_rel_diff"], 0.0,
         "the same f32 computation twice: {j}"
     );
+    assert_eq!(j["max_rel_grad_norm_diff"], 0.0, "{j}");
 }
 
 #[test]
@@ -122,4 +129,47 @@ fn the_memory_model_holds_against_the_measured_peak_at_three_shapes() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn bench_train_counts_the_launches_of_a_step_and_its_memory() {
+    // Oracle for the forward count: the fused decoder's op list (decoder.rs), per layer
+    // 16 operations — two RMSNorms, seven matmuls, v's copy to heads, rotary q and k,
+    // attention, SwiGLU and two residual adds — plus the embedding lookup, the final norm
+    // and the fused head-and-loss: 16·2 + 3 = 35 for two layers. Views (reshapes,
+    // transposed weights) launch nothing and are not counted.
+    let args = [
+        &[
+            "train",
+            "--dtype",
+            "f32",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--seq-len",
+            "64",
+        ],
+        &TINY[..TINY.len() - 4],
+        &["--batch", "4"],
+    ]
+    .concat();
+    let (code, j, err) = bench(&args);
+    assert_eq!(code, 0, "{err}");
+    let l = &j["launches"];
+    assert_eq!(l["forward"], 35, "{j}");
+    // Backward: at least one operation per forward one, and every gradient edge costs a
+    // zero and an add in candle's autograd (the count the goal is about).
+    let (fwd, bwd) = (35.0, l["backward"].as_f64().unwrap());
+    assert!(bwd > 2.0 * fwd, "{j}");
+    assert_eq!(l["per_layer"].as_f64().unwrap(), (fwd + bwd) / 2.0);
+    // The memory model against the heap's peak over the whole run (weights included).
+    let (est, heap) = (
+        j["memory_estimate_mb"].as_f64().unwrap(),
+        j["heap_peak_mb"].as_f64().unwrap(),
+    );
+    assert!(
+        (heap / est - 1.0).abs() < 0.2,
+        "{heap} MB measured, {est} MB estimated"
+    );
 }

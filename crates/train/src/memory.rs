@@ -116,12 +116,13 @@ pub fn memory_model(
                 // The embedding lookup and the final norm.
                 let outside = 4.0 * 2.0 * n * d;
                 // Backward's start: the head's backward writes dh [n, d] and dW [v, d] while the
-                // logits' gradient is alive; its accumulation then adds a zero [v, d] and the
-                // sum. End: the embedding's gradient (zeros, index_add, the sum with the head's).
-                let start = 4.0 * (n * d + vd).max(3.0 * vd + n * d);
+                // logits' gradient is alive; once it is freed, the accumulation adds a zero
+                // [v, d] and the sum. End: the embedding's gradient, index_add onto the head's (a
+                // new [v, d]).
+                let start = (4.0 * (n * d + vd)).max(4.0 * (3.0 * vd + n * d) - 4.0 * n * v);
                 // Or, larger where attention dominates: the first layer's attention backward
                 // writes dq, dk and dv, and two of them are accumulated (a zero and a sum each).
-                let end = 4.0 * (3.0 * vd + 2.0 * n * d).max(5.0 * n * d);
+                let end = 4.0 * (vd + 2.0 * n * d).max(5.0 * n * d);
                 (per_token, 4.0, outside, 4.0, 0.0, start, end, 0.0)
             }
             Graph::Composed => {
@@ -149,7 +150,7 @@ pub fn memory_model(
                 // dominates, the first layer's softmax backward: the gradient at the division by
                 // the row sums, its quotient, the accumulated gradient of exp, and the product,
                 // square and quotient of the row-sum gradient (6 f32 values a score at once).
-                let end = (4.0 * (3.0 * vd + 2.0 * n * d) + 2.0 * vd).max(24.0 * scores);
+                let end = (4.0 * (vd + 2.0 * n * d) + 2.0 * vd).max(24.0 * scores);
                 // candle's backward also writes a gradient for the untracked operand of an
                 // add, sub or mul, and keeps it to the end (nothing consumes it): per layer the
                 // causal mask and the detached row maxima broadcast to every score (f32), and the

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The first thing to run on a machine with a GPU: one command, about 5 minutes, ending in one
+# JSON summary line. Needs only a `synthscale` binary built elsewhere with `--features cuda`
+# (REFERENCE.md §5; carried xz-compressed) and the NVIDIA driver; no Rust.
+#
+#   bash scripts/gpu-check.sh path/to/synthscale[.xz]
+#
+# 1. The driver and the GPU: the binary's CUDA 13 libraries need driver ≥ 580, and its PTX
+#    is built for one compute capability (CUDA_COMPUTE_CAP at build time, default 90 =
+#    sm_90a, H100/H200; arch-specific PTX runs on that capability only). Exit 2 with the
+#    reason when either is wrong.
+# 2. Kernels against their CPU references: the kernels of kernels/ are compiled to PTX but
+#    no launcher runs them yet, so this step reports them as unmeasured.
+# 3. `bench gpu-check`: 3 AdamW steps of a tiny model from the same weights and batch on the
+#    CPU (f32, the reference) and the GPU (bf16, then f32): losses within 1e-2 (bf16: 8
+#    significant bits through a few layers) or 1e-3 (f32: reduction order only), gradient
+#    norms within twice that.
+# 4. `bench train` at 124M (d 768, 12 layers, 12 heads, SwiGLU, tied embeddings, vocabulary
+#    50,257, sequence 1024) at the micro-batches in BATCHES: tokens/s, MFU, GPU memory in
+#    use against the memory model's estimate, launches per step.
+# 5. With SYNTH_MODEL=GGUF: `bench synth --device cuda`, the generator on the GPU.
+#
+# Needs the driver's libcuda.so.1 and the CUDA 13 runtime libraries (libcudart.so.13,
+# libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13) on the loader path:
+# CUDA_LIBS=DIR (prepended to LD_LIBRARY_PATH), or a Python environment's nvidia/cu13/lib.
+# Environment: BATCHES (default "4 8"), STEPS (10), WARMUP (3), CUDA_VISIBLE_DEVICES.
+set -euo pipefail
+
+bin="${1:?usage: gpu-check.sh path/to/synthscale[.xz]}"
+BATCHES="${BATCHES:-4 8}"
+STEPS="${STEPS:-10}"
+WARMUP="${WARMUP:-3}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+say() { echo "gpu-check: $*" >&2; }
+
+case "$bin" in
+  *.xz) xz -dc "$bin" >"$work/synthscale" && chmod +x "$work/synthscale" && bin="$work/synthscale" ;;
+esac
+[ -x "$bin" ] || { say "$bin is not an executable"; exit 2; }
+
+# Runtime libraries: CUDA_LIBS, else a Python environment's nvidia/cu13/lib.
+if [ -n "${CUDA_LIBS:-}" ]; then
+  export LD_LIBRARY_PATH="$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+if ldd "$bin" | grep -q 'not found'; then
+  for py in python3 python; do
+    command -v "$py" >/dev/null 2>&1 || continue
+    dir="$("$py" -c 'import nvidia, os; print(next((os.path.join(p, "cu13", "lib") for p in nvidia.__path__ if os.path.isdir(os.path.join(p, "cu13", "lib"))), ""))' 2>/dev/null || true)"
+    if [ -n "$dir" ]; then
+      export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      break
+    fi
+  done
+fi
+if ldd "$bin" | grep 'not found'; then
+  say "the libraries above are missing; set CUDA_LIBS to a directory holding them"
+  exit 2
+fi
+
+# 1. Driver and compute capability.
+echo "== driver and GPU"
+command -v nvidia-smi >/dev/null 2>&1 || { say "no nvidia-smi: is the NVIDIA driver installed?"; exit 2; }
+line="$(nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader,nounits | head -n 1)"
+echo "$line"
+IFS=',' read -r gpu driver cc mem_mib <<<"$line"
+gpu="$(echo "$gpu" | xargs)"; driver="$(echo "$driver" | xargs)"; cc="$(echo "$cc" | xargs)"
+mem_mib="$(echo "$mem_mib" | xargs)"
+if [ "${driver%%.*}" -lt 580 ]; then
+  say "driver $driver is too old: the CUDA 13 libraries this binary links need driver 580 or newer"
+  exit 2
+fi
+want_cc="${BUILT_FOR_CC:-9.0}"
+if [ "$cc" != "$want_cc" ]; then
+  say "$gpu has compute capability $cc; this binary's PTX is for $want_cc (sm_90a: H100/H200)."
+  say "rebuild with CUDA_COMPUTE_CAP=${cc/./} (scripts/setup-cuda.sh), or set BUILT_FOR_CC if it was"
+  exit 2
+fi
+
+# 2. Kernels: compiled, not yet launched by anything.
+echo "== kernels against their CPU references: unmeasured (no launcher runs kernels/ yet)"
+
+# 3. GPU against CPU.
+echo "== bench gpu-check: GPU against CPU, 3 steps"
+check_ok=1
+timeout 120 "$bin" bench gpu-check --device cuda --dtype bf16 | tee "$work/check.jsonl" || check_ok=0
+timeout 120 "$bin" bench gpu-check --device cuda --dtype f32 | tee -a "$work/check.jsonl" || check_ok=0
+
+# 4. Training speed and memory at 124M.
+echo "== bench train: 124M, sequence 1024"
+: >"$work/train.jsonl"
+for b in $BATCHES; do
+  timeout 150 "$bin" bench train --device cuda --dtype bf16 --d-model 768 --layers 12 --heads 12 \
+    --vocab 50257 --seq-len 1024 --batch "$b" --steps "$STEPS" --warmup "$WARMUP" \
+    | tee -a "$work/train.jsonl" || say "batch $b failed (the error is above; out of memory?)"
+done
+
+# 5. The generator, when its GGUF was carried along (no network there).
+if [ -n "${SYNTH_MODEL:-}" ]; then
+  echo "== bench synth --device cuda"
+  timeout 120 "$bin" bench synth --device cuda --model "$SYNTH_MODEL" --batches 1,16,64 \
+    --prompt-tokens 256 --steps 16 --no-peer | tee "$work/synth.jsonl" \
+    || say "bench synth failed (the error is above)"
+fi
+
+echo "== summary"
+python3 - "$work" "$gpu" "$driver" "$cc" "$mem_mib" "$check_ok" <<'PY'
+import json, os, sys
+work, gpu, driver, cc, mem_mib, check_ok = sys.argv[1:]
+def rows(name):
+    p = os.path.join(work, name)
+    return [json.loads(l) for l in open(p) if l.strip().startswith("{")] if os.path.exists(p) else []
+checks, train = rows("check.jsonl"), rows("train.jsonl")
+for r in checks:
+    print(f"gpu-check {r['dtype']:>4}: loss {r['max_rel_diff']:.2e} (tol {r['tolerance']:.0e}), "
+          f"grad norm {r['max_rel_grad_norm_diff']:.2e} (tol {r['grad_norm_tolerance']:.0e}) "
+          f"-> {'ok' if r['ok'] else 'FAILED'}")
+print("| batch x seq | step ms | tokens/s | MFU | GPU mem used MB | model's estimate MB | launches fwd |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for r in train:
+    print(f"| {r['batch']} x {r['seq_len']} | {r['step_ms']:.0f} | {r['tokens_per_s']:,.0f} | "
+          f"{100*r['mfu']:.1f}% | {r.get('gpu_mem_used_mb', float('nan')):,.0f} | "
+          f"{r['memory_estimate_mb']:,.0f} | {r['launches']['forward']} |")
+summary = {
+    "gpu": gpu, "driver": driver, "compute_capability": cc, "memory_mib": float(mem_mib),
+    "kernels": "unmeasured: not launched by the trainer yet",
+    "gpu_check_ok": check_ok == "1" and len(checks) == 2 and all(r["ok"] for r in checks),
+    "gpu_check": [{k: r[k] for k in ("dtype", "max_rel_diff", "max_rel_grad_norm_diff", "ok")} for r in checks],
+    "train_124m": [{"batch": r["batch"], "tokens_per_s": r["tokens_per_s"], "mfu": r["mfu"],
+                    "gpu_mem_used_mb": r.get("gpu_mem_used_mb"),
+                    "memory_estimate_mb": r["memory_estimate_mb"],
+                    "launches_forward": r["launches"]["forward"]} for r in train],
+    "synth": rows("synth.jsonl"),
+}
+print(json.dumps(summary))
+PY
+[ "$check_ok" = 1 ]
