@@ -375,18 +375,22 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
         let t0 = Instant::now();
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
         last_loss = loss.to_scalar::<f32>()? as f64;
+        let last = s + 1 == a.warmup + a.steps;
+        let forward = if last { forward_ops(&loss) } else { 0 };
         let t1 = Instant::now();
         let n0 = crate::heap::allocations();
         let g = model.gradients(&loss.backward()?)?;
         dev.synchronize()?;
         let t2 = Instant::now();
         let n1 = crate::heap::allocations();
+        // The graph goes before the update, as in the trainer (its memory is not the
+        // optimizer's).
+        drop(loss);
         opt.step(model.params(), &g, 1e-3)?;
         dev.synchronize()?;
         let t3 = Instant::now();
         let n2 = crate::heap::allocations();
-        if s + 1 == a.warmup + a.steps {
-            let forward = forward_ops(&loss);
+        if last {
             let cpu = dev.is_cpu();
             let backward = cpu.then_some(n1 - n0);
             launches = Some(Launches {
@@ -411,7 +415,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let tps = (a.batch * a.shape.seq_len) as f64 / step_s;
     let (device, peak) = device_peak(&dev);
     let graph = Graph::for_dtype(a.device.device, dtype);
-    let estimate = memory_model(&cfg, a.shape.seq_len, a.batch, 1, graph).total;
+    let estimate = memory_model(&cfg, a.shape.seq_len, a.batch, 1, graph, a.device.device).total;
     let r = TrainBench {
         bench: "train",
         params: cfg.params(),

@@ -427,10 +427,12 @@ impl Grid<'_> {
     /// The run rule's batch (tokens) and micro-batch for compute `c` and `tokens`.
     pub fn batch(&self, c: f64, tokens: u64) -> (u64, usize) {
         let seq_len = self.meta.seq_len;
-        let graph = Graph::for_device(self.config.device);
+        let device = self.config.device;
+        let graph = Graph::for_device(device);
         let budget = MicroBatch::AUTO_SHARE * self.memory;
-        let fits =
-            |micro, accum| memory_model(self.model, seq_len, micro, accum, graph).total <= budget;
+        let fits = |micro, accum| {
+            memory_model(self.model, seq_len, micro, accum, graph, device).total <= budget
+        };
         rule_batch(self.config, c, seq_len as u64, tokens, fits)
     }
 
@@ -519,6 +521,7 @@ impl Grid<'_> {
             resolved.optim.micro_batch_size,
             resolved.accumulation(),
             Graph::for_device(self.config.device),
+            self.config.device,
         )
         .total;
         let tokens = resolved.steps() * resolved.optim.batch_tokens;

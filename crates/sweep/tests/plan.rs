@@ -261,8 +261,17 @@ fn an_automatic_micro_batch_is_the_largest_the_memory_model_fits() {
     assert_eq!(run.resolved.batch_sequences(), seqs);
     let micro = run.resolved.optim.micro_batch_size;
     let budget = 0.9 * 0.05 * (1u64 << 30) as f64;
-    let need =
-        |m: usize| memory_model(&run.resolved.model, seq, m, seqs / m, Graph::Composed).total;
+    let need = |m: usize| {
+        memory_model(
+            &run.resolved.model,
+            seq,
+            m,
+            seqs / m,
+            Graph::Composed,
+            synthscale_train::config::DeviceSpec::Cuda,
+        )
+        .total
+    };
     assert!(micro > 1 && micro < seqs, "{micro}");
     assert!(need(micro) <= budget, "{} > {budget}", need(micro));
     let next = (micro + 1..=seqs).find(|m| seqs % m == 0).unwrap();

@@ -51,6 +51,7 @@ pub fn check_memory(cfg: &ResolvedConfig, gib: Option<f64>, file: &Path) -> Resu
         cfg.optim.micro_batch_size,
         cfg.accumulation(),
         Graph::for_device(cfg.device),
+        cfg.device,
     )
     .total;
     let have = device_memory(cfg.device, gib);

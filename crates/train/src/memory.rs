@@ -54,7 +54,8 @@ impl Graph {
     }
 }
 
-/// The peak bytes of one training step, by what holds them.
+/// The peak bytes of one training step, by what holds them; `total` is the largest of
+/// three moments: backward's start, backward's end and the AdamW update.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MemoryModel {
     pub graph: Graph,
@@ -74,22 +75,24 @@ pub struct MemoryModel {
     pub logits: f64,
     /// The gradient accumulated over earlier micro-batches (accumulation > 1 only).
     pub accumulator: f64,
-    /// The backward pass's own temporaries at the peak (gradients of activations, the
+    /// The temporaries at the peak: the backward pass's (gradients of activations, the
     /// accumulation's zeros and sums, and in the composed graph the gradients candle keeps
-    /// for untracked operands).
+    /// for untracked operands), or the AdamW update's where that is the peak.
     pub backward_temporaries: f64,
     /// The peak: the larger of backward's start and end.
     pub total: f64,
 }
 
 /// The memory model of one training step: model `m`, sequences of `seq` tokens, `micro`
-/// sequences per micro-batch, `accum` micro-batches per step, on `graph`.
+/// sequences per micro-batch, `accum` micro-batches per step, on `graph`, with the AdamW
+/// update `device` runs.
 pub fn memory_model(
     m: &ModelConfig,
     seq: usize,
     micro: usize,
     accum: usize,
     graph: Graph,
+    device: DeviceSpec,
 ) -> MemoryModel {
     let p = m.params() as f64;
     let n = (seq * micro) as f64; // tokens in the micro-batch
@@ -187,10 +190,23 @@ pub fn memory_model(
         Graph::Composed => activations,
     };
     let end = base + kept_at_end + gradients + stray + end_tmp;
-    let (total, backward_temporaries) = if start >= end {
+    // The AdamW update, after the loss and its graph are dropped: every gradient, and the
+    // update of the largest parameter. On the CPU its one-pass update writes a new weight,
+    // m and v before the old ones go (3 buffers); elsewhere the tensor-op form also keeps
+    // the decayed weight, the denominator, the quotient and the step (7).
+    let largest = (v * d).max(f * d).max(d * d);
+    let update = match device {
+        DeviceSpec::Cpu => 3.0,
+        DeviceSpec::Cuda => 7.0,
+    } * 4.0
+        * largest;
+    let optimizer_step = base + gradients + update;
+    let (total, backward_temporaries) = if start >= end.max(optimizer_step) {
         (start, start_tmp)
-    } else {
+    } else if end >= optimizer_step {
         (end, end_tmp + stray)
+    } else {
+        (optimizer_step, update)
     };
     MemoryModel {
         graph,
@@ -210,5 +226,5 @@ pub fn memory_model(
 /// The peak bytes of training `m` on `device` (the graph that device runs) at `micro`
 /// sequences of `seq_len` tokens per micro-batch, one micro-batch per step.
 pub fn memory_estimate(m: &ModelConfig, seq_len: usize, micro: usize, device: DeviceSpec) -> f64 {
-    memory_model(m, seq_len, micro, 1, Graph::for_device(device)).total
+    memory_model(m, seq_len, micro, 1, Graph::for_device(device), device).total
 }
