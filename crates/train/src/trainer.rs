@@ -144,6 +144,42 @@ pub fn device_peak(device: &Device) -> (String, f64) {
     }
 }
 
+/// Refuses a GPU the binary's kernels were not compiled for. The PTX is built for the
+/// compute capability in `CUDA_COMPUTE_CAP` at build time; from 9.0 up it is the
+/// arch-specific variant (sm_90a), which runs on that capability only, and below it runs on
+/// that capability and newer ones. Without the variable at build time nothing is checked.
+#[cfg(feature = "cuda")]
+fn check_compute_capability(dev: &Device) -> std::result::Result<(), String> {
+    let (Device::Cuda(d), Some(built)) = (dev, option_env!("CUDA_COMPUTE_CAP")) else {
+        return Ok(());
+    };
+    let Ok(built) = built.parse::<i32>() else {
+        return Ok(());
+    };
+    let (major, minor) = d
+        .cuda_stream()
+        .context()
+        .compute_capability()
+        .map_err(|e| format!("cannot read CUDA device 0's compute capability: {e}"))?;
+    let have = major * 10 + minor;
+    let fits = if built >= 90 {
+        have == built
+    } else {
+        have >= built
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "CUDA device 0 has compute capability {major}.{minor}, but this binary's kernels are \
+         compiled for {}.{}{} (CUDA_COMPUTE_CAP={built} at build time); rebuild it with \
+         CUDA_COMPUTE_CAP={have} (scripts/setup-cuda.sh)",
+        built / 10,
+        built % 10,
+        if built >= 90 { " only" } else { " and newer" }
+    ))
+}
+
 /// The dtype the forward pass computes in: f32 on CPU (exact, resumable, the reference),
 /// bf16 on CUDA (tensor cores), where the parameters and AdamW state stay f32.
 pub fn compute_dtype(spec: DeviceSpec) -> DType {
@@ -161,7 +197,14 @@ pub fn open_device(spec: DeviceSpec) -> std::result::Result<Device, String> {
         DeviceSpec::Cpu => Ok(Device::Cpu),
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda => {
-            Device::new_cuda(0).map_err(|e| format!("cannot open CUDA device 0: {e}"))
+            let dev = Device::new_cuda(0).map_err(|e| {
+                format!(
+                    "cannot open CUDA device 0: {e} (this binary's CUDA 13 libraries need \
+                     NVIDIA driver 580 or newer; `nvidia-smi` shows the driver's version)"
+                )
+            })?;
+            check_compute_capability(&dev)?;
+            Ok(dev)
         }
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda => Err("\"cuda\" needs a binary built with --features cuda".into()),
