@@ -99,8 +99,9 @@ pub fn memory_model(
     let (d, f, v) = (m.d_model as f64, m.d_ff as f64, m.vocab_size as f64);
     let kv = (m.n_kv_heads * m.head_dim()) as f64;
     let (l, t, h) = (m.n_layers as f64, seq as f64, m.n_heads as f64);
-    let scores = micro as f64 * h * t * t; // per layer
-                                           // Grouped-query attention repeats k and v to every head: two more [b, h, t, hd] copies.
+    // Attention scores per layer.
+    let scores = micro as f64 * h * t * t;
+    // Grouped-query attention repeats k and v to every head: two more [b, h, t, hd] copies.
     let repeat = if m.n_kv_heads < m.n_heads {
         2.0 * d
     } else {
@@ -200,7 +201,9 @@ pub fn memory_model(
         DeviceSpec::Cuda => 7.0,
     } * 4.0
         * largest;
-    let optimizer_step = base + gradients + update;
+    // The compute-dtype weight copies went with the graph; the accumulated gradient is now
+    // the gradient.
+    let optimizer_step = weights + optimizer + gradients + update;
     let (total, backward_temporaries) = if start >= end.max(optimizer_step) {
         (start, start_tmp)
     } else if end >= optimizer_step {
