@@ -9,6 +9,37 @@
 // Tolerances: bf16 in and out, rotation in f32 with f32 tables: one bf16 rounding.
 #include "common.cuh"
 
+// The loop both kernels share: one thread per rotated pair, i enumerating [b, t, h, d/2]
+// so that the [b, t, h, d] side (read forward, written backward) is coalesced. Forward
+// reads [b, t, h, d] and writes [b, h, t, d] rotated by +θ; backward (ToHeads = false)
+// reads [b, h, t, d] and writes [b, t, h, d] rotated by −θ.
+template <bool ToHeads>
+__device__ __forceinline__ void rope_move(const bf16* __restrict__ src,
+                                          const float* __restrict__ cos,
+                                          const float* __restrict__ sin,
+                                          bf16* __restrict__ dst, int b, int t, int h, int d) {
+    const int hd = d / 2;
+    const size_t n = (size_t)b * t * h * hd;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const int j = (int)(i % hd);
+        size_t r = i / hd;
+        const int hi = (int)(r % h);
+        r /= h;
+        const int p = (int)(r % t);
+        const size_t bi = r / t;
+        const size_t seq_row = ((bi * t + p) * h + hi) * d;   // [b, t, h, d]
+        const size_t head_row = ((bi * h + hi) * t + p) * d;  // [b, h, t, d]
+        const bf16* in = src + (ToHeads ? seq_row : head_row);
+        bf16* out = dst + (ToHeads ? head_row : seq_row);
+        const float a = ld_bf16(in + j), bb = ld_bf16(in + j + hd);
+        const float c = cos[(size_t)p * hd + j];
+        const float s = ToHeads ? sin[(size_t)p * hd + j] : -sin[(size_t)p * hd + j];
+        st_bf16(out + j, a * c - bb * s);
+        st_bf16(out + j + hd, bb * c + a * s);
+    }
+}
+
 // rope_to_heads_fwd_bf16(const bf16* x, const float* cos, const float* sin, bf16* out,
 //                        int b, int t, int h, int d)
 //   One thread per rotated pair: n = b·t·h·(d/2) threads, grid-stride (any grid, e.g.
@@ -18,24 +49,7 @@ extern "C" __global__ void rope_to_heads_fwd_bf16(const bf16* __restrict__ x,
                                                   const float* __restrict__ sin,
                                                   bf16* __restrict__ out, int b, int t, int h,
                                                   int d) {
-    const int hd = d / 2;
-    const size_t n = (size_t)b * t * h * hd;
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        // i enumerates the input [b, t, h, d/2] so reads are coalesced.
-        const int j = (int)(i % hd);
-        size_t r = i / hd;
-        const int hi = (int)(r % h);
-        r /= h;
-        const int p = (int)(r % t);
-        const size_t bi = r / t;
-        const bf16* src = x + ((bi * t + p) * h + hi) * d;
-        bf16* dst = out + ((bi * h + hi) * t + p) * d;
-        const float a = ld_bf16(src + j), bb = ld_bf16(src + j + hd);
-        const float c = cos[(size_t)p * hd + j], s = sin[(size_t)p * hd + j];
-        st_bf16(dst + j, a * c - bb * s);
-        st_bf16(dst + j + hd, bb * c + a * s);
-    }
+    rope_move<true>(x, cos, sin, out, b, t, h, d);
 }
 
 // rope_from_heads_bwd_bf16(const bf16* g, const float* cos, const float* sin, bf16* dx,
@@ -47,22 +61,5 @@ extern "C" __global__ void rope_from_heads_bwd_bf16(const bf16* __restrict__ g,
                                                     const float* __restrict__ sin,
                                                     bf16* __restrict__ dx, int b, int t, int h,
                                                     int d) {
-    const int hd = d / 2;
-    const size_t n = (size_t)b * t * h * hd;
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        // i enumerates the output [b, t, h, d/2] so writes are coalesced.
-        const int j = (int)(i % hd);
-        size_t r = i / hd;
-        const int hi = (int)(r % h);
-        r /= h;
-        const int p = (int)(r % t);
-        const size_t bi = r / t;
-        const bf16* src = g + ((bi * h + hi) * t + p) * d;
-        bf16* dst = dx + ((bi * t + p) * h + hi) * d;
-        const float a = ld_bf16(src + j), bb = ld_bf16(src + j + hd);
-        const float c = cos[(size_t)p * hd + j], s = -sin[(size_t)p * hd + j];
-        st_bf16(dst + j, a * c - bb * s);
-        st_bf16(dst + j + hd, bb * c + a * s);
-    }
+    rope_move<false>(g, cos, sin, dx, b, t, h, d);
 }
