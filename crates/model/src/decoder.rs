@@ -19,7 +19,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::ops;
+use crate::ops::{self, FusedOps};
 
 /// Whether a forward pass records the graph for backpropagation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,9 @@ pub struct Decoder {
     sin: Tensor,
     /// The dtype matmuls and activations run in (f32, or bf16 on CUDA); see the module doc.
     compute_dtype: DType,
+    /// Every op composed from candle's differentiable ops even where a fused op exists
+    /// (the oracle form; `bench gpu-check` compares the two on one device).
+    composed: bool,
 }
 
 /// Names and shapes of every parameter, in the decoder's order.
@@ -152,6 +155,7 @@ impl Decoder {
             cos,
             sin,
             compute_dtype: DType::F32,
+            composed: false,
         })
     }
 
@@ -177,6 +181,21 @@ impl Decoder {
 
     pub fn compute_dtype(&self) -> DType {
         self.compute_dtype
+    }
+
+    /// Whether every op runs composed from candle's differentiable ops (true) or the fused
+    /// ops run where [`FusedOps::select`] has them for this device and dtype (false, the
+    /// default).
+    pub fn set_composed_ops(&mut self, composed: bool) {
+        self.composed = composed;
+    }
+
+    /// The ops that run fused in this decoder's forward and backward passes.
+    pub fn fused_ops(&self) -> FusedOps {
+        if self.composed {
+            return FusedOps::NONE;
+        }
+        FusedOps::for_device(&self.device, self.compute_dtype, self.cfg.head_dim())
     }
 
     /// Every parameter with its name, in a fixed order.
@@ -232,11 +251,19 @@ impl Decoder {
         }
         let d = self.cfg.d_model;
         let emb = self.w("model.embed_tokens.weight", mode)?;
-        let mut x = emb
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, d))?;
-        let cos = self.cos.narrow(0, 0, t)?.to_dtype(self.compute_dtype)?;
-        let sin = self.sin.narrow(0, 0, t)?.to_dtype(self.compute_dtype)?;
+        let fused = self.fused_ops();
+        let mut x = if fused.embedding {
+            ops::embedding(&emb, &ids.flatten_all()?)?
+        } else {
+            emb.index_select(&ids.flatten_all()?, 0)?
+        }
+        .reshape((b, t, d))?;
+        // The fused rope reads f32 tables; the composed one multiplies in the compute dtype.
+        let (mut cos, mut sin) = (self.cos.narrow(0, 0, t)?, self.sin.narrow(0, 0, t)?);
+        if !fused.rope {
+            cos = cos.to_dtype(self.compute_dtype)?;
+            sin = sin.to_dtype(self.compute_dtype)?;
+        }
         let mask = causal_mask(t, &self.device)?;
         for i in 0..self.cfg.n_layers {
             let p = format!("model.layers.{i}");
@@ -249,7 +276,7 @@ impl Decoder {
             )?;
             let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode)?)?;
             let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode)?)?;
-            let act = if self.fused() {
+            let act = if fused.swiglu {
                 ops::swiglu(&gate, &up)?
             } else {
                 (gate.silu()? * up)?
@@ -291,7 +318,8 @@ impl Decoder {
         let k = linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode)?)?;
         let v = linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode)?)?;
         let v = heads(v, nkv)?;
-        let (q, k) = if self.fused() {
+        let fused = self.fused_ops();
+        let (q, k) = if fused.rope {
             (
                 ops::rope_to_heads(&q.reshape((b, t, nh, hd))?, cos, sin)?,
                 ops::rope_to_heads(&k.reshape((b, t, nkv, hd))?, cos, sin)?,
@@ -305,7 +333,7 @@ impl Decoder {
         let k = repeat_kv(k, nh / nkv)?;
         let v = repeat_kv(v, nh / nkv)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        if self.fused() {
+        if fused.attention {
             let y = ops::causal_attention(&q, &k, &v, scale)?;
             return linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?);
         }
@@ -319,7 +347,7 @@ impl Decoder {
 
     /// Mean cross-entropy of predicting `targets` `[batch, seq]` from `ids`.
     pub fn loss(&self, ids: &Tensor, targets: &Tensor, mode: Mode) -> Result<Tensor> {
-        if self.fused() {
+        if self.fused_ops().loss {
             let (x, head) = self.hidden(ids, mode)?;
             let (b, t, d) = x.dims3()?;
             let x = x.reshape((b * t, d))?;
@@ -335,14 +363,8 @@ impl Decoder {
         Ok(candle_nn::loss::cross_entropy(&logits, &targets)?)
     }
 
-    /// Whether the fused ops of [`ops`] run: on CPU in f32 (they have no GPU or bf16
-    /// kernels yet; elsewhere the composed, differentiable forms run).
-    fn fused(&self) -> bool {
-        self.device.is_cpu() && self.compute_dtype == DType::F32
-    }
-
     fn norm(&self, x: &Tensor, gain: &Tensor) -> Result<Tensor> {
-        if self.fused() {
+        if self.fused_ops().rms_norm {
             Ok(ops::rms_norm(x, gain, self.cfg.norm_eps)?)
         } else {
             rms_norm(x, gain, self.cfg.norm_eps)

@@ -1,5 +1,6 @@
-//! Causal attention, one rayon task per (batch, head), probabilities kept for the
-//! backward pass (CPU, f32).
+//! Causal attention. CPU (f32): one rayon task per (batch, head), probabilities kept for
+//! the backward pass. CUDA (bf16): FlashAttention-2-style kernels (`kernels/src/attention.cu`)
+//! that keep each row's log-sum-exp instead, never a `[t, t]` tensor.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +24,8 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Resul
         CausalAttention {
             scale: scale as f32,
             probs: Mutex::new(None),
+            #[cfg(feature = "cuda")]
+            lse: Mutex::new(None),
         },
     )
 }
@@ -31,6 +34,9 @@ struct CausalAttention {
     scale: f32,
     /// The forward pass's probabilities, for the backward pass.
     probs: Mutex<Option<Arc<Vec<f32>>>>,
+    /// On CUDA, the forward pass's log-sum-exp of each query row, `[b, h, t]` f32.
+    #[cfg(feature = "cuda")]
+    lse: Mutex<Option<candle_core::cuda::cudarc::driver::CudaSlice<f32>>>,
 }
 
 /// `dst[m × n] = lhs[m × k] · rhs[k × n]` with explicit row and column strides, single-threaded
@@ -107,6 +113,40 @@ impl CustomOp3 for CausalAttention {
         Ok((CpuStorage::F32(out), Shape::from((b, t, h * hd))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::{aligned_bf16_view, launch, storage};
+        let (b, h, t, hd) = l1.shape().dims4()?;
+        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
+            candle_core::bail!(
+                "causal_attention: q {:?}, k {:?}, v {:?} must have one shape",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let plan = super::dispatch::attention(b, h, t, hd)?;
+        let dev = &s1.device;
+        let q = aligned_bf16_view(s1, l1, "causal_attention")?;
+        let k = aligned_bf16_view(s2, l2, "causal_attention")?;
+        let v = aligned_bf16_view(s3, l3, "causal_attention")?;
+        // SAFETY: the kernel writes every output row and every row's log-sum-exp.
+        let mut o = unsafe { dev.alloc::<half::bf16>(b * h * t * hd)? };
+        let mut lse = unsafe { dev.alloc::<f32>(b * h * t)? };
+        launch!(dev, plan.forward, plan.fwd;
+            &q, &k, &v, &mut o, &mut lse, &(h as i32), &(t as i32), &self.scale);
+        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = Some(lse);
+        Ok((storage(o, dev), Shape::from((b, t, h * hd))))
+    }
+
     fn bwd(
         &self,
         q: &Tensor,
@@ -115,6 +155,15 @@ impl CustomOp3 for CausalAttention {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if q.device().is_cuda() {
+            let lse = self.lse.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(lse) = lse else {
+                candle_core::bail!("causal_attention: CUDA backward without a CUDA forward pass")
+            };
+            let (dq, dk, dv) = cuda_bwd([q, k, v, _res, &grad.contiguous()?], &lse, self.scale)?;
+            return Ok((Some(dq), Some(dk), Some(dv)));
+        }
         let probs = self.probs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(probs) = probs else {
             candle_core::bail!("causal_attention: backward without a forward pass")
@@ -179,6 +228,66 @@ impl CustomOp3 for CausalAttention {
             Some(Tensor::from_vec(dv, shape, dev)?),
         ))
     }
+}
+
+/// The CUDA backward pass of [`causal_attention`] for `q`, `k`, `v` `[b, h, t, hd]`, the
+/// forward output `o` and its gradient `[b, t, h·hd]`, and the saved log-sum-exp: the
+/// row terms D = rowsum(dO ⊙ O), then dK and dV per key block with dQ accumulated in f32,
+/// then dQ rounded to bf16.
+#[cfg(feature = "cuda")]
+fn cuda_bwd(
+    [q, k, v, o, g]: [&Tensor; 5],
+    lse: &candle_core::cuda::cudarc::driver::CudaSlice<f32>,
+    scale: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    use super::cuda::{aligned_bf16_view, launch, tensor};
+    use candle_core::Storage;
+    let (b, h, t, hd) = q.dims4()?;
+    let plan = super::dispatch::attention(b, h, t, hd)?;
+    let n = b * h * t * hd;
+    let guards = [q, k, v, o, g].map(|x| x.storage_and_layout());
+    let mut views = Vec::with_capacity(5);
+    let mut dev = None;
+    for (s, l) in &guards {
+        let Storage::Cuda(c) = &**s else {
+            candle_core::bail!("causal_attention backward: every input must be on the CUDA device")
+        };
+        views.push(aligned_bf16_view(c, l, "causal_attention backward")?);
+        dev.get_or_insert_with(|| c.device.clone());
+    }
+    let dev = dev.expect("five storages");
+    let [qv, kv, vv, ov, gv]: [_; 5] = views
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("causal_attention backward: five inputs".into()))?;
+    if lse.len() != b * h * t {
+        candle_core::bail!(
+            "causal_attention backward: {} saved log-sum-exps for {} rows",
+            lse.len(),
+            b * h * t
+        );
+    }
+    // SAFETY: preprocess writes every D and zeroes dq_accum; the backward kernel writes
+    // every element of dk and dv; the conversion writes every element of dq.
+    let mut d_rows = unsafe { dev.alloc::<f32>(b * h * t)? };
+    let mut dq_accum = unsafe { dev.alloc::<f32>(n)? };
+    let mut dk = unsafe { dev.alloc::<half::bf16>(n)? };
+    let mut dv = unsafe { dev.alloc::<half::bf16>(n)? };
+    let mut dq = unsafe { dev.alloc::<half::bf16>(n)? };
+    let ints = [b, h, t, hd].map(|x| x as i32);
+    launch!(&dev, "flash_attn_bwd_preprocess_bf16", plan.preprocess;
+        &ov, &gv, &mut d_rows, &mut dq_accum, &ints[0], &ints[1], &ints[2], &ints[3]);
+    launch!(&dev, plan.backward, plan.bwd;
+        &qv, &kv, &vv, &gv, lse, &d_rows, &mut dq_accum, &mut dk, &mut dv,
+        &ints[1], &ints[2], &scale);
+    if let Some(l) = super::dispatch::elementwise(n) {
+        launch!(&dev, "flash_attn_bwd_dq_convert", l; &dq_accum, &mut dq, &(n as u64));
+    }
+    let shape = q.shape();
+    Ok((
+        tensor(dq, &dev, shape),
+        tensor(dk, &dev, shape),
+        tensor(dv, &dev, shape),
+    ))
 }
 
 #[cfg(test)]

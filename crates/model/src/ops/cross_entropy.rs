@@ -1,5 +1,6 @@
 //! The output head fused with its cross-entropy: logits turned into their gradient in
-//! place, never entering the autograd graph (CPU, f32).
+//! place, never entering the autograd graph: CPU in f32; CUDA in bf16 with cuBLAS for the
+//! products and `kernels/src/cross_entropy.cu` for the loss (llm.c's fused classifier).
 
 use std::sync::Mutex;
 
@@ -22,6 +23,8 @@ pub fn linear_cross_entropy(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<
         &targets.contiguous()?,
         LinearCrossEntropy {
             dlogits: Mutex::new(None),
+            #[cfg(feature = "cuda")]
+            dlogits_cuda: Mutex::new(None),
         },
     )
 }
@@ -30,6 +33,14 @@ struct LinearCrossEntropy {
     /// d loss / d logits for an upstream gradient of 1, from the forward pass; taken (and
     /// freed) by the backward pass.
     dlogits: Mutex<Option<Vec<f32>>>,
+    /// On CUDA: the same, bf16 `[n, v_padded]` (pad columns zero), and `v_padded`.
+    #[cfg(feature = "cuda")]
+    dlogits_cuda: Mutex<
+        Option<(
+            candle_core::cuda::cudarc::driver::CudaSlice<half::bf16>,
+            usize,
+        )>,
+    >,
 }
 
 impl CustomOp3 for LinearCrossEntropy {
@@ -100,6 +111,69 @@ impl CustomOp3 for LinearCrossEntropy {
         Ok((CpuStorage::F32(vec![loss]), Shape::from(())))
     }
 
+    /// Logits `h · wᵀ` by cuBLAS (bf16, f32 accumulation) into rows padded to a multiple
+    /// of 128, then one kernel per row turns them into the loss and, in place, dlogits.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::{aligned_bf16_view, bf16_view, launch, storage, u32_view, WrapErr};
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda::cudarc::cublas::{sys::cublasOperation_t as Op, Gemm, GemmConfig};
+        let (n, d) = l1.shape().dims2()?;
+        let (v, d2) = l2.shape().dims2()?;
+        if d != d2 {
+            candle_core::bail!("linear_cross_entropy: h is [{n}, {d}] but w is [{v}, {d2}]");
+        }
+        let dev = &s1.device;
+        let h = aligned_bf16_view(s1, l1, "linear_cross_entropy")?;
+        let w = bf16_view(s2, l2, "linear_cross_entropy")?;
+        let t = u32_view(s3, l3, "linear_cross_entropy")?;
+        if t.len() != n {
+            candle_core::bail!("linear_cross_entropy: {n} rows but {} targets", t.len());
+        }
+        // Targets are checked on the host: the kernel indexes the row with them.
+        let ts = dev.clone_dtoh(&t)?;
+        if let Some(&bad) = ts.iter().find(|&&ti| ti as usize >= v) {
+            candle_core::bail!("linear_cross_entropy: target {bad} outside the vocabulary of {v}");
+        }
+        let (vp, plan) = super::dispatch::classifier(n, v)?;
+        let mut logits = dev.alloc_zeros::<half::bf16>(n * vp)?;
+        let cfg = GemmConfig {
+            transa: Op::CUBLAS_OP_T,
+            transb: Op::CUBLAS_OP_N,
+            m: v as i32,
+            n: n as i32,
+            k: d as i32,
+            alpha: half::bf16::ONE,
+            lda: d as i32,
+            ldb: d as i32,
+            beta: half::bf16::ZERO,
+            ldc: vp as i32,
+        };
+        // SAFETY: w is [v, d], h is [n, d] and logits [n, vp] (vp ≥ v), as cfg says.
+        unsafe { dev.cublas_handle().gemm(cfg, &w, &h, &mut logits) }.w()?;
+        // SAFETY: the kernel writes every row's loss.
+        let mut losses = unsafe { dev.alloc::<f32>(n)? };
+        launch!(dev, "cross_entropy_fwd_bwd_bf16", plan;
+            &mut logits, &t, &mut losses, &(n as i32), &(v as i32), &(vp as i32), &0i32,
+            &(n as i32));
+        let sum = storage(losses, dev).reduce_op(
+            candle_core::op::ReduceOp::Sum,
+            &Layout::contiguous(n),
+            &[0],
+        )?;
+        let mean = sum.affine(&Layout::contiguous(()), 1.0 / n as f64, 0.0)?;
+        *self.dlogits_cuda.lock().unwrap_or_else(|e| e.into_inner()) = Some((logits, vp));
+        Ok((mean, Shape::from(())))
+    }
+
     fn bwd(
         &self,
         h: &Tensor,
@@ -108,6 +182,24 @@ impl CustomOp3 for LinearCrossEntropy {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if h.device().is_cuda() {
+            let saved = self
+                .dlogits_cuda
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let Some((dlogits, vp)) = saved else {
+                candle_core::bail!("linear_cross_entropy: a second backward pass through one loss")
+            };
+            let (dh, dw) = cuda_bwd(h, w, &dlogits, vp)?;
+            let g = grad.to_dtype(dh.dtype())?;
+            return Ok((
+                Some(dh.broadcast_mul(&g)?),
+                Some(dw.broadcast_mul(&g)?),
+                None,
+            ));
+        }
         let Some(dlogits) = self
             .dlogits
             .lock()
@@ -157,6 +249,54 @@ impl CustomOp3 for LinearCrossEntropy {
             None,
         ))
     }
+}
+
+/// The CUDA backward pass for an upstream gradient of 1: dh = dlogits · w `[n, d]` and
+/// dw = dlogitsᵀ · h `[v, d]`, by cuBLAS over the first `v` of each row's `vp` columns.
+#[cfg(feature = "cuda")]
+fn cuda_bwd(
+    h: &Tensor,
+    w: &Tensor,
+    dlogits: &candle_core::cuda::cudarc::driver::CudaSlice<half::bf16>,
+    vp: usize,
+) -> Result<(Tensor, Tensor)> {
+    use super::cuda::{bf16_view, tensor, WrapErr};
+    use candle_core::cuda::cudarc::cublas::{sys::cublasOperation_t as Op, Gemm, GemmConfig};
+    use candle_core::Storage;
+    let (n, d) = h.dims2()?;
+    let v = w.dim(0)?;
+    let (hs, hl) = h.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (Storage::Cuda(hs), Storage::Cuda(ws)) = (&*hs, &*ws) else {
+        candle_core::bail!("linear_cross_entropy backward: h and w must be on one CUDA device")
+    };
+    let dev = &hs.device;
+    let hv = bf16_view(hs, hl, "linear_cross_entropy backward")?;
+    let wv = bf16_view(ws, wl, "linear_cross_entropy backward")?;
+    if dlogits.len() != n * vp {
+        candle_core::bail!("linear_cross_entropy backward: saved dlogits do not match h");
+    }
+    let blas = dev.cublas_handle();
+    // SAFETY: cuBLAS writes all of dh and dw (beta = 0).
+    let mut dh = unsafe { dev.alloc::<half::bf16>(n * d)? };
+    let mut dw = unsafe { dev.alloc::<half::bf16>(v * d)? };
+    let gemm = |transb, m: usize, nn: usize, k: usize, ldb: usize| GemmConfig {
+        transa: Op::CUBLAS_OP_N,
+        transb,
+        m: m as i32,
+        n: nn as i32,
+        k: k as i32,
+        alpha: half::bf16::ONE,
+        lda: d as i32,
+        ldb: ldb as i32,
+        beta: half::bf16::ZERO,
+        ldc: d as i32,
+    };
+    // Column-major: dhᵀ [d, n] = wᵀ [d, v] · dlogitsᵀ [v, n].
+    unsafe { blas.gemm(gemm(Op::CUBLAS_OP_N, d, n, v, vp), &wv, dlogits, &mut dh) }.w()?;
+    // dwᵀ [d, v] = hᵀ [d, n] · dlogits [n, v].
+    unsafe { blas.gemm(gemm(Op::CUBLAS_OP_T, d, v, n, vp), &hv, dlogits, &mut dw) }.w()?;
+    Ok((tensor(dh, dev, (n, d)), tensor(dw, dev, (v, d))))
 }
 
 #[cfg(test)]

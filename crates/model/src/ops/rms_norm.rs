@@ -1,4 +1,5 @@
-//! RMSNorm over the last dimension, fused forward and backward (CPU, f32).
+//! RMSNorm over the last dimension, fused forward and backward: CPU in f32, CUDA in bf16
+//! (`kernels/src/rms_norm.cu`, statistics and dw in f32).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -7,12 +8,21 @@ use super::cpu::{f32_slice, ROWS_PER_TASK};
 
 /// RMSNorm over the last dimension: x / sqrt(mean(x²) + eps) · w.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&w.contiguous()?, RmsNorm { eps: eps as f32 })
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        RmsNorm {
+            eps: eps as f32,
+            #[cfg(feature = "cuda")]
+            rstd: std::sync::Mutex::new(None),
+        },
+    )
 }
 
 struct RmsNorm {
     eps: f32,
+    /// On CUDA, the forward pass's 1/rms of each row (f32), for the backward pass.
+    #[cfg(feature = "cuda")]
+    rstd: std::sync::Mutex<Option<candle_core::cuda::cudarc::driver::CudaSlice<f32>>>,
 }
 
 fn inv_rms(row: &[f32], eps: f32) -> f32 {
@@ -53,6 +63,33 @@ impl CustomOp2 for RmsNorm {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::{bf16_view, launch, storage};
+        let dev = &s1.device;
+        let d = *l1.shape().dims().last().unwrap_or(&0);
+        let x = bf16_view(s1, l1, "rms_norm")?;
+        let w = bf16_view(s2, l2, "rms_norm")?;
+        if w.len() != d {
+            candle_core::bail!("rms_norm: gain of {} for rows of {d}", w.len());
+        }
+        let rows = x.len() / d.max(1);
+        let l = super::dispatch::rms_norm_fwd(rows, d)?;
+        // SAFETY: the kernel writes every row of y and every rstd.
+        let mut y = unsafe { dev.alloc::<half::bf16>(x.len())? };
+        let mut rstd = unsafe { dev.alloc::<f32>(rows)? };
+        launch!(dev, "rms_norm_fwd_bf16", l;
+            &x, &w, &mut y, &mut rstd, &(rows as i32), &(d as i32), &self.eps);
+        *self.rstd.lock().unwrap_or_else(|e| e.into_inner()) = Some(rstd);
+        Ok((storage(y, dev), l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -60,6 +97,15 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let rstd = self.rstd.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let Some(rstd) = rstd else {
+                candle_core::bail!("rms_norm: CUDA backward without a CUDA forward pass")
+            };
+            let (dx, dw) = cuda_bwd(x, w, &grad.contiguous()?, &rstd)?;
+            return Ok((Some(dx), Some(dw.to_dtype(w.dtype())?)));
+        }
         let packed = x.apply_op3_no_bwd(w, &grad.contiguous()?, &RmsNormGrad { eps: self.eps })?;
         let n = x.elem_count();
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
@@ -129,6 +175,54 @@ impl CustomOp3 for RmsNormGrad {
         }
         Ok((CpuStorage::F32(out), Shape::from(x.len() + d)))
     }
+}
+
+/// The CUDA backward pass: dx `[rows, d]` bf16 and dw `[d]` f32, reduced over rows in a
+/// fixed order (one partial row per block, then a column sum).
+#[cfg(feature = "cuda")]
+fn cuda_bwd(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    rstd: &candle_core::cuda::cudarc::driver::CudaSlice<f32>,
+) -> Result<(Tensor, Tensor)> {
+    use super::cuda::{bf16_view, launch, tensor};
+    let d = *x.dims().last().unwrap_or(&0);
+    let rows = x.elem_count() / d.max(1);
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (gs, gl) = g.storage_and_layout();
+    let (
+        candle_core::Storage::Cuda(xs),
+        candle_core::Storage::Cuda(ws),
+        candle_core::Storage::Cuda(gs),
+    ) = (&*xs, &*ws, &*gs)
+    else {
+        candle_core::bail!("rms_norm backward: x, w and the gradient must be on one CUDA device")
+    };
+    let dev = &xs.device;
+    let (xv, wv, gv) = (
+        bf16_view(xs, xl, "rms_norm backward")?,
+        bf16_view(ws, wl, "rms_norm backward")?,
+        bf16_view(gs, gl, "rms_norm backward")?,
+    );
+    if rstd.len() != rows {
+        candle_core::bail!(
+            "rms_norm backward: {} saved statistics for {rows} rows",
+            rstd.len()
+        );
+    }
+    let l = super::dispatch::rms_norm_bwd(rows, d)?;
+    let parts = l.grid.0 as usize;
+    // SAFETY: the kernels write every element of dx, of each block's partial row and of dw.
+    let mut dx = unsafe { dev.alloc::<half::bf16>(rows * d)? };
+    let mut partial = unsafe { dev.alloc::<f32>(parts * d)? };
+    let mut dw = unsafe { dev.alloc::<f32>(d)? };
+    launch!(dev, "rms_norm_bwd_bf16", l;
+        &xv, &wv, &gv, rstd, &mut dx, &mut partial, &(rows as i32), &(d as i32));
+    launch!(dev, "rms_norm_dw_reduce", super::dispatch::rms_norm_dw_reduce(d);
+        &partial, &(parts as i32), &(d as i32), &mut dw);
+    Ok((tensor(dx, dev, x.shape()), tensor(dw, dev, w.shape())))
 }
 
 #[cfg(test)]

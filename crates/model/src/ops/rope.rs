@@ -1,5 +1,6 @@
 //! Rotary positions applied while moving `[b, t, h, hd]` to heads `[b, h, t, hd]`, with
-//! the inverse rotation as its backward (CPU, f32).
+//! the inverse rotation as its backward: CPU in f32, CUDA in bf16 with f32 tables
+//! (`kernels/src/rope.cu`).
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -69,6 +70,26 @@ impl CustomOp3 for RopeToHeads {
         Ok((CpuStorage::F32(out), Shape::from((b, h, t, d))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (b, t, h, d) = l1.shape().dims4()?;
+        let out = cuda_rope(
+            "rope_to_heads_fwd_bf16",
+            [s1, s2, s3],
+            [l1, l2, l3],
+            (b, t, h, d),
+        )?;
+        Ok((out, Shape::from((b, h, t, d))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -130,6 +151,58 @@ impl CustomOp3 for RopeFromHeadsGrad {
         let _ = b;
         Ok((CpuStorage::F32(out), Shape::from(self.shape.clone())))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (b, h, t, d) = l1.shape().dims4()?;
+        let out = cuda_rope(
+            "rope_from_heads_bwd_bf16",
+            [s1, s2, s3],
+            [l1, l2, l3],
+            (b, t, h, d),
+        )?;
+        Ok((out, Shape::from(self.shape.clone())))
+    }
+}
+
+/// Either rope kernel: bf16 `src` (`[b, t, h, d]` forward, `[b, h, t, d]` backward) and f32
+/// `cos`, `sin` `[≥ t, d/2]`, into a new bf16 buffer of the other layout.
+#[cfg(feature = "cuda")]
+fn cuda_rope(
+    kernel: &str,
+    [s1, s2, s3]: [&candle_core::CudaStorage; 3],
+    [l1, l2, l3]: [&Layout; 3],
+    (b, t, h, d): (usize, usize, usize, usize),
+) -> Result<candle_core::CudaStorage> {
+    use super::cuda::{bf16_view, f32_view, launch, storage};
+    let dev = &s1.device;
+    let src = bf16_view(s1, l1, "rope")?;
+    let cos = f32_view(s2, l2, "rope")?;
+    let sin = f32_view(s3, l3, "rope")?;
+    if d % 2 != 0 {
+        candle_core::bail!("rope: head dimension {d} is odd");
+    }
+    if cos.len() < t * d / 2 || sin.len() < t * d / 2 {
+        candle_core::bail!("rope: tables shorter than {t} positions");
+    }
+    let ints = [b, t, h, d].map(|v| v as i32);
+    if [b, t, h, d].iter().any(|&v| v > i32::MAX as usize) {
+        candle_core::bail!("rope: shape {:?} exceeds the kernel's int", (b, t, h, d));
+    }
+    // SAFETY: the kernel writes every element (one thread per rotated pair).
+    let mut out = unsafe { dev.alloc::<half::bf16>(src.len())? };
+    if let Some(l) = super::dispatch::elementwise(b * t * h * d / 2) {
+        launch!(dev, kernel, l; &src, &cos, &sin, &mut out, &ints[0], &ints[1], &ints[2], &ints[3]);
+    }
+    Ok(storage(out, dev))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! SwiGLU, silu(gate) · up, fused forward and backward (CPU, f32).
+//! SwiGLU, silu(gate) · up, fused forward and backward: CPU in f32, CUDA in bf16
+//! (`kernels/src/swiglu.cu`).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -43,6 +44,30 @@ impl CustomOp2 for SwiGlu {
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::{bf16_view, launch, storage};
+        let dev = &s1.device;
+        let g = bf16_view(s1, l1, "swiglu")?;
+        let u = bf16_view(s2, l2, "swiglu")?;
+        if g.len() != u.len() {
+            candle_core::bail!("swiglu: gate and up differ in size");
+        }
+        let n = g.len();
+        // SAFETY: every element is written by the kernel below.
+        let mut out = unsafe { dev.alloc::<half::bf16>(n)? };
+        if let Some(l) = super::dispatch::elementwise(n) {
+            launch!(dev, "swiglu_fwd_bf16", l; &g, &u, &mut out, &(n as u64));
+        }
+        Ok((storage(out, dev), l1.shape().clone()))
     }
 
     fn bwd(
@@ -99,6 +124,31 @@ impl CustomOp3 for SwiGluGrad {
                 }
             });
         Ok((CpuStorage::F32(out), Shape::from(2 * n)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::{bf16_view, launch, storage};
+        let dev = &s1.device;
+        let x = bf16_view(s1, l1, "swiglu backward")?;
+        let u = bf16_view(s2, l2, "swiglu backward")?;
+        let g = bf16_view(s3, l3, "swiglu backward")?;
+        let n = x.len();
+        // SAFETY: both halves are written by the kernel below.
+        let mut out = unsafe { dev.alloc::<half::bf16>(2 * n)? };
+        if let Some(l) = super::dispatch::elementwise(n) {
+            let (mut dx, mut du) = out.split_at_mut(n);
+            launch!(dev, "swiglu_bwd_bf16", l; &x, &u, &g, &mut dx, &mut du, &(n as u64));
+        }
+        Ok((storage(out, dev), Shape::from(2 * n)))
     }
 }
 
