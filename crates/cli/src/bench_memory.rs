@@ -107,7 +107,7 @@ pub fn run(a: &BenchMemoryArgs) -> anyhow::Result<ExitCode> {
     for s in shapes.split(',') {
         let (cfg, t, b) = parse_shape(s)?;
         for dtype in [DType::F32, DType::BF16] {
-            let graph = Graph::for_dtype(DeviceSpec::Cpu, dtype);
+            let graph = Graph::for_dtype(&cfg, DeviceSpec::Cpu, dtype);
             let model = memory_model(&cfg, t, b, 1, graph, DeviceSpec::Cpu);
             let (measured, kept) = measure(&cfg, t, b, dtype)?;
             let ratio = measured / model.total;

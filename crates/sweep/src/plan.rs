@@ -428,7 +428,7 @@ impl Grid<'_> {
     pub fn batch(&self, c: f64, tokens: u64) -> (u64, usize) {
         let seq_len = self.meta.seq_len;
         let device = self.config.device;
-        let graph = Graph::for_device(device);
+        let graph = Graph::for_run(self.model, device);
         let budget = MicroBatch::AUTO_SHARE * self.memory;
         let fits = |micro, accum| {
             memory_model(self.model, seq_len, micro, accum, graph, device).total <= budget
@@ -520,7 +520,7 @@ impl Grid<'_> {
             self.meta.seq_len,
             resolved.optim.micro_batch_size,
             resolved.accumulation(),
-            Graph::for_device(self.config.device),
+            Graph::for_run(&resolved.model, self.config.device),
             self.config.device,
         )
         .total;

@@ -50,7 +50,7 @@ pub fn check_memory(cfg: &ResolvedConfig, gib: Option<f64>, file: &Path) -> Resu
         cfg.seq_len,
         cfg.optim.micro_batch_size,
         cfg.accumulation(),
-        Graph::for_device(cfg.device),
+        Graph::for_run(&cfg.model, cfg.device),
         cfg.device,
     )
     .total;

@@ -2,24 +2,30 @@
 //! tensors the forward graph keeps for the backward pass, the optimizer's state and the
 //! backward pass's largest temporaries.
 //!
-//! Two graphs run today, and they keep different tensors:
+//! Three graphs run, and they keep different tensors:
 //! - [`Graph::Fused`]: the fused f32 ops of `synthscale_model::ops` (CPU): one tensor per
 //!   op, attention probabilities `[b, h, t, t]` in f32, the output head's logits turned
 //!   into their gradient in place;
-//! - [`Graph::Composed`]: the decoder built from candle's elementwise ops in bf16 (what
-//!   runs on CUDA until the kernels of `synthscale-kernels` are wired in): every
-//!   intermediate of the norms, rotary positions, softmax and loss stays alive, 28 bytes
-//!   per attention score and 18 per logit.
+//! - [`Graph::Kernels`]: the same ops in bf16 on CUDA, launching `synthscale-kernels`: one
+//!   bf16 tensor per op, each RMSNorm's f32 row statistics, and flash attention's f32
+//!   log-sum-exp per query row instead of any per-score tensor; the classifier's bf16
+//!   logits (rows padded to 128 words) turned into their gradient in place;
+//! - [`Graph::Composed`]: the decoder built from candle's elementwise ops in bf16 (CUDA at a
+//!   head dimension the flash kernels lack, and the oracle form): every intermediate of the
+//!   norms, rotary positions, softmax and loss stays alive, 28 bytes per attention score and
+//!   18 per logit.
 //!
-//! Both graphs also run on the CPU (`Decoder::set_compute_dtype(BF16)` selects the
+//! The fused and composed graphs also run on the CPU (`Decoder::set_compute_dtype(BF16)` selects the
 //! composed one), so `synthscale bench memory` checks each against the heap's measured
-//! peak. candle keeps the whole forward graph until backward ends (the loss holds it), so
+//! peak; the kernels graph runs on CUDA only, so its count is unmeasured until
+//! `scripts/gpu-check.sh` runs on a GPU (it reports the peak beside this model). candle keeps the whole forward graph until backward ends (the loss holds it), so
 //! the peak is reached inside the backward pass: either at its start, where the output
 //! head's backward runs with every activation alive, or at its end, where every
 //! parameter's gradient exists and the embedding's is being added.
 
 use candle_core::DType;
 use serde::Serialize;
+use synthscale_model::ops::FusedOps;
 use synthscale_model::ModelConfig;
 
 use crate::config::DeviceSpec;
@@ -30,26 +36,35 @@ use crate::config::DeviceSpec;
 pub enum Graph {
     /// synthscale's fused f32 ops (CPU).
     Fused,
-    /// candle's composed ops with bf16 activations (CUDA; also the CPU in bf16).
+    /// synthscale's fused ops in bf16 on CUDA (the kernels of `synthscale-kernels`).
+    Kernels,
+    /// candle's composed ops with bf16 activations (also the CPU in bf16).
     Composed,
 }
 
 impl Graph {
-    /// The graph a device runs, as `Decoder` chooses it: fused in f32 on the CPU,
-    /// composed in bf16 elsewhere.
-    pub fn for_device(device: DeviceSpec) -> Graph {
-        match device {
-            DeviceSpec::Cpu => Graph::Fused,
-            DeviceSpec::Cuda => Graph::Composed,
-        }
+    /// The graph a training run executes: the trainer computes in f32 on the CPU and in
+    /// bf16 on CUDA.
+    pub fn for_run(m: &ModelConfig, device: DeviceSpec) -> Graph {
+        let dtype = match device {
+            DeviceSpec::Cpu => DType::F32,
+            DeviceSpec::Cuda => DType::BF16,
+        };
+        Graph::for_dtype(m, device, dtype)
     }
 
-    /// The graph a device runs at a compute dtype (`Decoder::fused`).
-    pub fn for_dtype(device: DeviceSpec, dtype: DType) -> Graph {
-        if device == DeviceSpec::Cpu && dtype == DType::F32 {
-            Graph::Fused
-        } else {
-            Graph::Composed
+    /// The graph `Decoder` runs on a device at a compute dtype, from the fused ops that
+    /// exist there (`FusedOps::select`): every op fused on the CPU in f32; on CUDA in bf16
+    /// the kernels graph where flash attention has the head dimension's tile. Elsewhere the
+    /// composed graph, which over-counts a CUDA run at another head dimension (its norms,
+    /// SwiGLU and rotary positions are fused): a conservative estimate.
+    pub fn for_dtype(m: &ModelConfig, device: DeviceSpec, dtype: DType) -> Graph {
+        let on_cuda = device == DeviceSpec::Cuda;
+        let ops = FusedOps::select(on_cuda, dtype, m.head_dim());
+        match (on_cuda, ops.loss, ops.attention) {
+            (false, true, _) => Graph::Fused,
+            (true, _, true) => Graph::Kernels,
+            _ => Graph::Composed,
         }
     }
 }
@@ -129,6 +144,26 @@ pub fn memory_model(
                 let end = 4.0 * (vd + 2.0 * n * d).max(5.0 * n * d);
                 (per_token, 4.0, outside, 4.0, 0.0, start, end, 0.0)
             }
+            Graph::Kernels => {
+                // Per layer, the fused graph's tensors in bf16, plus the f32 statistics the
+                // kernels keep: each RMSNorm's 1/rms per row (two) and attention's
+                // log-sum-exp per head and row. No per-score tensor.
+                let h_rows = m.n_heads as f64;
+                let per_token =
+                    2.0 * (9.0 * d + 4.0 * kv + 3.0 * f + repeat) + 4.0 * 2.0 + 4.0 * h_rows;
+                // The embedding lookup and the final norm (bf16), the norm's statistics.
+                let outside = 2.0 * 2.0 * n * d + 4.0 * n;
+                // The classifier keeps its logits as their gradient, bf16, until the backward
+                // pass takes them; the head's backward then writes dh and dW in bf16, their
+                // products with the upstream gradient, and dW's f32 cast onto the master.
+                let per_logit = 2.0;
+                let start = 2.0 * 2.0 * (n * d + vd) + 4.0 * vd;
+                // End: the embedding's gradient as in the composed graph, or the first layer's
+                // attention backward: dQ's f32 accumulator, dq, dk and dv in bf16, and two of
+                // them accumulated onto a zero (18 bytes a value of [n, d]).
+                let end = (4.0 * (vd + 2.0 * n * d) + 2.0 * vd).max(18.0 * n * d);
+                (per_token, 0.0, outside, per_logit, 2.0 * p, start, end, 0.0)
+            }
             Graph::Composed => {
                 // Per layer, bf16 unless noted: each RMSNorm keeps x in f32, x², x·rms (f32),
                 // the bf16 cast and the gain product (16 bytes a value, twice); q, k and v and
@@ -187,7 +222,7 @@ pub fn memory_model(
     // End: the logits' buffers of the fused graph are gone (taken by the head's backward);
     // the composed graph keeps them until the loss is dropped.
     let kept_at_end = match graph {
-        Graph::Fused => activations - logits,
+        Graph::Fused | Graph::Kernels => activations - logits,
         Graph::Composed => activations,
     };
     let end = base + kept_at_end + gradients + stray + end_tmp;
@@ -229,5 +264,5 @@ pub fn memory_model(
 /// The peak bytes of training `m` on `device` (the graph that device runs) at `micro`
 /// sequences of `seq_len` tokens per micro-batch, one micro-batch per step.
 pub fn memory_estimate(m: &ModelConfig, seq_len: usize, micro: usize, device: DeviceSpec) -> f64 {
-    memory_model(m, seq_len, micro, 1, Graph::for_device(device), device).total
+    memory_model(m, seq_len, micro, 1, Graph::for_run(m, device), device).total
 }
