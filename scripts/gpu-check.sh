@@ -9,12 +9,13 @@
 #    is built for one compute capability (CUDA_COMPUTE_CAP at build time, default 90 =
 #    sm_90a, H100/H200; arch-specific PTX runs on that capability only). Exit 2 with the
 #    reason when either is wrong.
-# 2. Kernels against their CPU references: the kernels of kernels/ are compiled to PTX but
-#    no launcher runs them yet, so this step reports them as unmeasured.
+# 2. `bench kernels`: every fused op on the GPU in bf16 (the kernels of kernels/) against
+#    its composed oracle in f32 on the CPU, values and gradients, within 1e-2 and 2e-2
+#    (normalised maximum error; bf16 keeps 8 significant bits).
 # 3. `bench gpu-check`: 3 AdamW steps of a tiny model from the same weights and batch on the
-#    CPU (f32, the reference) and the GPU (bf16, then f32): losses within 1e-2 (bf16: 8
-#    significant bits through a few layers) or 1e-3 (f32: reduction order only), gradient
-#    norms within twice that.
+#    CPU (f32, the reference) and the GPU (bf16 with the fused kernels, bf16 composed from
+#    candle's ops, then f32): losses within 1e-2 (bf16: 8 significant bits through a few
+#    layers) or 1e-3 (f32: reduction order only), gradient norms within twice that.
 # 4. `bench train` at 124M (d 768, 12 layers, 12 heads, SwiGLU, tied embeddings, vocabulary
 #    50,257, sequence 1024) at the micro-batches in BATCHES: tokens/s, MFU, GPU memory in
 #    use against the memory model's estimate, launches per step.
@@ -77,13 +78,16 @@ if [ "$cc" != "$want_cc" ]; then
   exit 2
 fi
 
-# 2. Kernels: compiled, not yet launched by anything.
-echo "== kernels against their CPU references: unmeasured (no launcher runs kernels/ yet)"
+# 2. Each kernel against its oracle.
+echo "== bench kernels: every fused op against its composed oracle"
+kernels_ok=1
+timeout 120 "$bin" bench kernels --device cuda | tee "$work/kernels.jsonl" || kernels_ok=0
 
 # 3. GPU against CPU.
 echo "== bench gpu-check: GPU against CPU, 3 steps"
 check_ok=1
 timeout 120 "$bin" bench gpu-check --device cuda --dtype bf16 | tee "$work/check.jsonl" || check_ok=0
+timeout 120 "$bin" bench gpu-check --device cuda --dtype bf16 --composed | tee -a "$work/check.jsonl" || check_ok=0
 timeout 120 "$bin" bench gpu-check --device cuda --dtype f32 | tee -a "$work/check.jsonl" || check_ok=0
 
 # 4. Training speed and memory at 124M.
@@ -104,15 +108,19 @@ if [ -n "${SYNTH_MODEL:-}" ]; then
 fi
 
 echo "== summary"
-python3 - "$work" "$gpu" "$driver" "$cc" "$mem_mib" "$check_ok" <<'PY'
+python3 - "$work" "$gpu" "$driver" "$cc" "$mem_mib" "$check_ok" "$kernels_ok" <<'PY'
 import json, os, sys
-work, gpu, driver, cc, mem_mib, check_ok = sys.argv[1:]
+work, gpu, driver, cc, mem_mib, check_ok, kernels_ok = sys.argv[1:]
 def rows(name):
     p = os.path.join(work, name)
     return [json.loads(l) for l in open(p) if l.strip().startswith("{")] if os.path.exists(p) else []
-checks, train = rows("check.jsonl"), rows("train.jsonl")
+checks, train, kernels = rows("check.jsonl"), rows("train.jsonl"), rows("kernels.jsonl")
+for r in kernels:
+    print(f"kernel {r['op']:<24} value {r['value_err']:.1e} (tol {r['value_tolerance']:.0e}), grads "
+          + ", ".join(f"{e:.1e}" for e in r['grad_err']) + f" (tol {r['grad_tolerance']:.0e}) "
+          f"-> {'ok' if r['ok'] else 'FAILED'}")
 for r in checks:
-    print(f"gpu-check {r['dtype']:>4}: loss {r['max_rel_diff']:.2e} (tol {r['tolerance']:.0e}), "
+    print(f"gpu-check {r['dtype']:>4} {r.get('ops', 'fused'):>8}: loss {r['max_rel_diff']:.2e} (tol {r['tolerance']:.0e}), "
           f"grad norm {r['max_rel_grad_norm_diff']:.2e} (tol {r['grad_norm_tolerance']:.0e}) "
           f"-> {'ok' if r['ok'] else 'FAILED'}")
 print("| batch x seq | step ms | tokens/s | MFU | GPU mem used MB | model's estimate MB | launches fwd |")
@@ -123,9 +131,10 @@ for r in train:
           f"{r['memory_estimate_mb']:,.0f} | {r['launches']['forward']} |")
 summary = {
     "gpu": gpu, "driver": driver, "compute_capability": cc, "memory_mib": float(mem_mib),
-    "kernels": "unmeasured: not launched by the trainer yet",
-    "gpu_check_ok": check_ok == "1" and len(checks) == 2 and all(r["ok"] for r in checks),
-    "gpu_check": [{k: r[k] for k in ("dtype", "max_rel_diff", "max_rel_grad_norm_diff", "ok")} for r in checks],
+    "kernels_ok": kernels_ok == "1" and len(kernels) > 0 and all(r["ok"] for r in kernels),
+    "kernels": [{k: r[k] for k in ("op", "value_err", "grad_err", "ok")} for r in kernels],
+    "gpu_check_ok": check_ok == "1" and len(checks) == 3 and all(r["ok"] for r in checks),
+    "gpu_check": [{k: r.get(k) for k in ("dtype", "ops", "max_rel_diff", "max_rel_grad_norm_diff", "ok")} for r in checks],
     "train_124m": [{"batch": r["batch"], "tokens_per_s": r["tokens_per_s"], "mfu": r["mfu"],
                     "gpu_mem_used_mb": r.get("gpu_mem_used_mb"),
                     "memory_estimate_mb": r["memory_estimate_mb"],
@@ -134,4 +143,4 @@ summary = {
 }
 print(json.dumps(summary))
 PY
-[ "$check_ok" = 1 ]
+[ "$check_ok" = 1 ] && [ "$kernels_ok" = 1 ]

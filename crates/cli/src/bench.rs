@@ -41,6 +41,11 @@ pub enum BenchCommand {
     /// f32 graph and the composed bf16 graph (the one CUDA runs) at several shapes; one JSON
     /// line per case, exit code 1 when one is off by more than the tolerance.
     Memory(crate::bench_memory::BenchMemoryArgs),
+    /// Every fused op (embedding, RMSNorm, SwiGLU, rotary positions, attention at head
+    /// dimensions 64 and 128, the classifier) on a device against its composed oracle in f32
+    /// on the CPU, values and gradients: on CUDA the bf16 kernels, on the CPU the f32 ops.
+    /// One JSON line per op; exit code 1 when one is outside its dtype's tolerance.
+    Kernels(crate::bench_kernels::BenchKernelsArgs),
 }
 
 /// The device and compute dtype a bench runs on.
@@ -57,7 +62,7 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    fn open(&self) -> anyhow::Result<(Device, DType)> {
+    pub(crate) fn open(&self) -> anyhow::Result<(Device, DType)> {
         let dev = open_device(self.device).map_err(|m| BadInput(format!("--device: {m}")))?;
         let dtype = self.dtype.unwrap_or(compute_dtype(self.device));
         Ok((dev, dtype))
@@ -80,7 +85,7 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
     }
 }
 
-fn dtype_name(d: DType) -> &'static str {
+pub(crate) fn dtype_name(d: DType) -> &'static str {
     match d {
         DType::BF16 => "bf16",
         _ => "f32",
@@ -131,6 +136,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Synth(a) => crate::bench_synth::run(&a),
         BenchCommand::GpuCheck(a) => gpu_check(&a),
         BenchCommand::Memory(a) => crate::bench_memory::run(&a),
+        BenchCommand::Kernels(a) => crate::bench_kernels::run_cmd(&a),
     }
 }
 
@@ -414,7 +420,7 @@ pub fn bench_train(a: &BenchTrainArgs) -> anyhow::Result<ExitCode> {
     let mean = |i: usize| times.iter().map(|t| t[i]).sum::<f64>() / a.steps as f64 * 1e3;
     let tps = (a.batch * a.shape.seq_len) as f64 / step_s;
     let (device, peak) = device_peak(&dev);
-    let graph = Graph::for_dtype(a.device.device, dtype);
+    let graph = Graph::for_dtype(&cfg, a.device.device, dtype);
     let estimate = memory_model(&cfg, a.shape.seq_len, a.batch, 1, graph, a.device.device).total;
     let r = TrainBench {
         bench: "train",
@@ -493,6 +499,10 @@ pub struct GpuCheckArgs {
     /// bits, rounding through a few layers), 1e-3 for f32 (reduction order only)].
     #[arg(long)]
     pub tolerance: Option<f64>,
+    /// Run every op composed from candle's ops on the device (the oracle form) instead of
+    /// the fused ops (on CUDA in bf16, the kernels of synthscale-kernels).
+    #[arg(long)]
+    pub composed: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -502,6 +512,8 @@ struct GpuCheck {
     bench: &'static str,
     device: String,
     dtype: &'static str,
+    /// The device's graph: "fused" (the fused ops where the device has them) or "composed".
+    ops: &'static str,
     params: u64,
     /// Losses before each step: the CPU in f32 (the reference), and the device.
     cpu_f32_loss: Vec<f64>,
@@ -527,6 +539,7 @@ fn losses_on(
     dtype: DType,
     batch: (&[u32], &[u32], usize, usize),
     steps: usize,
+    composed: bool,
 ) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let (inputs, targets, b, t) = batch;
     let moved = weights
@@ -536,6 +549,7 @@ fn losses_on(
         .collect::<candle_core::Result<_>>()?;
     let mut model = Decoder::from_tensors(cfg, moved, Path::new("<gpu-check>"))?;
     model.set_compute_dtype(dtype)?;
+    model.set_composed_ops(composed);
     let mut opt = AdamW::new(model.params(), &OptimConfig::default())?;
     let ids = Tensor::from_slice(inputs, (b, t), dev)?;
     let tgt = Tensor::from_slice(targets, (b, t), dev)?;
@@ -561,8 +575,16 @@ fn gpu_check(a: &GpuCheckArgs) -> anyhow::Result<ExitCode> {
     let n = a.batch * a.shape.seq_len;
     let stream: Vec<u32> = (0..n + 1).map(|i| period[(i * 31 + i / 97) % 97]).collect();
     let batch = (&stream[..n], &stream[1..], a.batch, a.shape.seq_len);
-    let (cpu, cpu_norm) = losses_on(&cfg, &weights, &Device::Cpu, DType::F32, batch, a.steps)?;
-    let (other, other_norm) = losses_on(&cfg, &weights, &dev, dtype, batch, a.steps)?;
+    let (cpu, cpu_norm) = losses_on(
+        &cfg,
+        &weights,
+        &Device::Cpu,
+        DType::F32,
+        batch,
+        a.steps,
+        false,
+    )?;
+    let (other, other_norm) = losses_on(&cfg, &weights, &dev, dtype, batch, a.steps, a.composed)?;
     let max_rel = |a: &[f64], b: &[f64]| {
         a.iter()
             .zip(b)
@@ -582,6 +604,7 @@ fn gpu_check(a: &GpuCheckArgs) -> anyhow::Result<ExitCode> {
         bench: "gpu-check",
         device: device_peak(&dev).0,
         dtype: dtype_name(dtype),
+        ops: if a.composed { "composed" } else { "fused" },
         params: cfg.params(),
         cpu_f32_loss: cpu,
         device_loss: other,

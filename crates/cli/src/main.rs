@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_fit;
+mod bench_kernels;
 mod bench_memory;
 mod bench_synth;
 mod data_cmd;

@@ -63,6 +63,81 @@ fn gpu_check_on_the_cpu_passes_in_bf16_and_matches_exactly_in_f32() {
 }
 
 #[test]
+fn gpu_check_composed_runs_the_oracle_graph_on_the_device() {
+    // Oracle: the fused f32 CPU graph (the reference side of the check) against the same
+    // model composed from candle's ops: equal up to f32 summation order.
+    let (code, j, err) = bench(
+        &[
+            &[
+                "gpu-check",
+                "--device",
+                "cpu",
+                "--dtype",
+                "f32",
+                "--composed",
+            ],
+            TINY,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(j["ops"], "composed", "{j}");
+    assert!(j["max_rel_diff"].as_f64().unwrap() < 1e-5, "{j}");
+    // The gradients are summed in another order: the composed graph really ran.
+    let g = j["max_rel_grad_norm_diff"].as_f64().unwrap();
+    assert!(g > 0.0 && g < 1e-5, "{j}");
+}
+
+#[test]
+fn bench_kernels_checks_every_fused_op_against_its_composed_oracle() {
+    // Oracle: each op composed from candle's differentiable ops in f32, differentiated by
+    // candle's autograd. On the CPU the fused f32 ops run; on CUDA the same command runs
+    // the bf16 kernels (scripts/gpu-check.sh).
+    let out = Command::new(env!("CARGO_BIN_EXE_synthscale"))
+        .args(["bench", "kernels"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        [
+            "embedding",
+            "rms_norm",
+            "swiglu",
+            "rope_to_heads",
+            "causal_attention_hd64",
+            "causal_attention_hd128",
+            "linear_cross_entropy"
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["value_tolerance"], 1e-4, "{r}");
+        let errs: Vec<f64> = std::iter::once(&r["value_err"])
+            .chain(r["grad_err"].as_array().unwrap())
+            .map(|e| e.as_f64().unwrap())
+            .collect();
+        assert!(errs.iter().all(|&e| e <= 1e-4), "{r}");
+    }
+    // The sums really were computed two ways: the attention and loss differ in order.
+    for r in &rows[4..] {
+        assert!(r["value_err"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let (code, _, err) = bench(&["kernels", "--dtype", "bf16"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("run in f32 on cpu"), "{err}");
+}
+
+#[test]
 fn bench_train_takes_a_dtype_and_reports_it() {
     let args = [
         &["train", "--dtype", "bf16", "--steps", "1", "--warmup", "0"],
