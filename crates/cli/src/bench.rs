@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use synthscale_model::{Decoder, Mode, ModelConfig};
 use synthscale_train::config::{DeviceSpec, OptimConfig};
 use synthscale_train::memory::{memory_model, Graph};
-use synthscale_train::optim::{global_norm, AdamW};
+use synthscale_train::optim::AdamW;
 use synthscale_train::trainer::{compute_dtype, device_peak, open_device};
 
 use crate::manifest::LoadedManifest;
@@ -556,9 +556,9 @@ fn losses_on(
     let (mut losses, mut norms) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
     for _ in 0..steps {
         let loss = model.loss(&ids, &tgt, Mode::Train)?;
-        let g = model.gradients(&loss.backward()?)?;
-        norms.push(global_norm(&g)?);
-        opt.step(model.params(), &g, 1e-3)?;
+        let mut g = model.gradients(&loss.backward()?)?;
+        // The trainer's step (on CUDA the device norm and multi-tensor update), unclipped.
+        norms.push(opt.clip_and_step(model.params(), &mut g, 1e-3, 0.0, |_| Ok(()))?);
         losses.push(loss.to_scalar::<f32>()? as f64);
     }
     Ok((losses, norms))

@@ -1,5 +1,11 @@
 //! AdamW with fp32 moments whose state saves and loads (candle-nn's keeps moments in the
 //! parameter dtype and cannot be checkpointed), and global gradient-norm clipping.
+//!
+//! [`AdamW::clip_and_step`] is the trainer's step: the global norm, clipping and the update.
+//! On the CPU it runs [`global_norm`], [`clip`] and [`AdamW::step`]; on CUDA, with f32
+//! masters, the kernels of `kernels/src/adamw.cu`: the norm in two launches, one read of it
+//! to the host (the step's only synchronisation), and one multi-tensor launch that clips
+//! and updates every parameter and both moments in place.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -96,6 +102,163 @@ impl AdamW {
             self.v[i] = v;
         }
         Ok(())
+    }
+
+    /// The global norm of `grads`, handed to `check` (which may refuse it, before anything is
+    /// updated), then the update with the gradients clipped to `max_norm` (≤ 0: no clipping).
+    /// Returns the norm before clipping.
+    pub fn clip_and_step(
+        &mut self,
+        params: &[(String, Var)],
+        grads: &mut [Tensor],
+        lr: f64,
+        max_norm: f64,
+        check: impl FnOnce(f64) -> Result<()>,
+    ) -> Result<f64> {
+        #[cfg(feature = "cuda")]
+        if self.fused && on_cuda_f32(params) {
+            return self.clip_and_step_cuda(params, grads, lr, max_norm, check);
+        }
+        let norm = global_norm(grads)?;
+        check(norm)?;
+        clip(grads, norm, max_norm)?;
+        self.step(params, grads, lr)?;
+        Ok(norm)
+    }
+
+    /// [`AdamW::clip_and_step`] on CUDA: `global_norm_sq_partial` and `global_norm_finalize`,
+    /// the norm read once, then `adamw_multi_tensor` over every tensor, clipping with the
+    /// device's norm as `clip` does.
+    #[cfg(feature = "cuda")]
+    fn clip_and_step_cuda(
+        &mut self,
+        params: &[(String, Var)],
+        grads: &mut [Tensor],
+        lr: f64,
+        max_norm: f64,
+        check: impl FnOnce(f64) -> Result<()>,
+    ) -> Result<f64> {
+        use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+        use candle_core::cuda::{CudaStorageSlice, WrapErr};
+        use candle_core::Storage;
+
+        let n = params.len();
+        let Storage::Cuda(first) = &*params[0].1.as_tensor().storage_and_layout().0 else {
+            unreachable!("on_cuda_f32 checked the device")
+        };
+        let dev = first.device.clone();
+        let stream = dev.cuda_stream();
+        for g in grads.iter_mut() {
+            if !g.is_contiguous() {
+                *g = g.contiguous()?;
+            }
+        }
+        // Device addresses: start of each tensor's elements, by its layout's offset.
+        let address = |t: &Tensor| -> Result<(u64, u32)> {
+            let (s, l) = t.storage_and_layout();
+            let Storage::Cuda(c) = &*s else {
+                return Err(
+                    candle_core::Error::Msg("AdamW: a tensor is not on CUDA".into()).into(),
+                );
+            };
+            let o = l.start_offset() as u64;
+            Ok(match &c.slice {
+                CudaStorageSlice::F32(x) => (x.device_ptr(&stream).0 + 4 * o, 1),
+                CudaStorageSlice::BF16(x) => (x.device_ptr(&stream).0 + 2 * o, 0),
+                _ => {
+                    return Err(candle_core::Error::Msg(
+                        "AdamW: gradients and state are f32 or bf16".into(),
+                    )
+                    .into())
+                }
+            })
+        };
+        let (mut p_ptr, mut g_ptr, mut m_ptr, mut v_ptr) = (vec![], vec![], vec![], vec![]);
+        let (mut sizes, mut flags) = (vec![], vec![]);
+        for (i, ((_, p), g)) in params.iter().zip(grads.iter()).enumerate() {
+            if g.dims() != p.dims() {
+                return Err(candle_core::Error::Msg(format!(
+                    "AdamW: gradient {:?} for parameter {:?}",
+                    g.dims(),
+                    p.dims()
+                ))
+                .into());
+            }
+            let (gp, g_f32) = address(g)?;
+            p_ptr.push(address(p.as_tensor())?.0);
+            m_ptr.push(address(&self.m[i])?.0);
+            v_ptr.push(address(&self.v[i])?.0);
+            g_ptr.push(gp);
+            sizes.push(p.elem_count() as u64);
+            flags.push(u32::from(self.decay[i]) | (g_f32 << 1));
+        }
+        let largest = sizes.iter().copied().max().unwrap_or(0) as usize;
+        let grids = device_step_grids(n, largest)?;
+        let up = |v: &Vec<u64>| dev.clone_htod(v);
+        let (p_d, g_d, m_d, v_d, s_d) = (
+            up(&p_ptr)?,
+            up(&g_ptr)?,
+            up(&m_ptr)?,
+            up(&v_ptr)?,
+            up(&sizes)?,
+        );
+        let f_d = dev.clone_htod(&flags)?;
+        // A null pointer per tensor: no bf16 copies are written (the decoder casts its own).
+        let none_d = dev.alloc_zeros::<u64>(n)?;
+        let func = |name: &str| {
+            dev.get_or_load_custom_func(name, "synthscale_adamw", synthscale_kernels::ADAMW)
+                .map(|f| f.into_cuda_function())
+        };
+        let cfg = |(x, y): (u32, u32), block: u32| LaunchConfig {
+            grid_dim: (x, y, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let n_partials = grids.norm.0 as usize * n;
+        // SAFETY: every partial is written by stage 1 and the norm by stage 2.
+        let mut partials = unsafe { dev.alloc::<f32>(n_partials)? };
+        let mut norm_d = unsafe { dev.alloc::<f32>(1)? };
+        let n_i32 = n as i32;
+        let f = func("global_norm_sq_partial")?;
+        let mut b = stream.launch_builder(&f);
+        b.arg(&g_d)
+            .arg(&s_d)
+            .arg(&f_d)
+            .arg(&n_i32)
+            .arg(&mut partials);
+        // SAFETY: arguments as adamw.cu documents them; pointers into live tensors.
+        unsafe { b.launch(cfg(grids.norm, DEVICE_STEP_BLOCK)) }.w()?;
+        let f = func("global_norm_finalize")?;
+        let np_i32 = n_partials as i32;
+        let mut b = stream.launch_builder(&f);
+        b.arg(&partials).arg(&np_i32).arg(&mut norm_d);
+        unsafe { b.launch(cfg((1, 1), 1024)) }.w()?;
+        let norm = dev.clone_dtoh(&norm_d)?[0] as f64;
+        check(norm)?;
+        self.t += 1;
+        let step = i32::try_from(self.t)
+            .map_err(|_| candle_core::Error::Msg(format!("AdamW: step {} too large", self.t)))?;
+        let f = func("adamw_multi_tensor")?;
+        let mut b = stream.launch_builder(&f);
+        b.arg(&p_d)
+            .arg(&g_d)
+            .arg(&m_d)
+            .arg(&v_d)
+            .arg(&none_d)
+            .arg(&s_d)
+            .arg(&f_d)
+            .arg(&n_i32)
+            .arg(&norm_d)
+            .arg(&max_norm)
+            .arg(&lr)
+            .arg(&self.beta1)
+            .arg(&self.beta2)
+            .arg(&self.eps)
+            .arg(&self.weight_decay)
+            .arg(&step);
+        // SAFETY: as above; params, m and v are updated in place, each by its own threads.
+        unsafe { b.launch(cfg(grids.update, DEVICE_STEP_BLOCK)) }.w()?;
+        Ok(norm)
     }
 
     /// The same update as [`AdamW::step`]'s tensor ops for one f32 parameter on the CPU,
@@ -210,6 +373,49 @@ impl AdamW {
     }
 }
 
+/// Threads per block of the optimizer's kernels.
+pub const DEVICE_STEP_BLOCK: u32 = 256;
+/// Stage-1 blocks per tensor of the norm (each sums a strided share).
+pub const NORM_BLOCKS_PER_TENSOR: u32 = 64;
+/// At most this many blocks per tensor in the update (larger tensors loop).
+pub const UPDATE_MAX_BLOCKS_PER_TENSOR: u32 = 4096;
+
+/// Grids (x, y) of the CUDA step's kernels: the norm's first stage and the update, one
+/// row of blocks per tensor (y).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceStepGrids {
+    pub norm: (u32, u32),
+    pub update: (u32, u32),
+}
+
+/// The grids of `global_norm_sq_partial` and `adamw_multi_tensor` for `n_tensors` tensors
+/// whose largest holds `largest` values (kernels/src/adamw.cu documents both).
+pub fn device_step_grids(n_tensors: usize, largest: usize) -> Result<DeviceStepGrids> {
+    if n_tensors == 0 || n_tensors > 65_535 {
+        return Err(candle_core::Error::Msg(format!(
+            "AdamW: {n_tensors} parameter tensors; the update takes 1 to 65,535"
+        ))
+        .into());
+    }
+    let y = n_tensors as u32;
+    let x = largest
+        .div_ceil(DEVICE_STEP_BLOCK as usize)
+        .clamp(1, UPDATE_MAX_BLOCKS_PER_TENSOR as usize) as u32;
+    Ok(DeviceStepGrids {
+        norm: (NORM_BLOCKS_PER_TENSOR, y),
+        update: (x, y),
+    })
+}
+
+/// Whether every parameter is an f32 tensor on a CUDA device (the device step's input).
+#[cfg(feature = "cuda")]
+fn on_cuda_f32(params: &[(String, Var)]) -> bool {
+    !params.is_empty()
+        && params
+            .iter()
+            .all(|(_, p)| p.device().is_cuda() && p.dtype() == DType::F32)
+}
+
 /// The values of a contiguous f32 CPU storage.
 fn f32_values<'a>(s: &'a candle_core::Storage, l: &candle_core::Layout) -> Option<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
@@ -246,4 +452,63 @@ pub fn clip(grads: &mut [Tensor], norm: f64, max_norm: f64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn values(v: &Var) -> Vec<f32> {
+        v.as_tensor().to_vec1().unwrap()
+    }
+
+    // Oracle: the norm of (3, 4, 0) is 5 (closed form); the accepted step equals clip then
+    // step by hand.
+    #[test]
+    fn clip_and_step_hands_the_norm_to_check_and_updates_nothing_when_refused() {
+        let p = Var::new(&[1f32, 2., 3.], &Device::Cpu).unwrap();
+        let params = vec![("w".to_string(), p.clone())];
+        let cfg = OptimConfig::default();
+        let mut opt = AdamW::new(&params, &cfg).unwrap();
+        let grad = || vec![Tensor::new(&[3f32, 4., 0.], &Device::Cpu).unwrap()];
+        let refused = opt.clip_and_step(&params, &mut grad(), 0.1, 1.0, |norm| {
+            assert!((norm - 5.0).abs() < 1e-12, "{norm}");
+            Err(TrainError::NonFinite {
+                what: "gradient norm",
+                value: norm,
+                step: 1,
+                last_checkpoint: 0,
+            })
+        });
+        assert!(refused.is_err());
+        assert_eq!(values(&p), [1., 2., 3.]);
+        assert_eq!(opt.t(), 0);
+
+        let norm = opt
+            .clip_and_step(&params, &mut grad(), 0.1, 1.0, |_| Ok(()))
+            .unwrap();
+        assert_eq!(norm, 5.0);
+        let q = Var::new(&[1f32, 2., 3.], &Device::Cpu).unwrap();
+        let by_hand = vec![("w".to_string(), q.clone())];
+        let mut reference = AdamW::new(&by_hand, &cfg).unwrap();
+        let mut g = grad();
+        clip(&mut g, 5.0, 1.0).unwrap();
+        reference.step(&by_hand, &g, 0.1).unwrap();
+        assert_eq!(values(&p), values(&q));
+        assert_ne!(values(&p), [1., 2., 3.]);
+    }
+
+    // Oracle: the launch contract above each kernel in kernels/src/adamw.cu.
+    #[test]
+    fn device_step_grids_give_each_tensor_a_row_of_blocks() {
+        // 124M: 111 tensors, the largest the 50,257 × 768 embedding.
+        let g = device_step_grids(111, 50_257 * 768).unwrap();
+        assert_eq!(g.norm, (64, 111));
+        assert_eq!(g.update, (4096, 111));
+        assert_eq!(device_step_grids(3, 100).unwrap().update, (1, 3));
+        assert_eq!(device_step_grids(3, 257).unwrap().update, (2, 3));
+        assert!(device_step_grids(0, 10).is_err());
+        assert!(device_step_grids(70_000, 10).is_err());
+    }
 }

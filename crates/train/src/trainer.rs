@@ -16,7 +16,7 @@ use crate::error::{Result, TrainError};
 use crate::init::{self, InitRecord};
 use crate::ladder;
 use crate::metrics::{Metric, MetricsLog};
-use crate::optim::{clip, global_norm, AdamW};
+use crate::optim::AdamW;
 
 /// The file that marks a finished run.
 pub const DONE: &str = "DONE";
@@ -369,17 +369,24 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             });
         }
         let mut grads = grads.expect("at least one micro-batch per step");
-        let norm = global_norm(&grads)?;
-        if !norm.is_finite() {
-            return Err(TrainError::NonFinite {
-                what: "gradient norm",
-                value: norm,
-                step: state.step + 1,
-                last_checkpoint,
-            });
-        }
-        clip(&mut grads, norm, cfg.optim.grad_clip)?;
-        opt.step(model.params(), &grads, lr)?;
+        let next_step = state.step + 1;
+        let norm = opt.clip_and_step(
+            model.params(),
+            &mut grads,
+            lr,
+            cfg.optim.grad_clip,
+            |norm| {
+                if norm.is_finite() {
+                    return Ok(());
+                }
+                Err(TrainError::NonFinite {
+                    what: "gradient norm",
+                    value: norm,
+                    step: next_step,
+                    last_checkpoint,
+                })
+            },
+        )?;
         state.step += 1;
         state.tokens += cfg.optim.batch_tokens;
         state.optimizer_t = opt.t();
