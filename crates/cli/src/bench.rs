@@ -38,8 +38,9 @@ pub enum BenchCommand {
     /// losses compared within the compute dtype's tolerance. Exit code 1 when they differ.
     GpuCheck(GpuCheckArgs),
     /// The memory model against the measured peak of the heap, on the CPU, for the fused
-    /// f32 graph and the composed bf16 graph (the one CUDA runs) at several shapes; one JSON
-    /// line per case, exit code 1 when one is off by more than the tolerance.
+    /// f32 graph and the composed bf16 graph (the oracle form; the CUDA kernels' graph runs
+    /// on a GPU only) at several shapes; one JSON line per case, exit code 1 when one is off
+    /// by more than the tolerance.
     Memory(crate::bench_memory::BenchMemoryArgs),
     /// Every fused op (embedding, RMSNorm, SwiGLU, rotary positions, attention at head
     /// dimensions 64 and 128, the classifier) on a device against its composed oracle in f32
