@@ -55,6 +55,10 @@ pub struct Llama {
     cfg: LlamaConfig,
     /// Where the weights live and the forward pass runs.
     device: Device,
+    /// The dtype of the tensor path's key/value caches: bf16 on a GPU (half the memory and
+    /// the bytes each decode step reads), f32 on the CPU. Attention's scores and softmax
+    /// stay f32.
+    kv_dtype: DType,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -208,6 +212,7 @@ impl Llama {
         let model = Llama {
             cfg,
             device: Device::Cpu,
+            kv_dtype: DType::F32,
             embed,
             layers,
             norm,
@@ -321,6 +326,7 @@ impl Llama {
         let model = Llama {
             cfg,
             device: Device::Cpu,
+            kv_dtype: DType::F32,
             embed,
             layers,
             norm,
@@ -401,6 +407,23 @@ impl Llama {
         }
     }
 
+    /// The dtype of the tensor path's key/value caches (see the field); f32 or bf16. Set it
+    /// before the first forward pass of a cache: a cache keeps the dtype it was grown in.
+    pub fn set_kv_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(candle_core::Error::Msg(format!(
+                "key/value cache dtype {dtype:?}: only f32 and bf16"
+            ))
+            .into());
+        }
+        self.kv_dtype = dtype;
+        Ok(())
+    }
+
+    pub fn kv_dtype(&self) -> DType {
+        self.kv_dtype
+    }
+
     /// The device the model computes on.
     pub fn device(&self) -> &Device {
         &self.device
@@ -423,6 +446,11 @@ impl Llama {
         Ok(Llama {
             cfg: self.cfg,
             device: device.clone(),
+            kv_dtype: if device.is_cuda() {
+                DType::BF16
+            } else {
+                DType::F32
+            },
             embed: mv(self.embed)?,
             layers,
             norm: mv(self.norm)?,
@@ -519,9 +547,9 @@ impl Llama {
     }
 
     /// [`Llama::forward`] in candle tensor ops only, on the model's device: what runs on a
-    /// GPU. Each sequence's keys and values stay on the device; attention runs per
-    /// sequence as two batched products over its KV heads (the query heads that share a KV
-    /// head stacked as rows). On the CPU it computes the same as the fused path (tested),
+    /// GPU. Each sequence's keys and values stay on the device, in the cache dtype
+    /// ([`Llama::set_kv_dtype`]); attention runs per sequence as two batched products over
+    /// its KV heads (the query heads that share a KV head stacked as rows). On the CPU it computes the same as the fused path (tested),
     /// only slower.
     pub fn forward_tensors(
         &self,
@@ -552,7 +580,7 @@ impl Llama {
             if need > cache.cap || cache.dk.len() != c.n_layers {
                 let cap = need.next_power_of_two().max(64);
                 let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-                    let t = Tensor::zeros((cap, nkv * hd), DType::F32, dev)?;
+                    let t = Tensor::zeros((cap, nkv * hd), self.kv_dtype, dev)?;
                     if let Some(old) = old {
                         if cache.len > 0 {
                             t.slice_set(&old.narrow(0, 0, cache.len)?, 0, 0)?;
@@ -627,8 +655,9 @@ impl Llama {
             for (s, &(r0, m)) in spans.iter().enumerate() {
                 let cache = &*caches[s];
                 let len0 = cache.len;
-                cache.dk[li].slice_set(&k.narrow(0, r0, m)?, 0, len0)?;
-                cache.dv[li].slice_set(&v.narrow(0, r0, m)?, 0, len0)?;
+                let kv = cache.dk[li].dtype();
+                cache.dk[li].slice_set(&k.narrow(0, r0, m)?.to_dtype(kv)?, 0, len0)?;
+                cache.dv[li].slice_set(&v.narrow(0, r0, m)?.to_dtype(kv)?, 0, len0)?;
                 let total = len0 + m;
                 let heads = |t: &Tensor| -> Result<Tensor> {
                     Ok(t.narrow(0, 0, total)?
@@ -642,14 +671,17 @@ impl Llama {
                     .reshape((m, nkv, group, hd))?
                     .transpose(0, 1)?
                     .contiguous()?
-                    .reshape((nkv, m * group, hd))?;
-                let mut scores = (qh.matmul(&kh.t()?)? * scale)?;
+                    .reshape((nkv, m * group, hd))?
+                    .to_dtype(kv)?;
+                // Products in the cache's dtype (f32 accumulation in the GEMM), softmax in f32.
+                let mut scores = (qh.matmul(&kh.t()?)?.to_dtype(DType::F32)? * scale)?;
                 if let Some(mask) = &masks[s] {
                     scores = scores.broadcast_add(mask)?;
                 }
-                let p = candle_nn::ops::softmax_last_dim(&scores)?;
+                let p = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(kv)?;
                 let o = p
                     .matmul(&vh)?
+                    .to_dtype(DType::F32)?
                     .reshape((nkv, m, group, hd))?
                     .transpose(0, 1)?
                     .contiguous()?
