@@ -123,7 +123,7 @@ impl CustomOp3 for LinearCrossEntropy {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::{aligned_bf16_view, bf16_view, launch, storage, u32_view, WrapErr};
+        use super::cuda::{aligned_bf16_view, launch, storage, view, WrapErr};
         use candle_core::backend::BackendStorage;
         use candle_core::cuda::cudarc::cublas::{sys::cublasOperation_t as Op, Gemm, GemmConfig};
         let (n, d) = l1.shape().dims2()?;
@@ -133,8 +133,8 @@ impl CustomOp3 for LinearCrossEntropy {
         }
         let dev = &s1.device;
         let h = aligned_bf16_view(s1, l1, "linear_cross_entropy")?;
-        let w = bf16_view(s2, l2, "linear_cross_entropy")?;
-        let t = u32_view(s3, l3, "linear_cross_entropy")?;
+        let w = view::<half::bf16>(s2, l2, "linear_cross_entropy")?;
+        let t = view::<u32>(s3, l3, "linear_cross_entropy")?;
         if t.len() != n {
             candle_core::bail!("linear_cross_entropy: {n} rows but {} targets", t.len());
         }
@@ -260,7 +260,7 @@ fn cuda_bwd(
     dlogits: &candle_core::cuda::cudarc::driver::CudaSlice<half::bf16>,
     vp: usize,
 ) -> Result<(Tensor, Tensor)> {
-    use super::cuda::{bf16_view, tensor, WrapErr};
+    use super::cuda::{tensor, view, WrapErr};
     use candle_core::cuda::cudarc::cublas::{sys::cublasOperation_t as Op, Gemm, GemmConfig};
     use candle_core::Storage;
     let (n, d) = h.dims2()?;
@@ -271,8 +271,8 @@ fn cuda_bwd(
         candle_core::bail!("linear_cross_entropy backward: h and w must be on one CUDA device")
     };
     let dev = &hs.device;
-    let hv = bf16_view(hs, hl, "linear_cross_entropy backward")?;
-    let wv = bf16_view(ws, wl, "linear_cross_entropy backward")?;
+    let hv = view::<half::bf16>(hs, hl, "linear_cross_entropy backward")?;
+    let wv = view::<half::bf16>(ws, wl, "linear_cross_entropy backward")?;
     if dlogits.len() != n * vp {
         candle_core::bail!("linear_cross_entropy backward: saved dlogits do not match h");
     }

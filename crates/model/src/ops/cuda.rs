@@ -4,12 +4,13 @@
 //! Every launch takes its grid, block and shared memory from `ops::dispatch`, which the CPU
 //! tests check against the kernels' documented contracts.
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda::cudarc::driver::sys::CUfunction_attribute;
 use candle_core::cuda::cudarc::driver::{CudaFunction, CudaSlice, CudaView, LaunchConfig};
+use candle_core::cuda::CudaDType;
 pub(super) use candle_core::cuda::WrapErr;
-use candle_core::cuda::{CudaDType, CudaStorageSlice};
 use candle_core::op::BackpropOp;
-use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CudaDevice, CudaStorage, Layout, Result, Shape, Storage, Tensor, WithDType};
 use half::bf16;
 
 use super::dispatch::Launch;
@@ -48,22 +49,27 @@ pub(super) fn config(l: &Launch) -> LaunchConfig {
     }
 }
 
-/// The contiguous bf16 elements of a storage; an error naming `what` otherwise.
-pub(super) fn bf16_view<'a>(
+/// The contiguous elements of a storage as `T`; an error naming `what` when the dtype or
+/// the layout is not what the kernel takes.
+pub(super) fn view<'a, T: CudaDType + WithDType>(
     s: &'a CudaStorage,
     l: &Layout,
     what: &str,
-) -> Result<CudaView<'a, bf16>> {
-    let CudaStorageSlice::BF16(v) = &s.slice else {
-        candle_core::bail!("{what}: the CUDA kernel takes bf16 input")
-    };
+) -> Result<CudaView<'a, T>> {
+    let v = s.as_cuda_slice::<T>().map_err(|_| {
+        candle_core::Error::Msg(format!(
+            "{what}: the CUDA kernel takes {:?} input, not {:?}",
+            T::DTYPE,
+            s.dtype()
+        ))
+    })?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(v.slice(a..b)),
         None => candle_core::bail!("{what}: input must be contiguous"),
     }
 }
 
-/// [`bf16_view`] starting on a 16-byte boundary, as the tensor-core kernels' vector loads
+/// A bf16 [`view`] starting on a 16-byte boundary, as the tensor-core kernels' vector loads
 /// need.
 pub(super) fn aligned_bf16_view<'a>(
     s: &'a CudaStorage,
@@ -76,37 +82,7 @@ pub(super) fn aligned_bf16_view<'a>(
             l.start_offset()
         );
     }
-    bf16_view(s, l, what)
-}
-
-/// The contiguous f32 elements of a storage; an error naming `what` otherwise.
-pub(super) fn f32_view<'a>(
-    s: &'a CudaStorage,
-    l: &Layout,
-    what: &str,
-) -> Result<CudaView<'a, f32>> {
-    let CudaStorageSlice::F32(v) = &s.slice else {
-        candle_core::bail!("{what}: the CUDA kernel takes f32 tables")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(v.slice(a..b)),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
-}
-
-/// The contiguous u32 elements of a storage (token ids); an error naming `what` otherwise.
-pub(super) fn u32_view<'a>(
-    s: &'a CudaStorage,
-    l: &Layout,
-    what: &str,
-) -> Result<CudaView<'a, u32>> {
-    let CudaStorageSlice::U32(v) = &s.slice else {
-        candle_core::bail!("{what}: the CUDA kernel takes u32 token ids")
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(v.slice(a..b)),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
+    view(s, l, what)
 }
 
 /// A new buffer as a storage of the same device.

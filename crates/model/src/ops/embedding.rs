@@ -95,7 +95,7 @@ impl CustomOp2 for Embedding {
 /// dW `[v, d]` f32: one block per token row adds the row's gradient with f32 atomics.
 #[cfg(feature = "cuda")]
 fn cuda_bwd(table: &Tensor, ids: &Tensor, g: &Tensor) -> Result<Tensor> {
-    use super::cuda::{bf16_view, launch, tensor, u32_view};
+    use super::cuda::{launch, tensor, view};
     use candle_core::Storage;
     let (v, d) = table.dims2()?;
     let (gs, gl) = g.storage_and_layout();
@@ -104,8 +104,8 @@ fn cuda_bwd(table: &Tensor, ids: &Tensor, g: &Tensor) -> Result<Tensor> {
         candle_core::bail!("embedding backward: gradient and ids must be on one CUDA device")
     };
     let dev = &gs.device;
-    let gv = bf16_view(gs, gl, "embedding backward")?;
-    let iv = u32_view(is, il, "embedding backward")?;
+    let gv = view::<half::bf16>(gs, gl, "embedding backward")?;
+    let iv = view::<u32>(is, il, "embedding backward")?;
     let n = iv.len();
     // The forward pass's gather has read these ids; the kernel skips any ≥ v.
     let mut dw = dev.alloc_zeros::<f32>(v * d)?;

@@ -71,11 +71,11 @@ impl CustomOp2 for RmsNorm {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::{bf16_view, launch, storage};
+        use super::cuda::{launch, storage, view};
         let dev = &s1.device;
         let d = *l1.shape().dims().last().unwrap_or(&0);
-        let x = bf16_view(s1, l1, "rms_norm")?;
-        let w = bf16_view(s2, l2, "rms_norm")?;
+        let x = view::<half::bf16>(s1, l1, "rms_norm")?;
+        let w = view::<half::bf16>(s2, l2, "rms_norm")?;
         if w.len() != d {
             candle_core::bail!("rms_norm: gain of {} for rows of {d}", w.len());
         }
@@ -186,7 +186,7 @@ fn cuda_bwd(
     g: &Tensor,
     rstd: &candle_core::cuda::cudarc::driver::CudaSlice<f32>,
 ) -> Result<(Tensor, Tensor)> {
-    use super::cuda::{bf16_view, launch, tensor};
+    use super::cuda::{launch, tensor, view};
     let d = *x.dims().last().unwrap_or(&0);
     let rows = x.elem_count() / d.max(1);
     let (xs, xl) = x.storage_and_layout();
@@ -202,9 +202,9 @@ fn cuda_bwd(
     };
     let dev = &xs.device;
     let (xv, wv, gv) = (
-        bf16_view(xs, xl, "rms_norm backward")?,
-        bf16_view(ws, wl, "rms_norm backward")?,
-        bf16_view(gs, gl, "rms_norm backward")?,
+        view::<half::bf16>(xs, xl, "rms_norm backward")?,
+        view::<half::bf16>(ws, wl, "rms_norm backward")?,
+        view::<half::bf16>(gs, gl, "rms_norm backward")?,
     );
     if rstd.len() != rows {
         candle_core::bail!(

@@ -182,11 +182,11 @@ fn cuda_rope(
     [l1, l2, l3]: [&Layout; 3],
     (b, t, h, d): (usize, usize, usize, usize),
 ) -> Result<candle_core::CudaStorage> {
-    use super::cuda::{bf16_view, f32_view, launch, storage};
+    use super::cuda::{launch, storage, view};
     let dev = &s1.device;
-    let src = bf16_view(s1, l1, "rope")?;
-    let cos = f32_view(s2, l2, "rope")?;
-    let sin = f32_view(s3, l3, "rope")?;
+    let src = view::<half::bf16>(s1, l1, "rope")?;
+    let cos = view::<f32>(s2, l2, "rope")?;
+    let sin = view::<f32>(s3, l3, "rope")?;
     if d % 2 != 0 {
         candle_core::bail!("rope: head dimension {d} is odd");
     }

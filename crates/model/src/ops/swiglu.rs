@@ -54,10 +54,10 @@ impl CustomOp2 for SwiGlu {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::{bf16_view, launch, storage};
+        use super::cuda::{launch, storage, view};
         let dev = &s1.device;
-        let g = bf16_view(s1, l1, "swiglu")?;
-        let u = bf16_view(s2, l2, "swiglu")?;
+        let g = view::<half::bf16>(s1, l1, "swiglu")?;
+        let u = view::<half::bf16>(s2, l2, "swiglu")?;
         if g.len() != u.len() {
             candle_core::bail!("swiglu: gate and up differ in size");
         }
@@ -136,11 +136,11 @@ impl CustomOp3 for SwiGluGrad {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::{bf16_view, launch, storage};
+        use super::cuda::{launch, storage, view};
         let dev = &s1.device;
-        let x = bf16_view(s1, l1, "swiglu backward")?;
-        let u = bf16_view(s2, l2, "swiglu backward")?;
-        let g = bf16_view(s3, l3, "swiglu backward")?;
+        let x = view::<half::bf16>(s1, l1, "swiglu backward")?;
+        let u = view::<half::bf16>(s2, l2, "swiglu backward")?;
+        let g = view::<half::bf16>(s3, l3, "swiglu backward")?;
         let n = x.len();
         // SAFETY: both halves are written by the kernel below.
         let mut out = unsafe { dev.alloc::<half::bf16>(2 * n)? };
