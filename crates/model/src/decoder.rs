@@ -264,11 +264,16 @@ impl Decoder {
             cos = cos.to_dtype(self.compute_dtype)?;
             sin = sin.to_dtype(self.compute_dtype)?;
         }
-        let mask = causal_mask(t, &self.device)?;
+        // The composed attention's additive mask; the fused ops mask inside the kernel.
+        let mask = if fused.attention {
+            None
+        } else {
+            Some(causal_mask(t, &self.device)?)
+        };
         for i in 0..self.cfg.n_layers {
             let p = format!("model.layers.{i}");
             let h = self.norm(&x, &self.w(&format!("{p}.input_layernorm.weight"), mode)?)?;
-            let a = self.attention(&h, &p, mode, &cos, &sin, &mask)?;
+            let a = self.attention(&h, &p, mode, fused, (&cos, &sin), mask.as_ref())?;
             x = (x + a)?;
             let h = self.norm(
                 &x,
@@ -305,9 +310,9 @@ impl Decoder {
         h: &Tensor,
         p: &str,
         mode: Mode,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: &Tensor,
+        fused: FusedOps,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t, d) = h.dims3()?;
         let (nh, nkv, hd) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim());
@@ -318,7 +323,6 @@ impl Decoder {
         let k = linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode)?)?;
         let v = linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode)?)?;
         let v = heads(v, nkv)?;
-        let fused = self.fused_ops();
         let (q, k) = if fused.rope {
             (
                 ops::rope_to_heads(&q.reshape((b, t, nh, hd))?, cos, sin)?,
@@ -337,6 +341,11 @@ impl Decoder {
             let y = ops::causal_attention(&q, &k, &v, scale)?;
             return linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?);
         }
+        let Some(mask) = mask else {
+            return Err(ModelError::Config(
+                "composed attention needs the causal mask".to_string(),
+            ));
+        };
         let scores = q.matmul(&k.t()?)?;
         // Scores and softmax in f32 (the mask is f32); probabilities back to the compute dtype.
         let z = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(mask)?;
