@@ -26,15 +26,15 @@ fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
 pub fn decode_rate(model: &Llama, batch: usize, prompt_len: usize, steps: usize) -> Result<f64> {
     let vocab = model.config().vocab_size.max(512);
     let prompts: Vec<Vec<u32>> = (0..batch).map(|b| prompt(prompt_len, b, vocab)).collect();
-    let mut caches: Vec<_> = (0..batch).map(|_| model.new_cache()).collect();
-    let mut refs: Vec<_> = caches.iter_mut().collect();
+    let mut cache = model.new_cache(batch);
+    let slots: Vec<usize> = (0..batch).collect();
     let inputs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-    let mut next = argmax_rows(&model.forward(&inputs, &mut refs)?)?;
+    let mut next = argmax_rows(&model.forward(&inputs, &slots, &mut cache)?)?;
     let t = Instant::now();
     for _ in 0..steps {
         let step: Vec<[u32; 1]> = next.iter().map(|&x| [x]).collect();
         let inputs: Vec<&[u32]> = step.iter().map(|s| s.as_slice()).collect();
-        next = argmax_rows(&model.forward(&inputs, &mut refs)?)?;
+        next = argmax_rows(&model.forward(&inputs, &slots, &mut cache)?)?;
     }
     Ok((batch * steps) as f64 / t.elapsed().as_secs_f64())
 }

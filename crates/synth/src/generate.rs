@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::llama::{KvCache, Llama};
+use crate::llama::Llama;
 use crate::tokenizer::ChatTokenizer;
 
 /// How tokens are drawn.
@@ -141,7 +141,8 @@ fn argmax(v: &[f32]) -> u32 {
 
 struct Slot {
     req: Request,
-    cache: KvCache,
+    /// Its slot of the batch's KV cache.
+    slot: usize,
     out: Vec<u32>,
     rng: ChaCha8Rng,
     /// Tokens to feed at the next step (the prompt, then each sampled token).
@@ -179,11 +180,15 @@ impl Generator {
         let mut slots: Vec<Slot> = Vec::new();
         let mut stats = GenStats::default();
         let ctx = self.model.config().max_seq_len;
+        let mut cache = self.model.new_cache(self.batch_size.max(1));
+        let mut free: Vec<usize> = (0..cache.slots()).rev().collect();
         loop {
-            while slots.len() < self.batch_size.max(1) {
+            while let Some(&slot) = free.last() {
                 let Some(mut req) = queue.pop_front() else {
                     break;
                 };
+                free.pop();
+                cache.clear(slot);
                 // Keep room for at least a few generated tokens inside the context.
                 if req.prompt.len() + 1 >= ctx {
                     let keep = ctx.saturating_sub(2).max(1);
@@ -198,7 +203,7 @@ impl Generator {
                 slots.push(Slot {
                     cap,
                     rng: ChaCha8Rng::seed_from_u64(stream_seed(self.sampling.seed, &req.id)),
-                    cache: self.model.new_cache(),
+                    slot,
                     out: Vec::new(),
                     pending: req.prompt.clone(),
                     req,
@@ -212,8 +217,8 @@ impl Generator {
                 .map(|s| std::mem::take(&mut s.pending))
                 .collect();
             let refs: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
-            let mut caches: Vec<&mut KvCache> = slots.iter_mut().map(|s| &mut s.cache).collect();
-            let logits = self.model.forward(&refs, &mut caches)?;
+            let ids: Vec<usize> = slots.iter().map(|s| s.slot).collect();
+            let logits = self.model.forward(&refs, &ids, &mut cache)?;
             stats.steps += 1;
             let logits: Vec<Vec<f32>> = logits.to_vec2()?;
             let sampling = self.sampling;
@@ -230,8 +235,9 @@ impl Generator {
                     s.out.push(tok);
                     stats.generated_tokens += 1;
                 }
-                let full = s.out.len() >= s.cap || s.cache.len() + 1 >= ctx;
+                let full = s.out.len() >= s.cap || cache.len(s.slot) + 1 >= ctx;
                 if stop || full {
+                    free.push(s.slot);
                     finished.push(Completion {
                         prompt_tokens: s.req.prompt.len(),
                         id: s.req.id,

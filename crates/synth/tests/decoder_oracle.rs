@@ -11,7 +11,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use synthscale_synth::generate::{Generator, Request, Sampling};
-use synthscale_synth::llama::Llama;
+use synthscale_synth::llama::{KvCache, Llama};
 use synthscale_synth::tokenizer::ChatTokenizer;
 
 const VOCAB: usize = 96;
@@ -178,20 +178,21 @@ fn gguf_against_quantized_llama_kv(tensor_path: bool, kv: DType, tol: f32) -> Re
         vec![vec![5, 9, 17, 33, 4, 60, 7], vec![11, 3, 40], vec![90]]
     };
     let next: Vec<u32> = vec![12, 13, 14];
-    let mut caches: Vec<_> = prompts.iter().map(|_| ours.new_cache()).collect();
+    // Slots out of order, one left idle, so the tensor path's slot arithmetic is exercised.
+    let mut cache = ours.new_cache(4);
+    let slots = [2usize, 0, 3];
     let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-    let mut cref: Vec<_> = caches.iter_mut().collect();
-    let fwd = |inputs: &[&[u32]], c: &mut [&mut synthscale_synth::llama::KvCache]| {
+    let fwd = |inputs: &[&[u32]], c: &mut synthscale_synth::llama::KvCache| {
         if tensor_path {
-            ours.forward_tensors(inputs, c)
+            ours.forward_tensors(inputs, &slots, c)
         } else {
-            ours.forward(inputs, c)
+            ours.forward(inputs, &slots, c)
         }
     };
-    let prefill = fwd(&refs, &mut cref)?;
+    let prefill = fwd(&refs, &mut cache)?;
     let step_in: Vec<Vec<u32>> = next.iter().map(|&t| vec![t]).collect();
     let refs: Vec<&[u32]> = step_in.iter().map(|p| p.as_slice()).collect();
-    let step = fwd(&refs, &mut cref)?;
+    let step = fwd(&refs, &mut cache)?;
     for (i, p) in prompts.iter().enumerate() {
         let mut f = std::fs::File::open(&path)?;
         let ct = gguf_file::Content::read(&mut f)?;
@@ -231,10 +232,9 @@ fn safetensors_export_matches_candle_llama() -> Result<()> {
     synthscale_model::export::export_hf(&model, &out, None, Some(0))?;
     let ours = Llama::from_hf_dir(&out)?;
     let prompts: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![70, 71]];
-    let mut caches: Vec<_> = prompts.iter().map(|_| ours.new_cache()).collect();
+    let mut cache = ours.new_cache(prompts.len());
     let refs: Vec<&[u32]> = prompts.iter().map(|p| p.as_slice()).collect();
-    let mut cref: Vec<_> = caches.iter_mut().collect();
-    let prefill = ours.forward(&refs, &mut cref)?;
+    let prefill = ours.forward(&refs, &[0, 1], &mut cache)?;
     let hf: candle_transformers::models::llama::LlamaConfig =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json"))?)?;
     let ocfg = hf.into_config(false);
@@ -349,5 +349,74 @@ fn unsupported_architecture_and_missing_file_are_clear_errors() -> Result<()> {
         .expect("refused")
         .to_string();
     assert!(msg.contains("file not found"), "{msg}");
+    Ok(())
+}
+
+/// The tensor path's batch cache against the plain-Rust path (itself tested against
+/// candle-transformers' quantized Llama above), pass by pass, over what the generator does:
+/// decoding sequences batched together while another slot takes a new prompt, a slot freed
+/// and reused by a shorter sequence (its old rows must not be read), slots in any order,
+/// and a cache grown past its first capacity (64 positions) mid-run.
+#[test]
+fn tensor_path_batch_cache_matches_the_cpu_path_over_mixed_passes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tiny.gguf");
+    write_gguf(&path, "llama")?;
+    let (ours, _) = Llama::from_gguf(&path)?;
+    // (the plain-Rust path's cache, the tensor path's)
+    let mut c = (ours.new_cache(3), ours.new_cache(3));
+    let prompt =
+        |len: u32, salt: u32| -> Vec<u32> { (0..len).map(|i| 3 + (i * 11 + salt) % 90).collect() };
+    type Caches = (KvCache, KvCache);
+    let check = |c: &mut Caches, what: &str, inputs: &[Vec<u32>], slots: &[usize]| -> Result<()> {
+        let refs: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let want = ours.forward(&refs, slots, &mut c.0)?;
+        let got = ours.forward_tensors(&refs, slots, &mut c.1)?;
+        let d = max_abs_diff(&got, &want)?;
+        assert!(d < TOL, "{what}: max |Δlogit| = {d}");
+        for &s in slots {
+            assert_eq!(c.1.len(s), c.0.len(s), "{what}: slot {s} length");
+        }
+        Ok(())
+    };
+    check(
+        &mut c,
+        "two prompts",
+        &[prompt(40, 1), prompt(5, 2)],
+        &[1, 0],
+    )?;
+    check(&mut c, "two decode steps", &[vec![7], vec![8]], &[0, 1])?;
+    // A third sequence's prompt arrives while the other two decode (the 40-token one now
+    // past 64 positions after the prompt: the cache grows).
+    check(
+        &mut c,
+        "prompt among decodes",
+        &[vec![9], prompt(30, 3), vec![10]],
+        &[1, 2, 0],
+    )?;
+    for step in 0..3u32 {
+        check(
+            &mut c,
+            "three decode",
+            &[vec![11 + step], vec![20 + step], vec![30 + step]],
+            &[2, 0, 1],
+        )?;
+    }
+    // Slot 1 (the longest) finishes; a short sequence takes it over.
+    c.0.clear(1);
+    c.1.clear(1);
+    check(
+        &mut c,
+        "reused slot's prompt",
+        &[prompt(3, 4), vec![40]],
+        &[1, 0],
+    )?;
+    check(
+        &mut c,
+        "reused slot decodes",
+        &[vec![41], vec![42], vec![43]],
+        &[1, 2, 0],
+    )?;
+    assert_eq!(c.1.len(1), 4);
     Ok(())
 }

@@ -1,0 +1,329 @@
+//! Loading a [`Llama`] from GGUF or HF safetensors, and the checks on what was loaded.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device, Tensor};
+
+use super::{Layer, Llama, LlamaConfig};
+use crate::error::{Result, SynthError};
+
+/// Reads a GGUF metadata value as u32, naming the key when it is missing.
+fn md_u32(ct: &gguf_file::Content, path: &Path, key: &str) -> Result<u32> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_u32().ok())
+        .ok_or_else(|| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: format!("GGUF metadata `{key}` is missing or not an integer"),
+        })
+}
+
+impl Llama {
+    /// Loads a GGUF file of architecture `llama`, dequantizing every tensor to f32.
+    pub fn from_gguf(path: &Path) -> Result<(Llama, gguf_file::Content)> {
+        let file = File::open(path).map_err(|e| missing_or_io(path, e, "GGUF model"))?;
+        let mut reader = BufReader::new(file);
+        let ct = gguf_file::Content::read(&mut reader).map_err(|e| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: format!("not a readable GGUF file: {e}"),
+        })?;
+        let arch = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "llama" {
+            return Err(SynthError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!(
+                    "general.architecture is `{arch}`; the generator runs Llama-family models (`llama`) only"
+                ),
+            });
+        }
+        if ct.metadata.contains_key("llama.expert_count") {
+            return Err(SynthError::Unsupported {
+                path: path.to_path_buf(),
+                message: "mixture-of-experts Llama models are not supported".into(),
+            });
+        }
+        let n_heads = md_u32(&ct, path, "llama.attention.head_count")? as usize;
+        let d_model = md_u32(&ct, path, "llama.embedding_length")? as usize;
+        let head_dim = md_u32(&ct, path, "llama.rope.dimension_count")
+            .map(|v| v as usize)
+            .unwrap_or(d_model / n_heads.max(1));
+        let n_kv_heads = md_u32(&ct, path, "llama.attention.head_count_kv")
+            .map(|v| v as usize)
+            .unwrap_or(n_heads);
+        let rope_theta = ct
+            .metadata
+            .get("llama.rope.freq_base")
+            .and_then(|v| v.to_f32().ok())
+            .unwrap_or(10_000.0);
+        let norm_eps = ct
+            .metadata
+            .get("llama.attention.layer_norm_rms_epsilon")
+            .and_then(|v| v.to_f32().ok())
+            .ok_or_else(|| SynthError::Weights {
+                path: path.to_path_buf(),
+                message: "GGUF metadata `llama.attention.layer_norm_rms_epsilon` is missing".into(),
+            })? as f64;
+        let n_layers = md_u32(&ct, path, "llama.block_count")? as usize;
+        let max_seq_len = md_u32(&ct, path, "llama.context_length").unwrap_or(2048) as usize;
+        let dev = Device::Cpu;
+        let mut get = |name: &str| -> Result<Tensor> {
+            let q = ct
+                .tensor(&mut reader, name, &dev)
+                .map_err(|e| SynthError::Weights {
+                    path: path.to_path_buf(),
+                    message: format!("tensor `{name}`: {e}"),
+                })?;
+            Ok(q.dequantize(&dev)?.to_dtype(DType::F32)?)
+        };
+        let embed = get("token_embd.weight")?;
+        let vocab_size = embed.dim(0)?;
+        let norm = get("output_norm.weight")?;
+        let lm_head = if ct.tensor_infos.contains_key("output.weight") {
+            get("output.weight")?
+        } else {
+            embed.clone()
+        };
+        let mut layers = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let p = format!("blk.{i}");
+            let wq = get(&format!("{p}.attn_q.weight"))?;
+            let wk = get(&format!("{p}.attn_k.weight"))?;
+            let wv = get(&format!("{p}.attn_v.weight"))?;
+            let gate = get(&format!("{p}.ffn_gate.weight"))?;
+            let up = get(&format!("{p}.ffn_up.weight"))?;
+            layers.push(Layer {
+                attn_norm: get(&format!("{p}.attn_norm.weight"))?,
+                wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
+                wo: get(&format!("{p}.attn_output.weight"))?,
+                ffn_norm: get(&format!("{p}.ffn_norm.weight"))?,
+                w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
+                w_down: get(&format!("{p}.ffn_down.weight"))?,
+            });
+        }
+        let d_ff = layers
+            .first()
+            .map(|l| l.w_down.dim(1))
+            .transpose()?
+            .unwrap_or(0);
+        let cfg = LlamaConfig {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            d_ff,
+            rope_theta,
+            norm_eps,
+            max_seq_len,
+            rope_interleaved: true,
+        };
+        let model = Llama {
+            cfg,
+            device: Device::Cpu,
+            kv_dtype: DType::F32,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        };
+        model.check_shapes(path)?;
+        Ok((model.transposed()?, ct))
+    }
+
+    /// Loads an HF Llama checkpoint folder: `config.json` (`LlamaForCausalLM`) and
+    /// `model.safetensors`, as `synthscale export` writes it.
+    pub fn from_hf_dir(dir: &Path) -> Result<Llama> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| missing_or_io(&cfg_path, e, "HF config.json"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| SynthError::Weights {
+                path: cfg_path.clone(),
+                message: format!("not JSON: {e}"),
+            })?;
+        let archs: Vec<String> = json["architectures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !archs.iter().any(|a| a == "LlamaForCausalLM") {
+            return Err(SynthError::Unsupported {
+                path: cfg_path,
+                message: format!(
+                    "architectures = {archs:?}; the generator runs `LlamaForCausalLM` only"
+                ),
+            });
+        }
+        let num = |key: &str| -> Result<usize> {
+            json[key]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| SynthError::field(&cfg_path, key, "missing or not an integer"))
+        };
+        let n_heads = num("num_attention_heads")?;
+        let d_model = num("hidden_size")?;
+        let head_dim = json["head_dim"]
+            .as_u64()
+            .map(|v| v as usize)
+            .unwrap_or(d_model / n_heads.max(1));
+        let cfg = LlamaConfig {
+            vocab_size: num("vocab_size")?,
+            d_model,
+            n_layers: num("num_hidden_layers")?,
+            n_heads,
+            n_kv_heads: json["num_key_value_heads"]
+                .as_u64()
+                .map(|v| v as usize)
+                .unwrap_or(n_heads),
+            head_dim,
+            d_ff: num("intermediate_size")?,
+            rope_theta: json["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            norm_eps: json["rms_norm_eps"].as_f64().unwrap_or(1e-6),
+            max_seq_len: json["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
+            rope_interleaved: false,
+        };
+        let tied = json["tie_word_embeddings"].as_bool().unwrap_or(false);
+        let wpath = dir.join("model.safetensors");
+        if !wpath.exists() {
+            return Err(SynthError::Missing {
+                path: wpath,
+                what: "HF weights (a single model.safetensors)".into(),
+            });
+        }
+        let mut t: HashMap<String, Tensor> = candle_core::safetensors::load(&wpath, &Device::Cpu)
+            .map_err(|e| SynthError::Weights {
+            path: wpath.clone(),
+            message: format!("not a readable safetensors file: {e}"),
+        })?;
+        let mut get = |name: &str| -> Result<Tensor> {
+            t.remove(name)
+                .ok_or_else(|| SynthError::Weights {
+                    path: wpath.clone(),
+                    message: format!("tensor `{name}` is missing"),
+                })?
+                .to_dtype(DType::F32)
+                .map_err(SynthError::from)
+        };
+        let embed = get("model.embed_tokens.weight")?;
+        let norm = get("model.norm.weight")?;
+        let lm_head = if tied {
+            embed.clone()
+        } else {
+            get("lm_head.weight")?
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let p = format!("model.layers.{i}");
+            let wq = get(&format!("{p}.self_attn.q_proj.weight"))?;
+            let wk = get(&format!("{p}.self_attn.k_proj.weight"))?;
+            let wv = get(&format!("{p}.self_attn.v_proj.weight"))?;
+            let gate = get(&format!("{p}.mlp.gate_proj.weight"))?;
+            let up = get(&format!("{p}.mlp.up_proj.weight"))?;
+            layers.push(Layer {
+                attn_norm: get(&format!("{p}.input_layernorm.weight"))?,
+                wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
+                wo: get(&format!("{p}.self_attn.o_proj.weight"))?,
+                ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
+                w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
+                w_down: get(&format!("{p}.mlp.down_proj.weight"))?,
+            });
+        }
+        let model = Llama {
+            cfg,
+            device: Device::Cpu,
+            kv_dtype: DType::F32,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        };
+        model.check_shapes(&wpath)?;
+        model.transposed()
+    }
+
+    /// Stores every projection as a contiguous (in, out) matrix, so each step's matmuls
+    /// read the weights in gemm's preferred layout.
+    fn transposed(mut self) -> Result<Llama> {
+        let t = |w: &Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
+        for l in self.layers.iter_mut() {
+            l.wqkv = t(&l.wqkv)?;
+            l.wo = t(&l.wo)?;
+            l.w_gate_up = t(&l.w_gate_up)?;
+            l.w_down = t(&l.w_down)?;
+        }
+        self.lm_head = t(&self.lm_head)?;
+        Ok(self)
+    }
+
+    fn check_shapes(&self, path: &Path) -> Result<()> {
+        let c = &self.cfg;
+        let bad = |what: String| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: what,
+        };
+        if c.n_heads == 0 || c.n_kv_heads == 0 || c.n_heads % c.n_kv_heads != 0 {
+            return Err(bad(format!(
+                "{} query heads cannot share {} key/value heads",
+                c.n_heads, c.n_kv_heads
+            )));
+        }
+        if c.head_dim % 2 != 0 {
+            return Err(bad(format!("head dimension {} is odd", c.head_dim)));
+        }
+        let qkv = (c.n_heads + 2 * c.n_kv_heads) * c.head_dim;
+        for (i, l) in self.layers.iter().enumerate() {
+            let dims = [
+                ("qkv", l.wqkv.dims2()?, (qkv, c.d_model)),
+                ("o", l.wo.dims2()?, (c.d_model, c.n_heads * c.head_dim)),
+                ("gate/up", l.w_gate_up.dims2()?, (2 * c.d_ff, c.d_model)),
+                ("down", l.w_down.dims2()?, (c.d_model, c.d_ff)),
+            ];
+            for (name, got, want) in dims {
+                if got != want {
+                    return Err(bad(format!(
+                        "layer {i} {name} projection is {got:?}, the config implies {want:?}"
+                    )));
+                }
+            }
+        }
+        if self.embed.dims2()? != (c.vocab_size, c.d_model)
+            || self.lm_head.dims2()? != (c.vocab_size, c.d_model)
+        {
+            return Err(bad(format!(
+                "embedding {:?} / output {:?} do not match vocab {} × d {}",
+                self.embed.dims(),
+                self.lm_head.dims(),
+                c.vocab_size,
+                c.d_model
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn missing_or_io(path: &Path, e: std::io::Error, what: &str) -> SynthError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        SynthError::Missing {
+            path: PathBuf::from(path),
+            what: what.to_string(),
+        }
+    } else {
+        SynthError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
