@@ -11,8 +11,11 @@ use synthscale_data::datadir::{read_meta, tokenizer_file};
 use synthscale_data::DataError;
 use synthscale_model::export::not_an_export_dir;
 use synthscale_model::{export_hf, ModelError};
+use synthscale_train::dist::{self, World};
 use synthscale_train::trainer::CONFIG;
-use synthscale_train::{train, Event, Outcome, ResolvedConfig, TrainOptions, EXIT_REQUEUE};
+use synthscale_train::{
+    train, Event, Outcome, ResolvedConfig, TrainError, TrainOptions, EXIT_REQUEUE,
+};
 
 use crate::util::{plain_logs, stop_on_signals, thousands};
 
@@ -30,6 +33,12 @@ use crate::util::{plain_logs, stop_on_signals, thousands};
 /// directory is in use by another live process (nothing was done), 2 bad config or data,
 /// 1 failure (a non-finite loss keeps the last good checkpoint; a damaged checkpoint is
 /// refused, naming the file and field and how to resume from checkpoint.prev/).
+///
+/// Data-parallel (a binary built with `--features mpi`): `--nproc N` starts N ranks on this
+/// machine through `mpirun`; `mpirun -np N synthscale train …` and `srun --mpi=pmix` do the
+/// same across machines. Each step's micro-batches are split over the ranks and their
+/// gradients summed, so the run is the single-process run with the same global batch. Rank
+/// 0 logs and checkpoints; a signal to any rank stops all of them at the same step.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// The run config (TOML: [model], [data], [optim], [eval], [checkpoint]).
@@ -38,6 +47,9 @@ pub struct TrainArgs {
     /// The run directory.
     #[arg(long)]
     pub run_dir: PathBuf,
+    /// Data-parallel ranks to start on this machine (through mpirun); 1: this process.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub nproc: u32,
 }
 
 /// Export a run's latest checkpoint in Hugging Face's Llama layout (model.safetensors,
@@ -55,8 +67,22 @@ pub struct ExportArgs {
 }
 
 pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let world = World::from_env().map_err(|message| TrainError::World { message })?;
+    if a.nproc > 1 {
+        if world.size > 1 {
+            return Err(TrainError::World {
+                message: format!(
+                    "--nproc {} given to rank {} of {} already started by a launcher; give                      --nproc or start the ranks with mpirun/srun, not both",
+                    a.nproc, world.rank, world.size
+                ),
+            }
+            .into());
+        }
+        return launch_ranks(a);
+    }
+    let comm = dist::connect(world)?;
     let stop = stop_on_signals()?;
-    let plain = plain_logs();
+    let plain = plain_logs() || !world.is_root();
     let pb = if plain {
         ProgressBar::hidden()
     } else {
@@ -150,10 +176,27 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     let opts = TrainOptions {
         on_event: Some(&on_event),
         stop: Some(&stop),
+        dist: Some(&*comm),
     };
-    let outcome = train(&a.config, &a.run_dir, &opts)
-        .with_context(|| format!("training {}", a.run_dir.display()))?;
+    let outcome = train(&a.config, &a.run_dir, &opts).with_context(|| {
+        if world.size > 1 {
+            format!(
+                "training {} (rank {} of {})",
+                a.run_dir.display(),
+                world.rank,
+                world.size
+            )
+        } else {
+            format!("training {}", a.run_dir.display())
+        }
+    })?;
     pb.finish_and_clear();
+    if !world.is_root() {
+        return Ok(match outcome {
+            Outcome::Stopped { .. } => ExitCode::from(EXIT_REQUEUE),
+            _ => ExitCode::SUCCESS,
+        });
+    }
     match outcome {
         Outcome::Done { steps } => {
             println!("{}: done after {steps} steps", a.run_dir.display());
@@ -171,6 +214,75 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_REQUEUE))
         }
     }
+}
+
+/// `--nproc N`: this command again as N ranks under `mpirun` on this machine, each with
+/// an equal share of the cores; returns mpirun's exit code (75 when the ranks stopped to be
+/// resumed). SIGTERM, SIGUSR1 or SIGINT here become SIGUSR1 to mpirun, which passes it to
+/// every rank (each checkpoints at the same step and exits 75); if this process dies,
+/// mpirun gets SIGTERM.
+fn launch_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
+    if !cfg!(feature = "mpi") {
+        return Err(TrainError::World {
+            message: format!(
+                "--nproc {} needs a binary built with --features mpi (OpenMPI: apt-get \
+                 install libopenmpi-dev openmpi-bin libclang-dev)",
+                a.nproc
+            ),
+        }
+        .into());
+    }
+    let n = a.nproc as usize;
+    let exe = std::env::current_exe().context("locating this synthscale binary")?;
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.args([
+        "-np",
+        &n.to_string(),
+        "--bind-to",
+        "none",
+        "--oversubscribe",
+    ]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // OpenMPI refuses root unless told (containers and CI run as root).
+        cmd.arg("--allow-run-as-root");
+    }
+    cmd.arg(exe)
+        .arg("train")
+        .arg("--config")
+        .arg(&a.config)
+        .arg("--run-dir")
+        .arg(&a.run_dir);
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        cmd.env("RAYON_NUM_THREADS", (cores / n).max(1).to_string());
+    }
+    // Single-copy shared memory through ptrace is refused in most containers.
+    if std::env::var_os("OMPI_MCA_btl_vader_single_copy_mechanism").is_none() {
+        cmd.env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
+    }
+    synthscale_sweep::local::die_with_parent(&mut cmd);
+    let stop = stop_on_signals()?;
+    let mut child = cmd.spawn().map_err(|e| TrainError::World {
+        message: format!(
+            "cannot start mpirun for --nproc {n}: {e} (is OpenMPI's openmpi-bin installed?)"
+        ),
+    })?;
+    let mut signalled = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for mpirun")? {
+            break status;
+        }
+        if !signalled && stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
+            signalled = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok(ExitCode::from(
+        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+    ))
 }
 
 pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {

@@ -75,6 +75,7 @@ fn checkpoint_at_start(cfg: &Path, run: &Path) {
     let opts = TrainOptions {
         on_event: None,
         stop: Some(&stop),
+        dist: None,
     };
     assert_eq!(
         train(cfg, run, &opts).unwrap(),
@@ -282,6 +283,7 @@ fn a_resumed_run_resumes_from_its_own_checkpoint_and_ignores_init_from() {
     let opts = TrainOptions {
         on_event: Some(&on_event),
         stop: Some(&stop),
+        dist: None,
     };
     assert_eq!(
         train(&cfg, &b, &opts).unwrap(),

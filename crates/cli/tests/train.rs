@@ -737,3 +737,51 @@ fn two_trainers_on_one_run_dir_train_it_once() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("already done"));
 }
+
+/// Without the `mpi` feature a data-parallel launch is refused up front, naming what is
+/// missing; a launcher's rank variables that contradict each other are bad input too.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn data_parallel_launches_need_the_mpi_build() {
+    let dir = tempfile::tempdir().unwrap();
+    data_dir(dir.path());
+    let cfg = run_config(dir.path(), "", "");
+    let run = dir.path().join("r");
+    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+        (
+            &["--nproc", "2"],
+            &[],
+            "--nproc 2 needs a binary built with --features mpi",
+        ),
+        (
+            &[],
+            &[("RANK", "1"), ("WORLD_SIZE", "2")],
+            "no data-parallel engine",
+        ),
+        (
+            &[],
+            &[("RANK", "2"), ("WORLD_SIZE", "2")],
+            "RANK=2 is not below WORLD_SIZE=2",
+        ),
+    ];
+    for (args, env, msg) in cases {
+        let out = bin()
+            .arg("train")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--run-dir")
+            .arg(&run)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} {env:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(stderr_of(&out).contains(msg), "{}", stderr_of(&out));
+        assert!(!run.exists(), "nothing written");
+    }
+}

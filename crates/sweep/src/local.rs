@@ -170,7 +170,7 @@ pub fn run_child(c: &Child) -> Result<Option<i32>> {
 /// as an orphan; SIGTERM makes it checkpoint and exit 75. Linux follows the spawning
 /// *thread*: [`run_child`] spawns and waits in one thread, which outlives the child.
 #[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: getpid is async-signal-safe and runs before the fork.
     let parent = unsafe { libc::getpid() };
@@ -198,7 +198,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub fn die_with_parent(_cmd: &mut Command) {}
 
 /// What [`wait_for_run_dir`] ended on.
 #[derive(Debug, Clone, PartialEq)]

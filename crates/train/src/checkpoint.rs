@@ -55,6 +55,19 @@ pub struct TrainState {
     /// every checkpoint of the run; absent for a run from a random init.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<InitRecord>,
+    /// The processes of a data-parallel run ([`crate::dist`]); 1 (and absent from the file,
+    /// as in checkpoints from before data parallelism) for a single process. A run resumes
+    /// only with the same number.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub world_size: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 impl TrainState {
@@ -67,6 +80,7 @@ impl TrainState {
             optimizer_t: 0,
             format: FORMAT,
             init_from: None,
+            world_size: 1,
         }
     }
 }

@@ -50,6 +50,10 @@ pub enum TrainError {
     TrunkNotReady { path: PathBuf, step: u64 },
 
     /// A checkpoint that cannot be read back.
+    /// A data-parallel launch that cannot run: the environment's ranks, the engine, or a
+    /// world size that does not fit the run.
+    #[error("data-parallel run: {message}")]
+    World { message: String },
     #[error("{}: corrupt checkpoint: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
 
@@ -87,9 +91,10 @@ impl TrainError {
     /// Whether the user can fix this by changing their input.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            TrainError::Field { .. } | TrainError::Config { .. } | TrainError::RunDir { .. } => {
-                true
-            }
+            TrainError::Field { .. }
+            | TrainError::Config { .. }
+            | TrainError::RunDir { .. }
+            | TrainError::World { .. } => true,
             // Not the input's fault, and not a failure: its own exit code says "busy".
             TrainError::Locked { .. } => false,
             TrainError::Data(e) => e.is_bad_input(),

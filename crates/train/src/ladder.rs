@@ -130,12 +130,14 @@ pub(crate) fn release(b: &BranchSpec) -> Result<()> {
 }
 
 /// Starts a branch that has no checkpoint of its own: loads the trunk's kept checkpoint at
-/// the branch step and writes the trunk's metrics up to it into the branch's log.
+/// the branch step and, when `write` (rank 0 of a data-parallel run, or the one process),
+/// writes the trunk's metrics up to it into the branch's log.
 pub(crate) fn start_branch(
     b: &BranchSpec,
     run_dir: &Path,
     cfg: &crate::config::ResolvedConfig,
     dev: &candle_core::Device,
+    write: bool,
 ) -> Result<(
     synthscale_model::Decoder,
     crate::optim::AdamW,
@@ -159,7 +161,9 @@ pub(crate) fn start_branch(
             ),
         });
     }
-    copy_trunk_metrics(b, run_dir, cfg.eval.interval)?;
+    if write {
+        copy_trunk_metrics(b, run_dir, cfg.eval.interval)?;
+    }
     Ok((model, opt, state))
 }
 

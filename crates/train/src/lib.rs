@@ -4,6 +4,7 @@
 //! - [`memory`]: the memory model — a step's peak bytes from the tensors its graph keeps;
 //! - [`bounds`]: that peak against what the device has;
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
+//! - [`dist`]: data-parallel training — the ranks, and MPI's collectives under `mpi`;
 //! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
 //! - [`init`]: `init_from` — a run that starts from another run's or an export's weights;
 //! - [`ladder`]: budget ladders — a trunk's kept checkpoints and the branches they start;
@@ -14,6 +15,7 @@
 pub mod bounds;
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod error;
 pub mod init;
 pub mod ladder;

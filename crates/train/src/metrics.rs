@@ -10,7 +10,8 @@ use crate::error::{Result, TrainError};
 
 pub const FILE: &str = "metrics.jsonl";
 
-/// One line. Training lines fill `lr, train_loss, grad_norm, tokens_per_s, mfu`;
+/// One line. Training lines fill `lr, train_loss, grad_norm, tokens_per_s, mfu` (and
+/// `comm_s` in a data-parallel run);
 /// evaluation lines fill `eval_domain, val_loss`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
@@ -30,6 +31,10 @@ pub struct Metric {
     pub tokens_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mfu: Option<f64>,
+    /// Seconds of the step rank 0 spent in the data-parallel all-reduces (waiting for the
+    /// slowest rank included); absent for a single process.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub comm_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub eval_domain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -12,6 +12,7 @@ use synthscale_model::{Decoder, Mode};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::{DeviceSpec, ResolvedConfig, RunConfig};
+use crate::dist::{self, Collective, Single};
 use crate::error::{Result, TrainError};
 use crate::init::{self, InitRecord};
 use crate::ladder;
@@ -66,6 +67,8 @@ pub struct TrainOptions<'a> {
     pub on_event: Option<&'a dyn Fn(Event)>,
     /// Set (by a signal handler) to checkpoint at the next step boundary and return.
     pub stop: Option<&'a AtomicBool>,
+    /// The ranks of a data-parallel run ([`crate::dist`]); `None`: a single process.
+    pub dist: Option<&'a dyn Collective>,
 }
 
 /// Nominal peak FLOP/s of the device MFU is measured against.
@@ -220,9 +223,16 @@ fn device(spec: DeviceSpec, file: &Path) -> Result<Device> {
 }
 
 /// Trains the run described by `config_path` in `run_dir`, resuming if it has a checkpoint.
+///
+/// In a data-parallel run ([`TrainOptions::dist`]) every rank calls this with the same
+/// arguments; rank 0 alone holds the run directory's lock, writes into it and reports
+/// events, and every rank returns the same outcome.
 pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<Outcome> {
+    let comm: &dyn Collective = opts.dist.unwrap_or(&Single);
+    let world = comm.world();
+    let root = world.is_root();
     let emit = |e: Event| {
-        if let Some(f) = opts.on_event {
+        if let (true, Some(f)) = (root, opts.on_event) {
             f(e)
         }
     };
@@ -230,9 +240,15 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let data = DataDir::open(&run_cfg.data.dir)?;
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
     crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, config_path)?;
+    let my_micro = dist::my_micro_batches(world, cfg.accumulation())?;
     let dev = device(cfg.device, config_path)?;
-    // Held until this returns (or the process dies): one trainer per run directory.
-    let _lock = crate::run_lock::acquire(run_dir)?;
+    // Held until this returns (or the process dies): one trainer per run directory (rank 0
+    // for all ranks of a data-parallel run).
+    let _lock = if root {
+        Some(crate::run_lock::acquire(run_dir)?)
+    } else {
+        None
+    };
     // init_from is checked (shape, tokenizer) before the run directory is written; a run
     // with a checkpoint of its own resumes from it and never reads the source again.
     let init_source = match (&cfg.init_from, checkpoint::find(run_dir)) {
@@ -244,9 +260,14 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         )?),
         _ => None,
     };
-    prepare_run_dir(run_dir, &cfg)?;
+    if root {
+        prepare_run_dir(run_dir, &cfg)?;
+        checkpoint::remove_stale(run_dir)?;
+    }
+    // The other ranks read the run directory once rank 0 has set it up.
+    comm.barrier()?;
     if run_dir.join(DONE).exists() {
-        if let Some(b) = &cfg.branch {
+        if let (true, Some(b)) = (root, &cfg.branch) {
             ladder::release(b)?;
         }
         return Ok(Outcome::AlreadyDone);
@@ -283,10 +304,9 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     // Model and optimizer: from the checkpoint (verified), from the trunk's checkpoint for
     // a ladder branch's first start, from init_from's weights with a fresh optimizer, or
     // fresh.
-    checkpoint::remove_stale(run_dir)?;
     let (mut model, mut opt, mut state) = match (checkpoint::find(run_dir), &cfg.branch) {
         (Some(dir), _) => checkpoint::load(&dir, &cfg, &dev)?,
-        (None, Some(b)) => ladder::start_branch(b, run_dir, &cfg, &dev)?,
+        (None, Some(b)) => ladder::start_branch(b, run_dir, &cfg, &dev, root)?,
         (None, None) => {
             let (model, init_from) = match &init_source {
                 Some(src) => {
@@ -298,17 +318,39 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             let opt = AdamW::new(model.params(), &cfg.optim)?;
             let state = TrainState {
                 init_from,
+                world_size: world.size as u64,
                 ..TrainState::start(cfg.seed)
             };
             (model, opt, state)
         }
     };
+    // Resuming is exact only with the world size the run started with: the gradient sums'
+    // order (and so their rounding) depends on it.
+    if state.world_size != world.size as u64 && state.step > 0 {
+        return Err(TrainError::World {
+            message: format!(
+                "{} was trained by {} process(es) up to step {}; resume it with the same                  number (it is now started with {})",
+                run_dir.display(),
+                state.world_size,
+                state.step,
+                world.size
+            ),
+        });
+    }
+    state.world_size = world.size as u64;
     model.set_compute_dtype(compute_dtype(cfg.device))?;
-    if cfg.checkpoint.keep_steps.contains(&state.step) && !ladder::released(run_dir, state.step) {
+    if root
+        && cfg.checkpoint.keep_steps.contains(&state.step)
+        && !ladder::released(run_dir, state.step)
+    {
         // A crash may have fallen between the checkpoint and its kept copy.
         ladder::keep(run_dir, state.step)?;
     }
-    let mut log = MetricsLog::open(run_dir, state.step)?;
+    let mut log = if root {
+        Some(MetricsLog::open(run_dir, state.step)?)
+    } else {
+        None
+    };
     emit(Event::Start {
         config: &cfg,
         step: state.step,
@@ -323,10 +365,21 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let micro = cfg.optim.micro_batch_size;
     let mut last_checkpoint = state.step;
     let stop_requested = || opts.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    // A data-parallel run stops on a flag summed with each step's loss, so that a signal
+    // to any rank stops every rank at the same step boundary.
+    let mut stop_agreed = false;
 
     for batch in sampler.stream(state.step) {
-        if stop_requested() {
-            checkpoint::save(run_dir, &model, &opt, &state)?;
+        let stop = if world.size == 1 {
+            stop_requested()
+        } else {
+            stop_agreed
+        };
+        if stop {
+            if root {
+                checkpoint::save(run_dir, &model, &opt, &state)?;
+            }
+            comm.barrier()?;
             emit(Event::Checkpoint { step: state.step });
             return Ok(Outcome::Stopped { step: state.step });
         }
@@ -335,7 +388,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         let mut grads: Option<Vec<Tensor>> = None;
         let mut loss_sum = 0.0f64;
         let t = cfg.seq_len;
-        for a in 0..accum {
+        for &a in &my_micro {
             let rows = a * micro..(a + 1) * micro;
             let ids = Tensor::from_slice(
                 &batch.inputs[rows.start * t..rows.end * t],
@@ -359,6 +412,17 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
                     .collect::<candle_core::Result<_>>()?,
             });
         }
+        let mut grads = grads.expect("at least one micro-batch per step");
+        let mut comm_s = None;
+        if world.size > 1 {
+            let t0 = Instant::now();
+            dist::all_reduce_grads(comm, &mut grads)?;
+            let mut sums = [loss_sum, f64::from(u8::from(stop_requested()))];
+            comm.all_reduce_sum_f64(&mut sums)?;
+            loss_sum = sums[0];
+            stop_agreed = sums[1] > 0.0;
+            comm_s = Some(t0.elapsed().as_secs_f64());
+        }
         let train_loss = loss_sum / accum as f64;
         if !train_loss.is_finite() {
             return Err(TrainError::NonFinite {
@@ -368,7 +432,6 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
                 last_checkpoint,
             });
         }
-        let mut grads = grads.expect("at least one micro-batch per step");
         let next_step = state.step + 1;
         let norm = opt.clip_and_step(
             model.params(),
@@ -401,15 +464,18 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             grad_norm: Some(norm),
             tokens_per_s: Some(tps),
             mfu: Some(tps * flops_per_token / peak),
+            comm_s,
             eval_domain: None,
             val_loss: None,
         };
-        log.write(&m)?;
+        if let Some(log) = log.as_mut() {
+            log.write(&m)?;
+        }
         emit(Event::Step(&m));
 
         let last = state.step == steps;
         let every = |k: u64| k > 0 && state.step % k == 0;
-        if last || every(cfg.eval.interval) {
+        if root && (last || every(cfg.eval.interval)) {
             for (domain, batches) in &eval_sets {
                 let val = evaluate(&model, batches, &dev)?;
                 let m = Metric {
@@ -421,27 +487,37 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
                     grad_norm: None,
                     tokens_per_s: None,
                     mfu: None,
+                    comm_s: None,
                     eval_domain: Some(domain.clone()),
                     val_loss: Some(val),
                 };
-                log.write(&m)?;
+                if let Some(log) = log.as_mut() {
+                    log.write(&m)?;
+                }
                 emit(Event::Eval(&m));
             }
         }
         let keep = cfg.checkpoint.keep_steps.contains(&state.step);
         if last || every(cfg.checkpoint.interval) || keep {
-            checkpoint::save(run_dir, &model, &opt, &state)?;
-            last_checkpoint = state.step;
-            if keep {
-                ladder::keep(run_dir, state.step)?;
+            if root {
+                checkpoint::save(run_dir, &model, &opt, &state)?;
+                if keep {
+                    ladder::keep(run_dir, state.step)?;
+                }
             }
+            // No rank runs ahead of a checkpoint rank 0 has not finished writing.
+            comm.barrier()?;
+            last_checkpoint = state.step;
             emit(Event::Checkpoint { step: state.step });
         }
     }
-    checkpoint::write_synced(&run_dir.join(DONE), format!("{}\n", state.step).as_bytes())?;
-    if let Some(b) = &cfg.branch {
-        ladder::release(b)?;
+    if root {
+        checkpoint::write_synced(&run_dir.join(DONE), format!("{}\n", state.step).as_bytes())?;
+        if let Some(b) = &cfg.branch {
+            ladder::release(b)?;
+        }
     }
+    comm.barrier()?;
     Ok(Outcome::Done { steps })
 }
 

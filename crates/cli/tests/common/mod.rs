@@ -74,7 +74,7 @@ pub fn ok(o: Output) -> String {
     stdout(&o)
 }
 
-/// A run's `metrics.jsonl` without the wall-clock fields (`tokens_per_s`, `mfu`), so that
+/// A run's `metrics.jsonl` without the wall-clock fields (`tokens_per_s`, `mfu`, `comm_s`), so that
 /// runs can be compared record for record.
 pub fn metrics(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -85,6 +85,7 @@ pub fn metrics(run: &Path) -> Vec<Value> {
             let o = v.as_object_mut().unwrap();
             o.remove("tokens_per_s");
             o.remove("mfu");
+            o.remove("comm_s");
             v
         })
         .collect()
