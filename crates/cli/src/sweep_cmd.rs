@@ -229,7 +229,7 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         total_6nd += six_nd * cost / r.flops;
         total_s += t;
         println!(
-            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>5} {:>6} {:>7.1} {:>5} {:>9.3e} {:>8}  {}{}",
+            "{:<40} {:>12} {:>12} {:>12} {:>8.2} {:>10} {:>7} {:>5} {:>6} {:>7.1} {:>5} {:>9.3e} {:>8}  {}{}{}",
             r.id,
             thousands(r.params),
             thousands(r.non_embedding_params),
@@ -250,6 +250,12 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
                 Some(synthscale_sweep::LadderRole::Branch { step, .. }) =>
                     format!("  branch from trunk step {step}"),
                 None => String::new(),
+            },
+            // The time column is one device's; mem GiB is per rank.
+            if r.ranks > 1 {
+                format!("  on {} data-parallel ranks", r.ranks)
+            } else {
+                String::new()
             }
         );
     }

@@ -74,6 +74,11 @@ fn ok(o: std::process::Output) {
     );
 }
 
+fn ok_stdout(o: std::process::Output) -> String {
+    ok(o.clone());
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn checkpoint_step(run: &Path) -> u64 {
     std::fs::read_to_string(run.join("checkpoint/state.json"))
         .ok()
@@ -310,4 +315,137 @@ fn a_two_rank_run_killed_or_stopped_resumes_to_the_same_metrics() {
         .output()
         .unwrap());
     assert_eq!(metrics(&stopped), want, "stopped and resumed");
+}
+
+/// A sweep manifest over the Markov corpus whose one size trains on `ranks` processes;
+/// its data is prepared into `<dir>/data`.
+fn sweep_setup(dir: &Path, ranks: u32) {
+    std::fs::write(
+        dir.join("c.jsonl"),
+        common::markov_jsonl(common::WORDS, 120),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tiny.toml"),
+        format!(
+            "[data]\ntokenizer = {{ kind = \"bpe\", vocab_size = 512 }}\n\
+             validation_fraction = 0.1\nseq_len = 32\nout_dir = \"data\"\n\
+             [[data.sources]]\nname = \"c\"\nkind = \"natural\"\ndomain = \"web\"\n\
+             path = \"c.jsonl\"\n\n[sweep]\nout_dir = \"sweep\"\n\
+             sizes = [{{ name = \"tiny\", d_model = 32, n_layers = 2, n_heads = 2, ranks = {ranks} }}]\n\
+             budgets = [{{ tokens = 15360 }}]\nseeds = [0]\n\
+             [sweep.mixtures]\nnatural = {{ natural = 1.0 }}\n\
+             [sweep.run_rule]\nbatch_tokens = 256\nmicro_batch_size = 4\neval_max_tokens = 512\n\
+             checkpoints_per_run = 6\n\
+             [slurm]\ncpus_per_task = 1\ntime = \"00:10:00\"\n"
+        ),
+    )
+    .unwrap();
+    let out = common::run_in(dir, &["data", "prepare", "tiny.toml"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// The sweep's one run, and the same run config trained by one process beside it: the
+/// sweep's 2-rank run must be that run.
+fn assert_sweep_run_is_the_single_process_run(d: &Path) {
+    let mut ids: Vec<String> = std::fs::read_dir(d.join("sweep/configs"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 1);
+    let run = d.join("sweep/runs").join(&ids[0]);
+    assert!(run.join("DONE").exists(), "{}", run.display());
+    assert_ranks(&run, 2);
+    let single = d.join("single");
+    let cfg = d.join("sweep/configs").join(format!("{}.toml", ids[0]));
+    ok(train_cmd(&cfg, &single, &[]).output().unwrap());
+    assert_same_run(&metrics(&run), &metrics(&single), "the sweep's 2-rank run");
+    assert!(weight_diff(&run, &single) <= 1e-5);
+}
+
+#[test]
+fn a_sweep_size_of_two_ranks_runs_locally_as_the_single_process_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Three ranks cannot split a step's two micro-batches: refused at plan time, naming them.
+    sweep_setup(d, 3);
+    let out = common::run_in(d, &["sweep", "plan", "tiny.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("ranks") && stderr_of(&out).contains("over 3 ranks"),
+        "{}",
+        stderr_of(&out)
+    );
+    let m = d.join("tiny.toml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, text.replace("ranks = 3", "ranks = 2")).unwrap();
+    let plan = ok_stdout(common::run_in(d, &["sweep", "plan", "tiny.toml"]));
+    assert!(plan.contains("on 2 data-parallel ranks"), "{plan}");
+    ok(common::run_in(d, &["sweep", "launch", "tiny.toml"]));
+    assert_sweep_run_is_the_single_process_run(d);
+}
+
+/// Whether a Slurm cluster answers here (scripts/slurm-local.sh starts one).
+fn slurm_up() -> Result<(), String> {
+    let o = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .map_err(|e| format!("sinfo: {e}"))?;
+    let s = String::from_utf8_lossy(&o.stdout);
+    if o.status.success() && (s.contains("idle") || s.contains("mix") || s.contains("alloc")) {
+        Ok(())
+    } else {
+        Err(format!("no usable node: {s:?}"))
+    }
+}
+
+#[test]
+fn a_sweep_size_of_two_ranks_runs_under_slurm_as_a_two_task_srun_step() {
+    if let Err(why) = slurm_up() {
+        eprintln!("skipped: no Slurm cluster ({why}); scripts/slurm-local.sh starts one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sweep_setup(d, 2);
+    let out = common::run_in(d, &["sweep", "launch", "tiny.toml", "--executor", "slurm"]);
+    ok(out.clone());
+    let script = std::fs::read_dir(d.join("sweep/slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
+        .unwrap();
+    assert!(std::fs::read_to_string(&script)
+        .unwrap()
+        .contains("#SBATCH --ntasks=2\n"));
+    let t = Instant::now();
+    let done = || {
+        std::fs::read_dir(d.join("sweep/runs"))
+            .map(|mut r| r.any(|e| e.unwrap().path().join("DONE").exists()))
+            .unwrap_or(false)
+    };
+    while !done() {
+        if t.elapsed() > Duration::from_secs(300) {
+            let logs: Vec<String> = std::fs::read_dir(d.join("sweep/logs"))
+                .map(|r| {
+                    r.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!(
+                "the Slurm run did not finish in 300 s; logs:\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_sweep_run_is_the_single_process_run(d);
 }

@@ -38,6 +38,12 @@ pub struct SizeSpec {
     /// as SynthLLM-style continued pre-training starts each size from its own base model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<PathBuf>,
+    /// Data-parallel processes per run of this size (one GPU each on CUDA): 1 by default.
+    /// A run of several ranks needs a binary built with `--features mpi`; the local
+    /// executor starts it with `train --nproc`, the Slurm executor as a job step of that
+    /// many tasks (`srun --mpi=pmix`). A step's micro-batches must split evenly over them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<u32>,
 }
 
 /// One token budget of the grid: absolute, or a multiple of the size's non-embedding
@@ -405,6 +411,15 @@ impl SweepConfig {
                 "sweep.sizes",
                 "the grid has no sizes; give at least one",
             ));
+        }
+        for (i, s) in self.sizes.iter().enumerate() {
+            if let Some(r) = s.ranks.filter(|r| !(1..=4096).contains(r)) {
+                return Err(field(
+                    file,
+                    format!("sweep.sizes[{i}].ranks"),
+                    format!("{r} processes per run; give 1 to 4096"),
+                ));
+            }
         }
         if self.budgets.is_empty() {
             return Err(field(

@@ -120,6 +120,11 @@ pub struct Child<'a> {
     pub threads: Option<usize>,
     pub gpu: Option<&'a str>,
     pub stop: Option<&'a AtomicBool>,
+    /// Data-parallel ranks of the run; above 1 the binary must be built with `mpi`.
+    pub ranks: u32,
+    /// How several ranks start: `srun` (a job step of the Slurm allocation this runs in),
+    /// else `train --nproc` (mpirun on this machine).
+    pub srun: bool,
 }
 
 /// Starts `synthscale train` for one run, its output appended to the run's log, and waits;
@@ -134,7 +139,17 @@ pub fn run_child(c: &Child) -> Result<Option<i32>> {
         .open(c.log)
         .map_err(SweepError::io(c.log))?;
     let err = log.try_clone().map_err(SweepError::io(c.log))?;
-    let mut cmd = Command::new(c.binary);
+    let ranks = c.ranks.max(1);
+    let mut cmd = if ranks > 1 && c.srun {
+        // One task per rank of the allocation's tasks; a rank that dies ends the step.
+        let mut s = Command::new("srun");
+        s.arg(format!("--ntasks={ranks}"))
+            .args(["--mpi=pmix", "--kill-on-bad-exit=1"])
+            .arg(c.binary);
+        s
+    } else {
+        Command::new(c.binary)
+    };
     cmd.arg("train")
         .arg("--config")
         .arg(c.config)
@@ -143,7 +158,12 @@ pub fn run_child(c: &Child) -> Result<Option<i32>> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err);
+    if ranks > 1 && !c.srun {
+        cmd.arg("--nproc").arg(ranks.to_string());
+    }
     if let Some(t) = c.threads {
+        // The run's threads, shared by its ranks.
+        let t = (t / ranks as usize).max(1);
         cmd.env("RAYON_NUM_THREADS", t.to_string());
     }
     if let Some(g) = c.gpu {
@@ -444,6 +464,8 @@ fn one_run(
             threads: Some(threads),
             gpu,
             stop: opts.stop,
+            ranks: run.ranks,
+            srun: false,
         })?;
         if code != Some(EXIT_LOCKED as i32) {
             waiting_since = None;

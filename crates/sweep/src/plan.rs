@@ -41,6 +41,8 @@ pub struct PlannedRun {
     pub memory_bytes: f64,
     /// Its part in a budget ladder, if the run rule asks for ladders.
     pub ladder: Option<LadderRole>,
+    /// Data-parallel processes it trains on (its size's `ranks`).
+    pub ranks: u32,
 }
 
 /// A run's part in a budget ladder (`run_rule.ladder = true`).
@@ -526,6 +528,20 @@ impl Grid<'_> {
         .total;
         let tokens = resolved.steps() * resolved.optim.batch_tokens;
         let fpt = self.model.flops_per_token(self.meta.seq_len);
+        let ranks = self.size.ranks.unwrap_or(1);
+        let accum = resolved.accumulation();
+        if accum % ranks as usize != 0 {
+            return Err(SweepError::Field {
+                file: self.manifest.to_path_buf(),
+                field: format!("size {}: ranks", self.size.label()),
+                message: format!(
+                    "run {id}: a step's {accum} micro-batches (batch {} tokens, micro-batch \
+                     {} × {} tokens) do not split evenly over {ranks} ranks; choose ranks \
+                     that divide {accum}, or set run_rule.micro_batch_size",
+                    resolved.optim.batch_tokens, resolved.optim.micro_batch_size, self.meta.seq_len
+                ),
+            });
+        }
         Ok(PlannedRun {
             id,
             size: sz,
@@ -539,6 +555,7 @@ impl Grid<'_> {
             flops: fpt as f64 * tokens as f64,
             memory_bytes,
             ladder,
+            ranks,
             run,
             resolved,
         })

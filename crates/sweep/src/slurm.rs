@@ -23,6 +23,14 @@ pub struct TaskRun {
     pub config: PathBuf,
     pub run_dir: PathBuf,
     pub log: PathBuf,
+    /// Data-parallel ranks: the array's tasks each have this many Slurm tasks, and the
+    /// trainer starts as a job step of them (`srun --mpi=pmix`).
+    #[serde(default = "one_rank")]
+    pub ranks: u32,
+}
+
+fn one_rank() -> u32 {
+    1
 }
 
 /// The runs file: array index i runs `runs[i]`.
@@ -85,13 +93,14 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// The sbatch script for `n` array tasks; `after` lists job ids the array waits for (a
-/// ladder's branches wait for their trunks' arrays).
+/// The sbatch script for `n` array tasks of `ranks` data-parallel processes each; `after`
+/// lists job ids the array waits for (a ladder's branches wait for their trunks' arrays).
 pub fn script(
     sweep: &Sweep,
     binary: &Path,
     runs_file: &Path,
     n: usize,
+    ranks: u32,
     after: &[String],
 ) -> String {
     let s = &sweep.slurm;
@@ -108,7 +117,8 @@ pub fn script(
     if let Some(a) = &s.account {
         d.push(format!("--account={a}"));
     }
-    d.push("--ntasks=1".into());
+    // One Slurm task per rank; `--gpus-per-task` then gives each rank its own GPU.
+    d.push(format!("--ntasks={}", ranks.max(1)));
     d.push(format!("--cpus-per-task={}", s.cpus_per_task));
     if s.gpus_per_task > 0 {
         d.push(format!("--gpus-per-task={}", s.gpus_per_task));
@@ -232,6 +242,7 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
             config: sweep.config_path(&r.id),
             run_dir,
             log: sweep.log_path(&r.id),
+            ranks: r.ranks,
         };
         if submit {
             match lock::acquire(&sweep.out_dir, &r.id, Owner::me(None), None)? {
@@ -252,7 +263,11 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
     std::fs::create_dir_all(&logs).map_err(SweepError::io(&logs))?;
     let chunk = if submit { max_array_size() } else { 1001 };
     let mut first_wave_jobs: Vec<String> = Vec::new();
-    for (w, (wave, dry)) in waves.into_iter().zip(dry).enumerate() {
+    for (w, (mut wave, mut dry)) in waves.into_iter().zip(dry).enumerate() {
+        // Runs of one number of ranks per array (its tasks' `--ntasks`); stable, so that
+        // the locks stay in their runs' order.
+        wave.sort_by_key(|(t, _)| t.ranks);
+        dry.sort_by_key(|t| t.ranks);
         let (tasks, mut locks): (Vec<TaskRun>, Vec<lock::RunLock>) = if submit {
             wave.into_iter().unzip()
         } else {
@@ -264,7 +279,10 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
             Vec::new()
         };
         let mut locks_iter = locks.drain(..);
-        for part in tasks.chunks(chunk) {
+        for part in tasks
+            .chunk_by(|a, b| a.ranks == b.ranks)
+            .flat_map(|same| same.chunks(chunk))
+        {
             let array = submit_array(
                 sweep,
                 binary,
@@ -314,7 +332,8 @@ fn submit_array(
     let runs_file = dir.join(format!("runs-{tag}.json"));
     let script_path = dir.join(format!("array-{tag}.sbatch"));
     std::fs::write(&runs_file, &json).map_err(SweepError::io(&runs_file))?;
-    let text = script(sweep, binary, &runs_file, part.len(), after);
+    let ranks = part.first().map_or(1, |t| t.ranks);
+    let text = script(sweep, binary, &runs_file, part.len(), ranks, after);
     std::fs::write(&script_path, text).map_err(SweepError::io(&script_path))?;
     let mut array = SlurmArray {
         script: script_path,
@@ -458,6 +477,8 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
         threads: None,
         gpu: None,
         stop: Some(stop),
+        ranks: run.ranks,
+        srun: true,
     })?;
     let code = code.unwrap_or(1);
     eprintln!("{}: train exited with {code}", run.id);
