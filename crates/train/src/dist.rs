@@ -295,6 +295,17 @@ mod tests {
     }
 
     #[test]
+    fn each_rank_takes_its_own_gpu_or_the_one_it_sees() {
+        use crate::trainer::gpu_ordinal;
+        assert_eq!(gpu_ordinal(3, 8), Ok(3));
+        assert_eq!(gpu_ordinal(3, 1), Ok(0)); // Slurm: --gpus-per-task=1
+        assert_eq!(gpu_ordinal(0, 4), Ok(0));
+        let e = gpu_ordinal(2, 2).unwrap_err();
+        assert!(e.contains("local rank 2 but only 2 CUDA devices"), "{e}");
+        assert!(gpu_ordinal(0, 0).is_err());
+    }
+
+    #[test]
     fn micro_batches_split_round_robin_and_refuse_an_uneven_split() {
         let w = |rank, size| World {
             rank,

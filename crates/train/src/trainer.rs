@@ -163,7 +163,7 @@ fn check_compute_capability(dev: &Device) -> std::result::Result<(), String> {
         .cuda_stream()
         .context()
         .compute_capability()
-        .map_err(|e| format!("cannot read CUDA device 0's compute capability: {e}"))?;
+        .map_err(|e| format!("cannot read the CUDA device's compute capability: {e}"))?;
     let have = major * 10 + minor;
     let fits = if built >= 90 {
         have == built
@@ -174,7 +174,7 @@ fn check_compute_capability(dev: &Device) -> std::result::Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "CUDA device 0 has compute capability {major}.{minor}, but this binary's kernels are \
+        "the CUDA device has compute capability {major}.{minor}, but this binary's kernels are \
          compiled for {}.{}{} (CUDA_COMPUTE_CAP={built} at build time); rebuild it with \
          CUDA_COMPUTE_CAP={have} (scripts/setup-cuda.sh)",
         built / 10,
@@ -196,16 +196,47 @@ pub fn compute_dtype(spec: DeviceSpec) -> DType {
 /// (`CUDA_VISIBLE_DEVICES` selects which, as the driver reads it); it needs a binary built
 /// with `--features cuda`.
 pub fn open_device(spec: DeviceSpec) -> std::result::Result<Device, String> {
+    open_device_for_rank(spec, 0)
+}
+
+/// The GPU a data-parallel rank takes among the `visible` ones: its local rank, or the one
+/// GPU it sees when the launcher gave each rank its own (Slurm's `--gpus-per-task`).
+pub fn gpu_ordinal(local_rank: usize, visible: usize) -> std::result::Result<usize, String> {
+    match visible {
+        0 => Err("no CUDA device is visible".into()),
+        1 => Ok(0),
+        n if local_rank < n => Ok(local_rank),
+        n => Err(format!(
+            "local rank {local_rank} but only {n} CUDA devices are visible: start at most \
+             {n} ranks per machine, or give each rank its own GPU"
+        )),
+    }
+}
+
+/// [`open_device`] for the rank of a data-parallel run with this local rank
+/// ([`gpu_ordinal`]).
+pub fn open_device_for_rank(
+    spec: DeviceSpec,
+    local_rank: usize,
+) -> std::result::Result<Device, String> {
     match spec {
-        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cpu => {
+            let _ = local_rank;
+            Ok(Device::Cpu)
+        }
         #[cfg(feature = "cuda")]
         DeviceSpec::Cuda => {
-            let dev = Device::new_cuda(0).map_err(|e| {
+            let fail = |e: String| {
                 format!(
-                    "cannot open CUDA device 0: {e} (this binary's CUDA 13 libraries need \
+                    "cannot open a CUDA device: {e} (this binary's CUDA 13 libraries need \
                      NVIDIA driver 580 or newer; `nvidia-smi` shows the driver's version)"
                 )
-            })?;
+            };
+            let visible = candle_core::cuda::cudarc::driver::CudaContext::device_count()
+                .map_err(|e| fail(e.to_string()))?;
+            let ordinal = gpu_ordinal(local_rank, visible.max(0) as usize)?;
+            let dev =
+                Device::new_cuda(ordinal).map_err(|e| fail(format!("device {ordinal}: {e}")))?;
             check_compute_capability(&dev)?;
             Ok(dev)
         }
@@ -214,8 +245,8 @@ pub fn open_device(spec: DeviceSpec) -> std::result::Result<Device, String> {
     }
 }
 
-fn device(spec: DeviceSpec, file: &Path) -> Result<Device> {
-    open_device(spec).map_err(|message| TrainError::Field {
+fn device(spec: DeviceSpec, local_rank: usize, file: &Path) -> Result<Device> {
+    open_device_for_rank(spec, local_rank).map_err(|message| TrainError::Field {
         file: file.to_path_buf(),
         field: "device".into(),
         message,
@@ -241,7 +272,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
     crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, config_path)?;
     let my_micro = dist::my_micro_batches(world, cfg.accumulation())?;
-    let dev = device(cfg.device, config_path)?;
+    let dev = device(cfg.device, world.local_rank, config_path)?;
     // Held until this returns (or the process dies): one trainer per run directory (rank 0
     // for all ranks of a data-parallel run).
     let _lock = if root {
