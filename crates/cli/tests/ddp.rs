@@ -12,10 +12,10 @@
 
 mod common;
 
-use common::{bin, metrics, stderr_of};
+use common::{bin, checkpoint_step, metrics, run_ids, slurm_up, start_until, stderr_of};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -77,35 +77,6 @@ fn ok(o: std::process::Output) {
 fn ok_stdout(o: std::process::Output) -> String {
     ok(o.clone());
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn checkpoint_step(run: &Path) -> u64 {
-    std::fs::read_to_string(run.join("checkpoint/state.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0)
-}
-
-/// Starts `cmd` and waits until its run has checkpointed at least `step`.
-fn start_until(mut cmd: Command, run: &Path, step: u64) -> Child {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while checkpoint_step(run) < step {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "no checkpoint at {step}"
-        );
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("the run ended ({st}) before step {step}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child
 }
 
 /// The processes `pid` has started (from every thread of it).
@@ -348,18 +319,7 @@ fn sweep_setup(dir: &Path, ranks: u32) {
 /// The sweep's one run, and the same run config trained by one process beside it: the
 /// sweep's 2-rank run must be that run.
 fn assert_sweep_run_is_the_single_process_run(d: &Path) {
-    let mut ids: Vec<String> = std::fs::read_dir(d.join("sweep/configs"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    ids.sort();
+    let ids = run_ids(&d.join("sweep"));
     assert_eq!(ids.len(), 1);
     let run = d.join("sweep/runs").join(&ids[0]);
     assert!(run.join("DONE").exists(), "{}", run.display());
@@ -391,20 +351,6 @@ fn a_sweep_size_of_two_ranks_runs_locally_as_the_single_process_run() {
     assert!(plan.contains("on 2 data-parallel ranks"), "{plan}");
     ok(common::run_in(d, &["sweep", "launch", "tiny.toml"]));
     assert_sweep_run_is_the_single_process_run(d);
-}
-
-/// Whether a Slurm cluster answers here (scripts/slurm-local.sh starts one).
-fn slurm_up() -> Result<(), String> {
-    let o = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .map_err(|e| format!("sinfo: {e}"))?;
-    let s = String::from_utf8_lossy(&o.stdout);
-    if o.status.success() && (s.contains("idle") || s.contains("mix") || s.contains("alloc")) {
-        Ok(())
-    } else {
-        Err(format!("no usable node: {s:?}"))
-    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{bin, metrics, ok, run_in as run, stdout};
+use common::{bin, metrics, ok, run_in as run, slurm_up, stdout};
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -312,25 +312,6 @@ fn bad_ladders_exit_2_naming_the_field() {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains(&format!("`{field}`")), "{err}");
         assert!(err.contains("bad.toml"), "{err}");
-    }
-}
-
-/// Whether a Slurm cluster answers here (scripts/slurm-local.sh starts one).
-fn slurm_up() -> Result<(), String> {
-    match Command::new("sinfo").args(["-h", "-o", "%T"]).output() {
-        Err(_) => Err("sinfo is not on PATH".into()),
-        Ok(o) if !o.status.success() => Err(format!(
-            "sinfo failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Ok(o) => {
-            let s = String::from_utf8_lossy(&o.stdout);
-            if s.contains("idle") || s.contains("mix") || s.contains("alloc") {
-                Ok(())
-            } else {
-                Err(format!("no usable node: {s:?}"))
-            }
-        }
     }
 }
 

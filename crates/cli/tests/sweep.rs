@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bin, metrics, ok, run_in as run, stdout};
+use common::{bin, checkpoint_step, metrics, ok, run_in as run, slurm_up, stdout};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,19 +40,7 @@ fn setup(dir: &Path, sweep: &str) -> PathBuf {
 }
 
 fn run_ids(dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(dir.join("sweep/configs"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    ids.sort();
-    ids
+    common::run_ids(&dir.join("sweep"))
 }
 
 const TINY: &str = r#"
@@ -190,40 +178,12 @@ fn two_launches_at_once_train_each_run_once() {
     );
 }
 
-/// Whether a Slurm cluster answers here (scripts/slurm-local.sh starts one).
-fn slurm_up() -> Result<(), String> {
-    let sinfo = Command::new("sinfo").args(["-h", "-o", "%T"]).output();
-    match sinfo {
-        Err(_) => Err("sinfo is not on PATH".into()),
-        Ok(o) if !o.status.success() => Err(format!(
-            "sinfo failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Ok(o) => {
-            let s = String::from_utf8_lossy(&o.stdout);
-            if s.contains("idle") || s.contains("mix") || s.contains("alloc") {
-                Ok(())
-            } else {
-                Err(format!("no usable node: {s:?}"))
-            }
-        }
-    }
-}
-
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
         assert!(t.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn checkpoint_step(run: &Path) -> u64 {
-    std::fs::read_to_string(run.join("checkpoint/state.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0)
 }
 
 #[test]

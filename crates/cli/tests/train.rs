@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, metrics, stderr_of};
+use common::{bin, checkpoint_step, metrics, stderr_of};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,14 +52,6 @@ fn override_lines(base: &str, extra: &str) -> String {
     out.join("\n")
 }
 
-fn checkpoint_step(run: &Path) -> u64 {
-    std::fs::read_to_string(run.join("checkpoint/state.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0)
-}
-
 fn train(cfg: &Path, run: &Path) -> std::process::Output {
     bin()
         .arg("train")
@@ -73,28 +65,13 @@ fn train(cfg: &Path, run: &Path) -> std::process::Output {
 
 /// Starts a run and waits until it has checkpointed at least `step`.
 fn start_until(cfg: &Path, run: &Path, step: u64) -> std::process::Child {
-    let mut child = bin()
-        .arg("train")
+    let mut cmd = bin();
+    cmd.arg("train")
         .arg("--config")
         .arg(cfg)
         .arg("--run-dir")
-        .arg(run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while checkpoint_step(run) < step {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "no checkpoint at step {step}"
-        );
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("the run ended ({st}) before step {step}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child
+        .arg(run);
+    common::start_until(cmd, run, step)
 }
 
 #[test]
@@ -747,7 +724,9 @@ fn data_parallel_launches_need_the_mpi_build() {
     data_dir(dir.path());
     let cfg = run_config(dir.path(), "", "");
     let run = dir.path().join("r");
-    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+    // (arguments, environment, what the error says)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
         (
             &["--nproc", "2"],
             &[],

@@ -360,7 +360,8 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     if state.world_size != world.size as u64 && state.step > 0 {
         return Err(TrainError::World {
             message: format!(
-                "{} was trained by {} process(es) up to step {}; resume it with the same                  number (it is now started with {})",
+                "{} was trained by {} process(es) up to step {}; resume it with the same \
+                 number (it is now started with {})",
                 run_dir.display(),
                 state.world_size,
                 state.step,

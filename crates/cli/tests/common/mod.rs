@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -112,4 +113,72 @@ pub fn prepare_markov_data(dir: &Path, words: &[&str], docs: usize) -> std::path
         .unwrap();
     assert!(st.status.success(), "{}", stderr_of(&st));
     out
+}
+
+/// The step of a run's latest checkpoint (0 before its first).
+pub fn checkpoint_step(run: &Path) -> u64 {
+    std::fs::read_to_string(run.join("checkpoint/state.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Whether a Slurm cluster answers here (scripts/slurm-local.sh starts one).
+pub fn slurm_up() -> Result<(), String> {
+    let sinfo = Command::new("sinfo").args(["-h", "-o", "%T"]).output();
+    match sinfo {
+        Err(_) => Err("sinfo is not on PATH".into()),
+        Ok(o) if !o.status.success() => Err(format!(
+            "sinfo failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(o) => {
+            let s = String::from_utf8_lossy(&o.stdout);
+            if s.contains("idle") || s.contains("mix") || s.contains("alloc") {
+                Ok(())
+            } else {
+                Err(format!("no usable node: {s:?}"))
+            }
+        }
+    }
+}
+
+/// Starts `cmd` (a `train`, with its output discarded) and waits until its run has
+/// checkpointed at least `step`; panics if it ends first or takes over 120 s.
+pub fn start_until(mut cmd: Command, run: &Path, step: u64) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while checkpoint_step(run) < step {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no checkpoint at step {step}"
+        );
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the run ended ({st}) before step {step}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+/// The ids of a sweep's runs (its `configs/` file names), sorted.
+pub fn run_ids(sweep_dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(sweep_dir.join("configs"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
 }
