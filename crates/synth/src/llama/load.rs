@@ -22,6 +22,63 @@ fn md_u32(ct: &gguf_file::Content, path: &Path, key: &str) -> Result<u32> {
         })
 }
 
+/// Where one layer's tensors are in a checkpoint format: each name follows the layer's
+/// prefix and a dot, and ends in `.weight`.
+struct LayerNames {
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    o: &'static str,
+    gate: &'static str,
+    up: &'static str,
+    down: &'static str,
+    attn_norm: &'static str,
+    ffn_norm: &'static str,
+}
+
+/// llama.cpp's GGUF names (`blk.{i}.…`).
+const GGUF_NAMES: LayerNames = LayerNames {
+    q: "attn_q",
+    k: "attn_k",
+    v: "attn_v",
+    o: "attn_output",
+    gate: "ffn_gate",
+    up: "ffn_up",
+    down: "ffn_down",
+    attn_norm: "attn_norm",
+    ffn_norm: "ffn_norm",
+};
+
+/// Hugging Face Llama's names (`model.layers.{i}.…`).
+const HF_NAMES: LayerNames = LayerNames {
+    q: "self_attn.q_proj",
+    k: "self_attn.k_proj",
+    v: "self_attn.v_proj",
+    o: "self_attn.o_proj",
+    gate: "mlp.gate_proj",
+    up: "mlp.up_proj",
+    down: "mlp.down_proj",
+    attn_norm: "input_layernorm",
+    ffn_norm: "post_attention_layernorm",
+};
+
+impl LayerNames {
+    /// The layer under `prefix`, Q/K/V and gate/up stacked by rows, through `get`.
+    fn load(&self, prefix: &str, get: &mut impl FnMut(&str) -> Result<Tensor>) -> Result<Layer> {
+        let mut w = |name: &str| get(&format!("{prefix}.{name}.weight"));
+        let (wq, wk, wv) = (w(self.q)?, w(self.k)?, w(self.v)?);
+        let (gate, up) = (w(self.gate)?, w(self.up)?);
+        Ok(Layer {
+            attn_norm: w(self.attn_norm)?,
+            wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
+            wo: w(self.o)?,
+            ffn_norm: w(self.ffn_norm)?,
+            w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
+            w_down: w(self.down)?,
+        })
+    }
+}
+
 impl Llama {
     /// Loads a GGUF file of architecture `llama`, dequantizing every tensor to f32.
     pub fn from_gguf(path: &Path) -> Result<(Llama, gguf_file::Content)> {
@@ -92,23 +149,9 @@ impl Llama {
         } else {
             embed.clone()
         };
-        let mut layers = Vec::with_capacity(n_layers);
-        for i in 0..n_layers {
-            let p = format!("blk.{i}");
-            let wq = get(&format!("{p}.attn_q.weight"))?;
-            let wk = get(&format!("{p}.attn_k.weight"))?;
-            let wv = get(&format!("{p}.attn_v.weight"))?;
-            let gate = get(&format!("{p}.ffn_gate.weight"))?;
-            let up = get(&format!("{p}.ffn_up.weight"))?;
-            layers.push(Layer {
-                attn_norm: get(&format!("{p}.attn_norm.weight"))?,
-                wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
-                wo: get(&format!("{p}.attn_output.weight"))?,
-                ffn_norm: get(&format!("{p}.ffn_norm.weight"))?,
-                w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
-                w_down: get(&format!("{p}.ffn_down.weight"))?,
-            });
-        }
+        let layers = (0..n_layers)
+            .map(|i| GGUF_NAMES.load(&format!("blk.{i}"), &mut get))
+            .collect::<Result<Vec<_>>>()?;
         let d_ff = layers
             .first()
             .map(|l| l.w_down.dim(1))
@@ -224,23 +267,9 @@ impl Llama {
         } else {
             get("lm_head.weight")?
         };
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        for i in 0..cfg.n_layers {
-            let p = format!("model.layers.{i}");
-            let wq = get(&format!("{p}.self_attn.q_proj.weight"))?;
-            let wk = get(&format!("{p}.self_attn.k_proj.weight"))?;
-            let wv = get(&format!("{p}.self_attn.v_proj.weight"))?;
-            let gate = get(&format!("{p}.mlp.gate_proj.weight"))?;
-            let up = get(&format!("{p}.mlp.up_proj.weight"))?;
-            layers.push(Layer {
-                attn_norm: get(&format!("{p}.input_layernorm.weight"))?,
-                wqkv: Tensor::cat(&[&wq, &wk, &wv], 0)?,
-                wo: get(&format!("{p}.self_attn.o_proj.weight"))?,
-                ffn_norm: get(&format!("{p}.post_attention_layernorm.weight"))?,
-                w_gate_up: Tensor::cat(&[&gate, &up], 0)?,
-                w_down: get(&format!("{p}.mlp.down_proj.weight"))?,
-            });
-        }
+        let layers = (0..cfg.n_layers)
+            .map(|i| HF_NAMES.load(&format!("model.layers.{i}"), &mut get))
+            .collect::<Result<Vec<_>>>()?;
         let model = Llama {
             cfg,
             device: Device::Cpu,
