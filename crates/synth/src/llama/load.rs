@@ -22,6 +22,14 @@ fn md_u32(ct: &gguf_file::Content, path: &Path, key: &str) -> Result<u32> {
         })
 }
 
+/// What a checkpoint gives besides the config, as loaded.
+struct Weights {
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+}
+
 /// Where one layer's tensors are in a checkpoint format: each name follows the layer's
 /// prefix and a dot, and ends in `.weight`.
 struct LayerNames {
@@ -170,17 +178,13 @@ impl Llama {
             max_seq_len,
             rope_interleaved: true,
         };
-        let model = Llama {
-            cfg,
-            device: Device::Cpu,
-            kv_dtype: DType::F32,
+        let weights = Weights {
             embed,
             layers,
             norm,
             lm_head,
         };
-        model.check_shapes(path)?;
-        Ok((model.transposed()?, ct))
+        Ok((Llama::assemble(cfg, weights, path)?, ct))
     }
 
     /// Loads an HF Llama checkpoint folder: `config.json` (`LlamaForCausalLM`) and
@@ -270,16 +274,28 @@ impl Llama {
         let layers = (0..cfg.n_layers)
             .map(|i| HF_NAMES.load(&format!("model.layers.{i}"), &mut get))
             .collect::<Result<Vec<_>>>()?;
-        let model = Llama {
-            cfg,
-            device: Device::Cpu,
-            kv_dtype: DType::F32,
+        let weights = Weights {
             embed,
             layers,
             norm,
             lm_head,
         };
-        model.check_shapes(&wpath)?;
+        Llama::assemble(cfg, weights, &wpath)
+    }
+
+    /// The model from loaded (out, in) weights on the CPU: shapes checked against `cfg`
+    /// (naming `path` on a mismatch), then projections stored transposed.
+    fn assemble(cfg: LlamaConfig, w: Weights, path: &Path) -> Result<Llama> {
+        let model = Llama {
+            cfg,
+            device: Device::Cpu,
+            kv_dtype: DType::F32,
+            embed: w.embed,
+            layers: w.layers,
+            norm: w.norm,
+            lm_head: w.lm_head,
+        };
+        model.check_shapes(path)?;
         model.transposed()
     }
 
