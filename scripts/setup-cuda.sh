@@ -5,7 +5,8 @@
 #
 #   bash scripts/setup-cuda.sh [VENV_DIR]      # default: target/cuda-venv; idempotent
 #   source target/cuda-venv/cuda-env.sh
-#   cargo build --release -p synthscale --features cuda
+#   cargo build --release -p synthscale --features cuda        # one GPU per run
+#   cargo build --release -p synthscale --features cuda,nccl   # and data-parallel GPUs
 #
 # Pinned to 13.0: a newer nvcc writes PTX that the 580 driver series refuses. The stub
 # libcuda.so lives in $CUDA_HOME/lib/stubs and must never be on a run-time library path;
@@ -37,6 +38,16 @@ fi
   exit 1
 }
 
+# 1b. NCCL for data-parallel runs on GPUs (`--features nccl`): 2.30, the version cudarc's
+#     `nccl` bindings are written for.
+NCCL_SPEC='nvidia-nccl-cu13==2.30.7'
+nccl_lib="$("$VENV/bin/python" -c 'import nvidia, os; print(next((os.path.join(p, "nccl", "lib") for p in nvidia.__path__ if os.path.isdir(os.path.join(p, "nccl", "lib"))), ""))' 2>/dev/null || true)"
+if [ -z "$nccl_lib" ] || [ ! -e "$nccl_lib/libnccl.so.2" ]; then
+  echo "setup-cuda: installing $NCCL_SPEC into $VENV"
+  "$VENV/bin/python" -m pip install --quiet "$NCCL_SPEC"
+  nccl_lib="$("$VENV/bin/python" -c 'import nvidia, os; print(next(os.path.join(p, "nccl", "lib") for p in nvidia.__path__ if os.path.isdir(os.path.join(p, "nccl", "lib"))))')"
+fi
+
 # 2. The wheels ship only versioned libraries; the linker looks for the bare names.
 lib="$CUDA_HOME/lib"
 link() { # link <bare name> <versioned name>
@@ -48,6 +59,10 @@ link libcublas.so libcublas.so.13
 link libcublasLt.so libcublasLt.so.13
 link libnvrtc.so libnvrtc.so.13
 link libcurand.so libcurand.so.10
+# NCCL lives in its own wheel: linked into the toolkit's lib directory, where the linker
+# and gpu-check.sh's library search look.
+ln -sfn "$(realpath --relative-to="$lib" "$nccl_lib")/libnccl.so.2" "$lib/libnccl.so.2"
+ln -sfn libnccl.so.2 "$lib/libnccl.so"
 
 # 3. A link-time stub of the driver library (no wheel ships libcuda): one empty function
 #    per cu* name that cudarc's driver bindings declare. Soname libcuda.so.1, so the

@@ -14,7 +14,7 @@ use synthscale_model::{export_hf, ModelError};
 use synthscale_train::dist::{self, World};
 use synthscale_train::trainer::CONFIG;
 use synthscale_train::{
-    train, Event, Outcome, ResolvedConfig, TrainError, TrainOptions, EXIT_REQUEUE,
+    train, Event, Outcome, ResolvedConfig, RunConfig, TrainError, TrainOptions, EXIT_REQUEUE,
 };
 
 use crate::util::{plain_logs, stop_on_signals, thousands};
@@ -80,7 +80,8 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
         }
         return launch_ranks(a);
     }
-    let comm = dist::connect(world)?;
+    let device = RunConfig::load(&a.config)?.device;
+    let comm = dist::connect(world, device, &a.run_dir)?;
     let stop = stop_on_signals()?;
     let plain = plain_logs() || !world.is_root();
     let pb = if plain {
@@ -216,22 +217,150 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `--nproc N`: this command again as N ranks under `mpirun` on this machine, each with
-/// an equal share of the cores; returns mpirun's exit code (75 when the ranks stopped to be
-/// resumed). SIGTERM, SIGUSR1 or SIGINT here become SIGUSR1 to mpirun, which passes it to
-/// every rank (each checkpoints at the same step and exits 75); if this process dies,
-/// mpirun gets SIGTERM.
+/// `--nproc N`: this command again as N ranks on this machine, through the engine the
+/// run's device uses ([`dist::engine_for`]): NCCL ranks are started here
+/// ([`spawn_ranks`]), MPI ranks under `mpirun`.
 fn launch_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
-    if !cfg!(feature = "mpi") {
-        return Err(TrainError::World {
+    let device = RunConfig::load(&a.config)?.device;
+    match dist::engine_for(device) {
+        Some("nccl") => spawn_ranks(a),
+        Some(_) => mpirun_ranks(a),
+        None => Err(TrainError::World {
             message: format!(
-                "--nproc {} needs a binary built with --features mpi (OpenMPI: apt-get \
-                 install libopenmpi-dev openmpi-bin libclang-dev)",
-                a.nproc
+                "--nproc {} needs a binary built with --features {}",
+                a.nproc,
+                match device {
+                    synthscale_train::config::DeviceSpec::Cuda =>
+                        "cuda,nccl (libnccl from \
+                         scripts/setup-cuda.sh)",
+                    synthscale_train::config::DeviceSpec::Cpu =>
+                        "mpi (OpenMPI: apt-get install \
+                         libopenmpi-dev openmpi-bin libclang-dev)",
+                }
             ),
         }
-        .into());
+        .into()),
     }
+}
+
+/// The variables by which a launcher outside this one would give a child another rank
+/// than the one [`spawn_ranks`] gives it (they are read before `RANK`).
+const OTHER_LAUNCHERS: [&str; 6] = [
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "SLURM_PROCID",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_LOCALID",
+];
+
+/// The exit code of a launch from its ranks' codes (None: killed by a signal): the first
+/// failure's, else 75 when any rank stopped to be resumed, else 0.
+fn launch_exit(codes: &[Option<i32>]) -> u8 {
+    if let Some(c) = codes.iter().find(|c| !matches!(c, Some(0) | Some(75))) {
+        return c.map_or(1, |c| c.clamp(1, 255) as u8);
+    }
+    if codes.contains(&Some(75)) {
+        EXIT_REQUEUE
+    } else {
+        0
+    }
+}
+
+/// NCCL ranks on this machine, torchrun-style: N children with `RANK`, `WORLD_SIZE`,
+/// `LOCAL_RANK` (rank r takes GPU r of those visible) and one `SYNTHSCALE_LAUNCH_ID`, each
+/// with an equal share of the cores. SIGTERM, SIGUSR1 or SIGINT here go to every rank as
+/// SIGUSR1 (each checkpoints at the same step and exits 75). A rank that fails makes the
+/// others get SIGTERM, and SIGKILL 30 s later (a rank blocked in a collective whose peer is
+/// gone never reaches a step boundary); if this process dies, every rank gets SIGTERM.
+fn spawn_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::Ordering;
+    let n = a.nproc as usize;
+    let exe = std::env::current_exe().context("locating this synthscale binary")?;
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let token = format!("nproc-{}-{}", std::process::id(), since_epoch.as_nanos());
+    let threads = std::env::var_os("RAYON_NUM_THREADS").is_none().then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        (cores / n).max(1).to_string()
+    });
+    let stop = stop_on_signals()?;
+    let mut children = Vec::with_capacity(n);
+    for r in 0..n {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("train")
+            .arg("--config")
+            .arg(&a.config)
+            .arg("--run-dir")
+            .arg(&a.run_dir)
+            .env("RANK", r.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_RANK", r.to_string())
+            .env("SYNTHSCALE_LAUNCH_ID", &token);
+        for v in OTHER_LAUNCHERS {
+            cmd.env_remove(v);
+        }
+        if let Some(t) = &threads {
+            cmd.env("RAYON_NUM_THREADS", t);
+        }
+        synthscale_sweep::local::die_with_parent(&mut cmd);
+        children.push(
+            cmd.spawn()
+                .with_context(|| format!("starting rank {r} of {n}"))?,
+        );
+    }
+    let mut codes: Vec<Option<Option<i32>>> = vec![None; n];
+    let (mut signalled, mut kill_at) = (false, None);
+    while codes.iter().any(Option::is_none) {
+        for (child, code) in children.iter_mut().zip(codes.iter_mut()) {
+            if code.is_none() {
+                if let Some(st) = child.try_wait().context("waiting for a rank")? {
+                    *code = Some(st.code());
+                }
+            }
+        }
+        let live = || {
+            children
+                .iter()
+                .zip(&codes)
+                .filter(|(_, c)| c.is_none())
+                .map(|(ch, _)| ch.id() as libc::pid_t)
+        };
+        let failed = codes
+            .iter()
+            .flatten()
+            .any(|c| !matches!(c, Some(0) | Some(75)));
+        if failed && kill_at.is_none() {
+            for pid in live() {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            kill_at = Some(std::time::Instant::now() + Duration::from_secs(30));
+        } else if !signalled && stop.load(Ordering::SeqCst) {
+            for pid in live() {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGUSR1) };
+            }
+            signalled = true;
+        }
+        if kill_at.is_some_and(|t| std::time::Instant::now() > t) {
+            for pid in live() {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let codes: Vec<Option<i32>> = codes.into_iter().flatten().collect();
+    Ok(ExitCode::from(launch_exit(&codes)))
+}
+
+/// MPI ranks under `mpirun` on this machine, each with an equal share of the cores;
+/// returns mpirun's exit code (75 when the ranks stopped to be resumed). SIGTERM, SIGUSR1
+/// or SIGINT here become SIGUSR1 to mpirun, which passes it to every rank (each checkpoints
+/// at the same step and exits 75); if this process dies, mpirun gets SIGTERM.
+fn mpirun_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     let n = a.nproc as usize;
     let exe = std::env::current_exe().context("locating this synthscale binary")?;
     let mut cmd = std::process::Command::new("mpirun");
@@ -325,4 +454,18 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::launch_exit;
+
+    #[test]
+    fn a_launch_exits_with_its_first_failure_else_requeue_else_success() {
+        assert_eq!(launch_exit(&[Some(0), Some(0)]), 0);
+        assert_eq!(launch_exit(&[Some(75), Some(0)]), 75);
+        assert_eq!(launch_exit(&[Some(75), Some(2)]), 2);
+        assert_eq!(launch_exit(&[None, Some(0)]), 1); // killed by a signal
+        assert_eq!(launch_exit(&[Some(0), Some(101)]), 101);
+    }
 }

@@ -2,9 +2,15 @@
 //! of every optimizer step's micro-batches, the gradients summed across ranks before the
 //! same AdamW step on every rank.
 //!
-//! The engine is MPI (the `mpi` feature: the `mpi` crate over the system's OpenMPI), which
-//! `mpirun`, `srun --mpi=pmix` or `synthscale train --nproc N` start; without it, or in a
-//! world of one, [`Single`] stands in and every collective is the identity.
+//! Two engines, chosen by the run's device:
+//! - on GPUs, NCCL (the `nccl` feature: cudarc's bindings over libnccl), the gradients summed
+//!   on the device; the ranks find each other through a rendezvous file in the run
+//!   directory ([`rendezvous`]), so any launcher that sets the rank variables starts them
+//!   (`srun`, `synthscale train --nproc N`, torchrun-style environments);
+//! - on CPUs, MPI (the `mpi` feature: the `mpi` crate over the system's OpenMPI), which
+//!   `mpirun`, `srun --mpi=pmix` or `synthscale train --nproc N` start.
+//!
+//! In a world of one, [`Single`] stands in and every collective is the identity.
 //!
 //! What makes a data-parallel run the same run as a single process with the same global
 //! batch: micro-batch `a` of a step goes to rank `a mod world`, so the ranks' micro-batches
@@ -13,8 +19,12 @@
 //! gradient; and the step's loss is summed the same way. With two ranks and one micro-batch
 //! each the sums are bitwise the single process's (a two-term sum commutes exactly).
 
-use candle_core::Tensor;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use candle_core::{Device, Tensor};
+
+use crate::config::DeviceSpec;
 use crate::error::{Result, TrainError};
 
 /// This process's place among the ranks of a data-parallel run.
@@ -99,6 +109,16 @@ pub trait Collective {
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()>;
     /// Returns once every rank has called it.
     fn barrier(&self) -> Result<()>;
+    /// The device this rank computes on when the engine is bound to one (NCCL: the GPU its
+    /// communicator runs on); None: the trainer opens the device itself.
+    fn device(&self) -> Option<Device> {
+        None
+    }
+    /// Sums each tensor elementwise over the ranks, in place. By default through one host
+    /// buffer and [`Collective::all_reduce_sum`]; NCCL sums on the device.
+    fn all_reduce_tensors(&self, tensors: &mut [Tensor]) -> Result<()> {
+        all_reduce_on_host(self, tensors)
+    }
 }
 
 /// A world of one: every collective is the identity.
@@ -119,34 +139,64 @@ impl Collective for Single {
     }
 }
 
-/// The collective for `world` (from [`World::from_env`]): [`Single`] for a world of one,
-/// MPI otherwise. MPI is initialised here, once per process; it checks that the launcher
-/// started as many processes as the environment says.
-pub fn connect(world: World) -> Result<Box<dyn Collective>> {
+/// Which engine a data-parallel run on `device` uses in this binary, if it has one.
+pub fn engine_for(device: DeviceSpec) -> Option<&'static str> {
+    match device {
+        DeviceSpec::Cuda if cfg!(feature = "nccl") => Some("nccl"),
+        _ if cfg!(feature = "mpi") => Some("mpi"),
+        _ => None,
+    }
+}
+
+/// The collective for `world` (from [`World::from_env`]) on `device`: [`Single`] for a
+/// world of one, NCCL for a CUDA run of a binary built with `nccl`, MPI otherwise.
+/// `run_dir` holds NCCL's rendezvous file. MPI is initialised here, once per process, and
+/// checks that the launcher started as many processes as the environment says.
+pub fn connect(world: World, device: DeviceSpec, run_dir: &Path) -> Result<Box<dyn Collective>> {
     if world.size == 1 {
         return Ok(Box::new(Single));
     }
-    #[cfg(feature = "mpi")]
-    {
-        Ok(Box::new(mpi_engine::Mpi::init(world)?))
+    let _ = run_dir;
+    match engine_for(device) {
+        #[cfg(feature = "nccl")]
+        Some("nccl") => Ok(Box::new(nccl_engine::Nccl::init(world, run_dir)?)),
+        #[cfg(feature = "mpi")]
+        Some("mpi") => Ok(Box::new(mpi_engine::Mpi::init(world)?)),
+        _ => Err(TrainError::World {
+            message: format!(
+                "started as rank {} of {} on {}, but this binary has no data-parallel engine \
+                 for it; build it with --features {} ({})",
+                world.rank,
+                world.size,
+                match device {
+                    DeviceSpec::Cuda => "cuda",
+                    DeviceSpec::Cpu => "the cpu",
+                },
+                match device {
+                    DeviceSpec::Cuda => "cuda,nccl",
+                    DeviceSpec::Cpu => "mpi",
+                },
+                match device {
+                    DeviceSpec::Cuda => "libnccl from scripts/setup-cuda.sh",
+                    DeviceSpec::Cpu =>
+                        "OpenMPI: apt-get install libopenmpi-dev openmpi-bin libclang-dev",
+                }
+            ),
+        }),
     }
-    #[cfg(not(feature = "mpi"))]
-    Err(TrainError::World {
-        message: format!(
-            "started as rank {} of {}, but this binary has no data-parallel engine; build \
-             it with --features mpi (OpenMPI: apt-get install libopenmpi-dev openmpi-bin \
-             libclang-dev)",
-            world.rank, world.size
-        ),
-    })
 }
 
-/// Sums every gradient over the ranks in one all-reduce (flattened into one f32 buffer in
-/// parameter order), in place.
+/// Sums every gradient over the ranks, in place (one collective over all of them).
 pub fn all_reduce_grads(c: &dyn Collective, grads: &mut [Tensor]) -> Result<()> {
     if c.world().size == 1 || grads.is_empty() {
         return Ok(());
     }
+    c.all_reduce_tensors(grads)
+}
+
+/// [`Collective::all_reduce_tensors`] through the host: the tensors flattened into one f32
+/// buffer in order, summed by [`Collective::all_reduce_sum`], and put back.
+pub fn all_reduce_on_host<C: Collective + ?Sized>(c: &C, grads: &mut [Tensor]) -> Result<()> {
     let total: usize = grads.iter().map(Tensor::elem_count).sum();
     let mut flat: Vec<f32> = Vec::with_capacity(total);
     for g in grads.iter() {
@@ -180,6 +230,256 @@ pub fn my_micro_batches(world: World, accum: usize) -> Result<Vec<usize>> {
         });
     }
     Ok((world.rank..accum).step_by(world.size).collect())
+}
+
+/// What makes this launch of the ranks different from any other, from the launcher's
+/// environment: `SYNTHSCALE_LAUNCH_ID` (set by `synthscale train --nproc`), a Slurm job
+/// step (`SLURM_JOB_ID`.`SLURM_STEP_ID`), torchrun's `TORCHELASTIC_RUN_ID`, PMIx's
+/// namespace (OpenMPI 5), OpenMPI 4's job id, or `MASTER_ADDR`:`MASTER_PORT`. Every rank of
+/// one launch sees the same token, and a relaunch a new one, so a rendezvous file left by
+/// a killed launch is never read by the next.
+pub fn launch_token(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let clean = |s: String| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    if let Some(t) = get("SYNTHSCALE_LAUNCH_ID") {
+        return Some(clean(t));
+    }
+    if let (Some(job), Some(step)) = (get("SLURM_JOB_ID"), get("SLURM_STEP_ID")) {
+        return Some(clean(format!("slurm-{job}.{step}")));
+    }
+    for var in [
+        "TORCHELASTIC_RUN_ID",
+        "PMIX_NAMESPACE",
+        "OMPI_MCA_ess_base_jobid",
+    ] {
+        if let Some(t) = get(var) {
+            return Some(clean(t));
+        }
+    }
+    match (get("MASTER_ADDR"), get("MASTER_PORT")) {
+        (Some(a), Some(p)) => Some(clean(format!("{a}-{p}"))),
+        _ => None,
+    }
+}
+
+/// The file through which the ranks of launch `token` share rank 0's bytes.
+pub fn rendezvous_file(dir: &Path, token: &str) -> PathBuf {
+    dir.join(format!(".rendezvous.{token}"))
+}
+
+/// How long a rank waits for rank 0's rendezvous file (ranks of one `srun` step start
+/// within seconds; a node's slow file system may take longer).
+pub const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Shares `make()`'s bytes (NCCL's unique id) from rank 0 with every rank of this launch
+/// through a file in `dir`, which every rank sees (the run directory: the ranks of a run
+/// read its checkpoints, so it is on storage they share). Rank 0 writes the file whole
+/// (a temporary, then a rename); the others wait for it up to `timeout`. The caller removes
+/// it once every rank has joined ([`std::fs::remove_file`] on [`rendezvous_file`]).
+pub fn rendezvous<const N: usize>(
+    world: World,
+    dir: &Path,
+    token: &str,
+    timeout: Duration,
+    make: impl FnOnce() -> Result<[u8; N]>,
+) -> Result<[u8; N]> {
+    let file = rendezvous_file(dir, token);
+    let io = |what: &str, e: std::io::Error| TrainError::World {
+        message: format!("rendezvous: {what} {}: {e}", file.display()),
+    };
+    if world.is_root() {
+        let bytes = make()?;
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(|e| io("writing", e))?;
+        std::fs::rename(&tmp, &file).map_err(|e| io("renaming into", e))?;
+        return Ok(bytes);
+    }
+    let start = Instant::now();
+    loop {
+        match std::fs::read(&file) {
+            Ok(b) if b.len() == N => {
+                let mut out = [0u8; N];
+                out.copy_from_slice(&b);
+                return Ok(out);
+            }
+            Ok(b) => {
+                return Err(TrainError::World {
+                    message: format!(
+                        "rendezvous: {} holds {} bytes, not {N}",
+                        file.display(),
+                        b.len()
+                    ),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("reading", e)),
+        }
+        if start.elapsed() > timeout {
+            return Err(TrainError::World {
+                message: format!(
+                    "rank {} of {} waited {} s for rank 0's rendezvous file {}: is rank 0 \
+                     running, and does this node see the run directory rank 0 writes?",
+                    world.rank,
+                    world.size,
+                    timeout.as_secs(),
+                    file.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(feature = "nccl")]
+mod nccl_engine {
+    use std::path::{Path, PathBuf};
+
+    use candle_core::cuda::cudarc::nccl::safe::{Comm, Id, ReduceOp};
+    use candle_core::op::BackpropOp;
+    use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
+
+    use super::{launch_token, rendezvous, rendezvous_file, Collective, World, RENDEZVOUS_TIMEOUT};
+    use crate::config::DeviceSpec;
+    use crate::error::{Result, TrainError};
+
+    /// One NCCL communicator over every rank, on the stream of this rank's GPU (the one
+    /// candle computes on, so a collective is ordered after the backward that made its
+    /// input).
+    pub struct Nccl {
+        comm: Comm,
+        cuda: CudaDevice,
+        world: World,
+    }
+
+    fn err(what: &str, e: impl std::fmt::Debug) -> TrainError {
+        TrainError::World {
+            message: format!("NCCL: {what}: {e:?}"),
+        }
+    }
+
+    impl Nccl {
+        pub fn init(world: World, run_dir: &Path) -> Result<Nccl> {
+            let device = crate::trainer::open_device_for_rank(DeviceSpec::Cuda, world.local_rank)
+                .map_err(|message| TrainError::World { message })?;
+            let Device::Cuda(cuda) = device else {
+                return Err(err("device", "not a CUDA device"));
+            };
+            let token =
+                launch_token(|k| std::env::var(k).ok()).ok_or_else(|| TrainError::World {
+                    message: "NCCL ranks need a launch id to meet: start them with `synthscale \
+                          train --nproc N`, srun, or set SYNTHSCALE_LAUNCH_ID to one value \
+                          for all ranks of this launch"
+                        .into(),
+                })?;
+            let bytes = rendezvous::<128>(world, run_dir, &token, RENDEZVOUS_TIMEOUT, || {
+                let id = Id::new().map_err(|e| err("ncclGetUniqueId", e))?;
+                Ok(id.internal().map(|c| c as u8))
+            })?;
+            let id = Id::uninit(bytes.map(|b| b as _));
+            let comm = Comm::from_rank(cuda.cuda_stream(), world.rank, world.size, id)
+                .map_err(|e| err("ncclCommInitRank", e))?;
+            let nccl = Nccl { comm, cuda, world };
+            // Every rank has joined: the file has served.
+            nccl.barrier()?;
+            if world.is_root() {
+                let file: PathBuf = rendezvous_file(run_dir, &token);
+                let _ = std::fs::remove_file(file);
+            }
+            Ok(nccl)
+        }
+
+        fn sum_on_host<T>(&self, buf: &mut [T]) -> Result<()>
+        where
+            T: candle_core::cuda::cudarc::driver::DeviceRepr
+                + candle_core::cuda::cudarc::nccl::safe::NcclType
+                + candle_core::cuda::cudarc::driver::ValidAsZeroBits
+                + Copy,
+        {
+            let stream = self.comm.stream();
+            let mut dev = stream
+                .clone_htod(buf)
+                .map_err(|e| err("copy to the GPU", e))?;
+            self.comm
+                .all_reduce_in_place(&mut dev, &ReduceOp::Sum)
+                .map_err(|e| err("ncclAllReduce", e))?;
+            stream
+                .memcpy_dtoh(&dev, buf)
+                .map_err(|e| err("copy from the GPU", e))?;
+            stream.synchronize().map_err(|e| err("synchronize", e))?;
+            Ok(())
+        }
+    }
+
+    impl Collective for Nccl {
+        fn world(&self) -> World {
+            self.world
+        }
+        fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+            self.sum_on_host(buf)
+        }
+        fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
+            self.sum_on_host(buf)
+        }
+        fn barrier(&self) -> Result<()> {
+            self.sum_on_host(&mut [0f32])
+        }
+        fn device(&self) -> Option<Device> {
+            Some(Device::Cuda(self.cuda.clone()))
+        }
+        /// The gradients concatenated into one f32 buffer on the GPU, summed by one
+        /// ncclAllReduce into a second, and cut back into tensors of their shapes.
+        fn all_reduce_tensors(&self, grads: &mut [Tensor]) -> Result<()> {
+            let flat: Vec<Tensor> = grads
+                .iter()
+                .map(|g| g.flatten_all()?.to_dtype(DType::F32))
+                .collect::<candle_core::Result<_>>()?;
+            let flat = Tensor::cat(&flat, 0)?;
+            let n = flat.elem_count();
+            let summed = {
+                let (storage, layout) = flat.storage_and_layout();
+                let Storage::Cuda(cs) = &*storage else {
+                    return Err(err("gradients", "not on the GPU"));
+                };
+                let src = cs.as_cuda_slice::<f32>()?;
+                let src = src.slice(layout.start_offset()..layout.start_offset() + n);
+                let mut dst = self
+                    .comm
+                    .stream()
+                    .alloc_zeros::<f32>(n)
+                    .map_err(|e| err("allocating the reduce buffer", e))?;
+                self.comm
+                    .all_reduce(&src, &mut dst, &ReduceOp::Sum)
+                    .map_err(|e| err("ncclAllReduce", e))?;
+                dst
+            };
+            let summed = Tensor::from_storage(
+                Storage::Cuda(CudaStorage::wrap_cuda_slice(summed, self.cuda.clone())),
+                n,
+                BackpropOp::none(),
+                false,
+            );
+            let mut at = 0;
+            for g in grads.iter_mut() {
+                let k = g.elem_count();
+                *g = summed
+                    .narrow(0, at, k)?
+                    .reshape(g.shape())?
+                    .to_dtype(g.dtype())?;
+                at += k;
+            }
+            Ok(())
+        }
+    }
 }
 
 #[cfg(feature = "mpi")]
@@ -318,6 +618,93 @@ mod tests {
         let e = my_micro_batches(w(1, 2), 3).unwrap_err().to_string();
         assert!(
             e.contains("3 micro-batches") && e.contains("2 ranks"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_launch_token_comes_from_the_launcher_and_differs_between_launches() {
+        let tok = |vars: &[(&str, &str)]| {
+            let m: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            launch_token(|k| m.get(k).cloned())
+        };
+        assert_eq!(tok(&[]), None);
+        assert_eq!(
+            tok(&[("SLURM_JOB_ID", "77"), ("SLURM_STEP_ID", "3")]).as_deref(),
+            Some("slurm-77.3")
+        );
+        // Our own launcher's id wins over the Slurm job it runs in.
+        assert_eq!(
+            tok(&[
+                ("SYNTHSCALE_LAUNCH_ID", "n-1"),
+                ("SLURM_JOB_ID", "77"),
+                ("SLURM_STEP_ID", "3")
+            ])
+            .as_deref(),
+            Some("n-1")
+        );
+        // Nothing in a token can leave the directory.
+        assert_eq!(
+            tok(&[("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500")]).as_deref(),
+            Some("10.0.0.1-29500")
+        );
+        assert_eq!(
+            tok(&[("PMIX_NAMESPACE", "../x/y")]).as_deref(),
+            Some(".._x_y")
+        );
+    }
+
+    /// Four ranks as threads meet through one file: all get rank 0's bytes, whichever
+    /// starts first; a stale file of another launch is never read; a rank whose rank 0
+    /// never comes gives up with a message naming the file.
+    #[test]
+    fn ranks_meet_through_the_rendezvous_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(rendezvous_file(dir.path(), "old"), [9u8; 16]).unwrap();
+        let got: Vec<[u8; 16]> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .rev()
+                .map(|rank| {
+                    let dir = dir.path();
+                    s.spawn(move || {
+                        let w = World {
+                            rank,
+                            size: 4,
+                            local_rank: rank,
+                        };
+                        if rank == 0 {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        rendezvous::<16>(w, dir, "new", Duration::from_secs(20), || {
+                            Ok(core::array::from_fn(|i| i as u8))
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let want: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert!(got.iter().all(|g| *g == want), "{got:?}");
+        let w1 = World {
+            rank: 1,
+            size: 2,
+            local_rank: 1,
+        };
+        let e = rendezvous::<16>(
+            w1,
+            dir.path(),
+            "none",
+            Duration::from_millis(100),
+            || unreachable!(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(".rendezvous.none") && e.contains("rank 1 of 2"),
             "{e}"
         );
     }

@@ -272,7 +272,11 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
     crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, config_path)?;
     let my_micro = dist::my_micro_batches(world, cfg.accumulation())?;
-    let dev = device(cfg.device, world.local_rank, config_path)?;
+    // An engine bound to a GPU (NCCL) trains on that GPU: its collectives run on its stream.
+    let dev = match comm.device() {
+        Some(d) => d,
+        None => device(cfg.device, world.local_rank, config_path)?,
+    };
     // Held until this returns (or the process dies): one trainer per run directory (rank 0
     // for all ranks of a data-parallel run).
     let _lock = if root {
