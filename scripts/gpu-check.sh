@@ -20,11 +20,18 @@
 #    50,257, sequence 1024) at the micro-batches in BATCHES: tokens/s, MFU, GPU memory in
 #    use against the memory model's estimate, launches per step.
 # 5. With SYNTH_MODEL=GGUF: `bench synth --device cuda`, the generator on the GPU.
+# 6. Runs of a small model (d 256, 4 layers, sequence 256, on the bundled State of the Union
+#    corpus) through `synthscale train`:
+#    - packing: PACK runs at once on one GPU against one run alone; their summed tokens/s
+#      over the lone run's is the packing gain (`sweep.max_runs_per_gpu`);
+#    - with 2 or more GPUs and a binary built with `nccl`: the run on 2 NCCL ranks
+#      (`--nproc 2`) against 1 rank at the same global batch: per-step losses within 1e-2
+#      (bf16, summation order only), and both runs' tokens/s.
 #
 # Needs the driver's libcuda.so.1 and the CUDA 13 runtime libraries (libcudart.so.13,
 # libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13) on the loader path:
 # CUDA_LIBS=DIR (prepended to LD_LIBRARY_PATH), or a Python environment's nvidia/cu13/lib.
-# Environment: BATCHES (default "4 8"), STEPS (10), WARMUP (3), CUDA_VISIBLE_DEVICES.
+# Environment: BATCHES (default "4 8"), STEPS (10), WARMUP (3), PACK (4), CUDA_VISIBLE_DEVICES.
 set -euo pipefail
 
 bin="${1:?usage: gpu-check.sh path/to/synthscale[.xz]}"
@@ -47,7 +54,8 @@ fi
 if ldd "$bin" | grep -q 'not found'; then
   for py in python3 python; do
     command -v "$py" >/dev/null 2>&1 || continue
-    dir="$("$py" -c 'import nvidia, os; print(next((os.path.join(p, "cu13", "lib") for p in nvidia.__path__ if os.path.isdir(os.path.join(p, "cu13", "lib"))), ""))' 2>/dev/null || true)"
+    # The toolkit's libraries (nvidia/cu13/lib) and NCCL's (nvidia/nccl/lib).
+    dir="$("$py" -c 'import nvidia, os; print(":".join(os.path.join(p, d, "lib") for p in nvidia.__path__ for d in ("cu13", "nccl") if os.path.isdir(os.path.join(p, d, "lib"))))' 2>/dev/null || true)"
     if [ -n "$dir" ]; then
       export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
       break
@@ -107,6 +115,71 @@ if [ -n "${SYNTH_MODEL:-}" ]; then
     || say "bench synth failed (the error is above)"
 fi
 
+# 6. Packing and data parallelism through `synthscale train`.
+PACK="${PACK:-4}"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+corpus="$repo/experiments/corpora/natural/sotu.jsonl.gz"
+: >"$work/pack.jsonl"; : >"$work/ddp.jsonl"
+if [ -f "$corpus" ]; then
+  echo "== packing: $PACK runs on one GPU against one alone"
+  printf '[data]\ntokenizer = { kind = "bpe", vocab_size = 4096 }\nvalidation_fraction = 0.02\nseq_len = 256\n[[data.sources]]\nname = "sotu"\nkind = "natural"\ndomain = "speeches"\npath = "%s"\n' "$corpus" >"$work/data.toml"
+  timeout 120 "$bin" data prepare "$work/data.toml" --out "$work/data" >/dev/null
+  run_toml() { # run_toml STEPS -> a run config of STEPS steps of 8,192 tokens
+    printf 'seed = 1\ndevice = "cuda"\n[model]\nd_model = 256\nn_layers = 4\nn_heads = 4\n[data]\ndir = "%s"\nweights = { sotu = 1.0 }\ntoken_budget = %d\n[optim]\nlr = 1e-3\nbatch_tokens = 8192\nmicro_batch_size = 16\nwarmup_steps = 5\n[eval]\ninterval = %d\nmax_tokens = 4096\nbatch_size = 8\n[checkpoint]\ninterval = %d\n' "$work/data" $(($1 * 8192)) "$1" "$1"
+  }
+  run_toml 60 >"$work/run.toml"
+  first_gpu="${CUDA_VISIBLE_DEVICES:-0}"; first_gpu="${first_gpu%%,*}"
+  CUDA_VISIBLE_DEVICES="$first_gpu" timeout 150 "$bin" train --config "$work/run.toml" --run-dir "$work/alone" >"$work/alone.log" 2>&1 \
+    || say "the lone run failed: $(tail -n 3 "$work/alone.log")"
+  pids=()
+  for i in $(seq 1 "$PACK"); do
+    CUDA_VISIBLE_DEVICES="$first_gpu" timeout 300 "$bin" train --config "$work/run.toml" --run-dir "$work/packed$i" >"$work/packed$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || say "a packed run failed (logs in $work/packed*.log)"; done
+  python3 - "$work" "$PACK" >>"$work/pack.jsonl" <<'PY' || true
+import json, os, statistics, sys
+work, k = sys.argv[1], int(sys.argv[2])
+def tps(run):
+    rows = [json.loads(l) for l in open(os.path.join(work, run, "metrics.jsonl"))]
+    return statistics.median(r["tokens_per_s"] for r in rows if "tokens_per_s" in r and r["step"] > 5)
+alone = tps("alone")
+packed = [tps(f"packed{i}") for i in range(1, k + 1)]
+print(json.dumps({"bench": "pack", "runs": k, "alone_tokens_per_s": round(alone),
+                  "packed_tokens_per_s_each": [round(x) for x in packed],
+                  "packed_tokens_per_s_total": round(sum(packed)),
+                  "gain": round(sum(packed) / alone, 3)}))
+PY
+  cat "$work/pack.jsonl"
+  ngpu="$(nvidia-smi --query-gpu=index --format=csv,noheader | wc -l)"
+  if [ "$ngpu" -ge 2 ]; then
+    echo "== data-parallel: 2 NCCL ranks against 1"
+    run_toml 30 >"$work/ddp.toml"
+    timeout 150 "$bin" train --config "$work/ddp.toml" --run-dir "$work/rank1" >"$work/rank1.log" 2>&1 \
+      || say "the 1-rank run failed: $(tail -n 3 "$work/rank1.log")"
+    timeout 150 "$bin" train --config "$work/ddp.toml" --run-dir "$work/rank2" --nproc 2 >"$work/rank2.log" 2>&1 \
+      || say "the 2-rank run failed: $(tail -n 5 "$work/rank2.log")"
+    python3 - "$work" >>"$work/ddp.jsonl" <<'PY' || true
+import json, os, statistics, sys
+work = sys.argv[1]
+def rows(run):
+    return [json.loads(l) for l in open(os.path.join(work, run, "metrics.jsonl")) if '"train_loss"' in l]
+one, two = rows("rank1"), rows("rank2")
+diff = max(abs(a["train_loss"] - b["train_loss"]) / abs(a["train_loss"]) for a, b in zip(one, two))
+med = lambda rs, k: statistics.median(r[k] for r in rs if r["step"] > 5 and k in r)
+print(json.dumps({"bench": "nccl", "steps": len(two), "max_rel_loss_diff": diff, "ok": diff <= 1e-2 and len(two) == len(one),
+                  "one_rank_tokens_per_s": round(med(one, "tokens_per_s")),
+                  "two_ranks_tokens_per_s": round(med(two, "tokens_per_s")),
+                  "allreduce_s": med(two, "comm_s")}))
+PY
+    cat "$work/ddp.jsonl"
+  else
+    say "one GPU: no data-parallel check (it needs 2)"
+  fi
+else
+  say "no $corpus (run from a checkout of the repository): no packing or data-parallel check"
+fi
+
 echo "== summary"
 python3 - "$work" "$gpu" "$driver" "$cc" "$mem_mib" "$check_ok" "$kernels_ok" <<'PY'
 import json, os, sys
@@ -140,6 +213,8 @@ summary = {
                     "memory_estimate_mb": r["memory_estimate_mb"],
                     "launches_forward": r["launches"]["forward"]} for r in train],
     "synth": rows("synth.jsonl"),
+    "pack": rows("pack.jsonl"),
+    "nccl": rows("ddp.jsonl"),
 }
 print(json.dumps(summary))
 PY

@@ -26,8 +26,9 @@ use crate::util::{plain_logs, BadInput};
 pub struct RunArgs {
     /// The experiment manifest (TOML with [data], [sweep] and optionally [report]).
     pub manifest: PathBuf,
-    /// Runs trained at once [default: one per CPU core on CPU, one per GPU of
-    /// CUDA_VISIBLE_DEVICES on CUDA]; CPU threads are split between them.
+    /// Runs trained at once [default: one per CPU core on CPU; on CUDA, as many as the
+    /// GPUs hold, small runs packed up to sweep.max_runs_per_gpu to a GPU]; CPU threads are
+    /// split between them.
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Restarts of a failed run, each resuming from its last checkpoint.
@@ -67,11 +68,9 @@ fn default_jobs(sweep: &Sweep) -> usize {
         .first()
         .is_some_and(|r| r.resolved.device == DeviceSpec::Cuda);
     let n = if cuda {
-        std::env::var("CUDA_VISIBLE_DEVICES")
-            .ok()
-            .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count())
-            .filter(|&n| n > 0)
-            .unwrap_or(1)
+        // Each GPU holds as many runs as the memory model packs on it, up to
+        // sweep.max_runs_per_gpu; the executor's GPU pool keeps to that.
+        synthscale_sweep::local::cuda_gpus().len().max(1) * sweep.config.max_runs_per_gpu as usize
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     };

@@ -76,10 +76,12 @@ pub struct LaunchArgs {
     pub common: Common,
     #[arg(long, value_enum, default_value_t = Executor::Local)]
     pub executor: Executor,
-    /// Local: runs at once (CPU threads are split between them; GPUs of
-    /// CUDA_VISIBLE_DEVICES are handed out round-robin).
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
+    /// Local: runs at once [default: 1 on CPU; on CUDA, as many as the GPUs of
+    /// CUDA_VISIBLE_DEVICES (else nvidia-smi's) hold, small runs packed up to
+    /// sweep.max_runs_per_gpu to a GPU, a data-parallel run a GPU per rank]. CPU threads
+    /// are split between them.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub jobs: Option<usize>,
     /// Local: restarts of a failed run, each resuming from its last checkpoint.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
@@ -291,8 +293,39 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
             src.describe()
         );
     }
+    print_packing(&sweep);
     print_ladders(&sweep, rate);
     Ok(ExitCode::SUCCESS)
+}
+
+/// On CUDA, how the runs of each size share GPUs (the memory model's estimate plus each
+/// process's CUDA context against one GPU's memory, up to sweep.max_runs_per_gpu).
+fn print_packing(sweep: &Sweep) {
+    if sweep.config.device != synthscale_train::config::DeviceSpec::Cuda {
+        return;
+    }
+    let gib = (1u64 << 30) as f64;
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &sweep.runs {
+        if !seen.insert(r.size.clone()) {
+            continue;
+        }
+        let k = sweep.runs_per_gpu(r);
+        let how = if r.ranks > 1 {
+            format!("{} GPUs per run, one per rank", r.ranks)
+        } else if k > 1 {
+            format!(
+                "{k} runs per GPU ({:.1} GiB each with its CUDA context, of {:.0} GiB; cap \
+                 sweep.max_runs_per_gpu = {})",
+                (r.memory_bytes + synthscale_sweep::gpu_pool::CUDA_PROCESS_OVERHEAD_BYTES) / gib,
+                sweep.gpu_bytes() / gib,
+                sweep.config.max_runs_per_gpu
+            )
+        } else {
+            "one run per GPU".into()
+        };
+        println!("packing: size {}: {how}", r.size);
+    }
 }
 
 /// Each ladder's cost beside its budgets as separate runs, in FLOPs and, on GPUs,
@@ -406,7 +439,7 @@ fn launch(a: &LaunchArgs) -> anyhow::Result<ExitCode> {
                 .into());
             }
             let wait = Duration::from_secs_f64(a.lock_wait);
-            let summary = run_local(&sweep, a.jobs, a.retries, wait, &pb)?;
+            let summary = run_local(&sweep, a.jobs.unwrap_or(0), a.retries, wait, &pb)?;
             pb.finish_and_clear();
             println!("{}", summary.text);
             Ok(summary.code)

@@ -209,7 +209,13 @@ pub struct SweepConfig {
     /// Measured training throughput in FLOP/s (`synthscale bench train` prints it) for
     /// `plan`'s time estimates; without it, runs already finished in this sweep are used.
     pub flops_per_second: Option<f64>,
+    /// On CUDA, at most this many one-rank runs share one GPU at once when the memory model
+    /// says they fit it together ([`crate::plan::runs_per_gpu`]); 1: a GPU per run.
+    pub max_runs_per_gpu: u32,
 }
+
+/// [`SweepConfig::max_runs_per_gpu`]'s default.
+pub const DEFAULT_MAX_RUNS_PER_GPU: u32 = 4;
 
 impl Default for SweepConfig {
     fn default() -> Self {
@@ -223,6 +229,7 @@ impl Default for SweepConfig {
             device: DeviceSpec::Cpu,
             device_memory_gib: None,
             flops_per_second: None,
+            max_runs_per_gpu: DEFAULT_MAX_RUNS_PER_GPU,
         }
     }
 }
@@ -594,6 +601,13 @@ impl SweepConfig {
                 "sweep.budgets",
                 "a ladder (run_rule.ladder = true) needs at least two budgets; with one, \
                  drop the ladder line",
+            ));
+        }
+        if !(1..=64).contains(&self.max_runs_per_gpu) {
+            return Err(field(
+                file,
+                "sweep.max_runs_per_gpu",
+                format!("{} must be in 1..=64", self.max_runs_per_gpu),
             ));
         }
         if let Some(m) = self.device_memory_gib {

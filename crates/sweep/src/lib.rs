@@ -3,6 +3,7 @@
 //! - [`config`]: the `[sweep]` and `[slurm]` sections and their static checks;
 //! - [`plan`]: grid expansion into runs with stable ids, resolved against the data;
 //! - [`ladder`]: budget ladders, a constant-LR trunk and one cooldown branch per budget;
+//! - [`gpu_pool`]: how many runs share a GPU, and the local executor's GPUs;
 //! - [`local`]: the local executor (a pool of `synthscale train` processes);
 //! - [`slurm`]: the sbatch script, submission and the array task;
 //! - [`lock`]: one lock per run, so two launches never race for one run (the trainer's own
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod data_check;
 pub mod error;
+pub mod gpu_pool;
 pub mod ladder;
 pub mod local;
 pub mod lock;

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use synthscale_train::config::DeviceSpec;
 use synthscale_train::run_lock::{self, LockState};
 use synthscale_train::{DONE, EXIT_LOCKED, EXIT_REQUEUE};
 
 use crate::error::{Result, SweepError};
+use crate::gpu_pool::{GpuPool, Lease};
 use crate::lock::{self, Acquire, Owner};
 use crate::plan::Sweep;
 
@@ -59,7 +61,8 @@ pub enum SweepEvent {
 
 /// How to run the pool.
 pub struct LocalOptions<'a> {
-    /// Runs at once.
+    /// Runs at once; 0: 1, or on CUDA as many as the GPUs hold packed
+    /// (GPUs × `sweep.max_runs_per_gpu`).
     pub jobs: usize,
     /// The `synthscale` binary to start runs with.
     pub binary: PathBuf,
@@ -67,7 +70,9 @@ pub struct LocalOptions<'a> {
     pub retries: u32,
     /// CPU threads to split between workers; default: the machine's.
     pub threads: Option<usize>,
-    /// GPU ids handed out round-robin to workers; default: `CUDA_VISIBLE_DEVICES`.
+    /// The GPUs' ids; default: `CUDA_VISIBLE_DEVICES`. A CUDA sweep's runs take them from a
+    /// pool ([`GpuPool`]): small runs packed several to a GPU, a data-parallel run a GPU per
+    /// rank; otherwise each worker gets one round-robin.
     pub gpus: Option<Vec<String>>,
     /// Set by a signal handler: no new runs start, running ones are sent SIGTERM (they
     /// checkpoint and exit 75).
@@ -106,6 +111,27 @@ pub fn visible_gpus() -> Vec<String> {
             v.split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The GPUs a CUDA sweep may use: `CUDA_VISIBLE_DEVICES` when set, else every GPU that
+/// `nvidia-smi` lists; none when neither answers.
+pub fn cuda_gpus() -> Vec<String> {
+    if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
+        return visible_gpus();
+    }
+    Command::new("nvidia-smi")
+        .args(["--query-gpu=index", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
                 .collect()
         })
         .unwrap_or_default()
@@ -271,12 +297,39 @@ pub fn failed_marker(sweep: &Sweep, id: &str) -> PathBuf {
 /// Returns each run's outcome, in plan order.
 pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, RunOutcome)>> {
     sweep.write_configs()?;
-    let jobs = opts.jobs.max(1);
+    let cuda = sweep.config.device == DeviceSpec::Cuda;
+    let gpus = opts
+        .gpus
+        .clone()
+        .unwrap_or_else(|| if cuda { cuda_gpus() } else { visible_gpus() });
+    let jobs = match opts.jobs {
+        // As many runs as the GPUs hold when packed (the pool holds back the rest).
+        0 if cuda && !gpus.is_empty() => gpus.len() * sweep.config.max_runs_per_gpu as usize,
+        j => j.max(1),
+    };
     let threads = opts
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let per_run = (threads / jobs).max(1);
-    let gpus = opts.gpus.clone().unwrap_or_else(visible_gpus);
+    // CUDA runs take their GPUs from a pool: packed k to a GPU when small, a whole GPU per
+    // rank when data-parallel.
+    let pool = (sweep.config.device == DeviceSpec::Cuda && !gpus.is_empty())
+        .then(|| GpuPool::new(gpus.clone()));
+    if let Some(pool) = &pool {
+        if let Some(r) = sweep.runs.iter().find(|r| r.ranks as usize > pool.len()) {
+            return Err(SweepError::Field {
+                file: sweep.manifest.clone(),
+                field: format!("size {}: ranks", r.size),
+                message: format!(
+                    "{} ranks need a GPU each, but this machine shows {} \
+                     (CUDA_VISIBLE_DEVICES={})",
+                    r.ranks,
+                    pool.len(),
+                    gpus.join(",")
+                ),
+            });
+        }
+    }
     let queue: Mutex<VecDeque<usize>> = Mutex::new((0..sweep.runs.len()).collect());
     let results: Mutex<Vec<Option<RunOutcome>>> = Mutex::new(vec![None; sweep.runs.len()]);
     let first_error: Mutex<Option<SweepError>> = Mutex::new(None);
@@ -334,11 +387,12 @@ pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, R
     };
     std::thread::scope(|s| {
         for w in 0..jobs.min(sweep.runs.len()) {
-            let (queue, results, first_error, gpus, emit, next, trunk_of) = (
+            let (queue, results, first_error, gpus, pool, emit, next, trunk_of) = (
                 &queue,
                 &results,
                 &first_error,
                 &gpus,
+                &pool,
                 &emit,
                 &next,
                 &trunk_of,
@@ -347,8 +401,23 @@ pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, R
                 let Some(i) = next(queue, results) else {
                     return;
                 };
-                let gpu = (!gpus.is_empty()).then(|| gpus[w % gpus.len()].as_str());
-                match one_run(sweep, i, w, per_run, gpu, opts, emit) {
+                let lease = match pool {
+                    Some(pool) => match take_gpus(pool, sweep, i, opts.stop) {
+                        Some(l) => Some(l),
+                        // Stopped while waiting: the run was not started.
+                        None => return,
+                    },
+                    None => None,
+                };
+                let gpu = match (pool, &lease) {
+                    (Some(p), Some(l)) => Some(p.visible(l)),
+                    _ => (!gpus.is_empty()).then(|| gpus[w % gpus.len()].clone()),
+                };
+                let outcome = one_run(sweep, i, w, per_run, gpu.as_deref(), opts, emit);
+                if let (Some(p), Some(l)) = (pool, lease) {
+                    p.give_back(l);
+                }
+                match outcome {
                     Ok(RunOutcome::Held(owner)) if sweep.runs[i].is_trunk() => {
                         // Another launch trains the trunk: try again later (it may die),
                         // while any of its branches still waits here.
@@ -384,6 +453,22 @@ pub fn launch_local(sweep: &Sweep, opts: &LocalOptions) -> Result<Vec<(String, R
         .zip(results.into_inner().expect("results"))
         .filter_map(|(r, o)| o.map(|o| (r.id.clone(), o)))
         .collect())
+}
+
+/// Waits until the pool has GPUs for run `i` (its ranks, packed as the memory model
+/// allows); None if a stop comes first.
+fn take_gpus(pool: &GpuPool, sweep: &Sweep, i: usize, stop: Option<&AtomicBool>) -> Option<Lease> {
+    let run = &sweep.runs[i];
+    let per_gpu = sweep.runs_per_gpu(run);
+    loop {
+        if let Some(l) = pool.try_take(run.ranks, per_gpu) {
+            return Some(l);
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Whether run `i` can start: any run but a ladder branch, and a branch once its trunk

@@ -25,19 +25,40 @@ pub struct TaskRun {
     pub log: PathBuf,
     /// Data-parallel ranks: the array's tasks each have this many Slurm tasks, and the
     /// trainer starts as a job step of them (`srun --mpi=pmix`).
-    #[serde(default = "one_rank")]
+    #[serde(default = "one")]
     pub ranks: u32,
+    /// Runs of its kind that share one array task's GPU ([`Sweep::runs_per_gpu`]).
+    #[serde(default = "one")]
+    pub pack: u32,
 }
 
-fn one_rank() -> u32 {
+fn one() -> u32 {
     1
 }
 
-/// The runs file: array index i runs `runs[i]`.
+/// The runs file: array index i runs `runs[i·pack .. (i+1)·pack]` at once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunsFile {
     pub out_dir: PathBuf,
     pub runs: Vec<TaskRun>,
+    /// Runs per array task (all of them sharing the task's GPU); 1 in files written before
+    /// packing.
+    #[serde(default = "one")]
+    pub pack: u32,
+}
+
+impl RunsFile {
+    /// The runs of array task `index`.
+    pub fn task(&self, index: usize) -> &[TaskRun] {
+        let k = self.pack.max(1) as usize;
+        let start = (index * k).min(self.runs.len());
+        &self.runs[start..(start + k).min(self.runs.len())]
+    }
+
+    /// Array tasks for all the runs.
+    pub fn tasks(&self) -> usize {
+        self.runs.len().div_ceil(self.pack.max(1) as usize)
+    }
 }
 
 /// One submitted (or written) job array.
@@ -243,6 +264,7 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
             run_dir,
             log: sweep.log_path(&r.id),
             ranks: r.ranks,
+            pack: sweep.runs_per_gpu(r),
         };
         if submit {
             match lock::acquire(&sweep.out_dir, &r.id, Owner::me(None), None)? {
@@ -264,10 +286,10 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
     let chunk = if submit { max_array_size() } else { 1001 };
     let mut first_wave_jobs: Vec<String> = Vec::new();
     for (w, (mut wave, mut dry)) in waves.into_iter().zip(dry).enumerate() {
-        // Runs of one number of ranks per array (its tasks' `--ntasks`); stable, so that
-        // the locks stay in their runs' order.
-        wave.sort_by_key(|(t, _)| t.ranks);
-        dry.sort_by_key(|t| t.ranks);
+        // Runs of one number of ranks (its tasks' `--ntasks`) and one packing per array;
+        // stable, so that the locks stay in their runs' order.
+        wave.sort_by_key(|(t, _)| (t.ranks, t.pack));
+        dry.sort_by_key(|t| (t.ranks, t.pack));
         let (tasks, mut locks): (Vec<TaskRun>, Vec<lock::RunLock>) = if submit {
             wave.into_iter().unzip()
         } else {
@@ -280,8 +302,8 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
         };
         let mut locks_iter = locks.drain(..);
         for part in tasks
-            .chunk_by(|a, b| a.ranks == b.ranks)
-            .flat_map(|same| same.chunks(chunk))
+            .chunk_by(|a, b| (a.ranks, a.pack) == (b.ranks, b.pack))
+            .flat_map(|same| same.chunks(chunk * same[0].pack as usize))
         {
             let array = submit_array(
                 sweep,
@@ -318,6 +340,7 @@ fn submit_array(
     let runs = RunsFile {
         out_dir: sweep.out_dir.clone(),
         runs: part.to_vec(),
+        pack: part.first().map_or(1, |t| t.pack),
     };
     // One runs file and script per array, named by their content and the time.
     let json = serde_json::to_string_pretty(&runs).expect("serializes");
@@ -333,7 +356,7 @@ fn submit_array(
     let script_path = dir.join(format!("array-{tag}.sbatch"));
     std::fs::write(&runs_file, &json).map_err(SweepError::io(&runs_file))?;
     let ranks = part.first().map_or(1, |t| t.ranks);
-    let text = script(sweep, binary, &runs_file, part.len(), ranks, after);
+    let text = script(sweep, binary, &runs_file, runs.tasks(), ranks, after);
     std::fs::write(&script_path, text).map_err(SweepError::io(&script_path))?;
     let mut array = SlurmArray {
         script: script_path,
@@ -344,9 +367,10 @@ fn submit_array(
     if submit {
         let job = sbatch(&array.script, logs)?;
         // The runs now belong to their array tasks.
+        let pack = runs.pack.max(1) as usize;
         for (i, mut l) in locks.take(part.len()).enumerate() {
             let mut owner = l.owner().clone();
-            owner.slurm_job = Some(format!("{job}_{i}"));
+            owner.slurm_job = Some(format!("{job}_{}", i / pack));
             l.hand_over(owner)?;
             l.forget();
         }
@@ -384,21 +408,69 @@ fn sbatch(script: &Path, logs: &Path) -> Result<String> {
     Ok(job)
 }
 
-/// One array task: takes its run's lock (adopting the one its launch wrote), trains it in
-/// a child process and returns the exit code for the batch script (75: requeue me).
+/// One array task: trains its runs (several at once on the task's GPU when they were
+/// packed) and returns the exit code for the batch script: the first failure's, else 75
+/// (requeue me) when any run stopped to be resumed, else 0.
 pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool) -> Result<i32> {
     let text = std::fs::read_to_string(runs_file).map_err(SweepError::io(runs_file))?;
     let runs: RunsFile = serde_json::from_str(&text).map_err(|e| SweepError::State {
         path: runs_file.to_path_buf(),
         message: e.to_string(),
     })?;
-    let run = runs.runs.get(index).ok_or_else(|| SweepError::State {
-        path: runs_file.to_path_buf(),
-        message: format!(
-            "no run at index {index} (the file lists {})",
-            runs.runs.len()
-        ),
-    })?;
+    let mine = runs.task(index);
+    if mine.is_empty() {
+        return Err(SweepError::State {
+            path: runs_file.to_path_buf(),
+            message: format!(
+                "no array task {index} (the file lists {} runs, {} per task)",
+                runs.runs.len(),
+                runs.pack
+            ),
+        });
+    }
+    if mine.len() == 1 {
+        // RAYON_NUM_THREADS from the batch script: the task's CPUs (per rank under srun).
+        return run_one(&runs, &mine[0], binary, stop, None);
+    }
+    // Packed runs share the task's CPUs.
+    let threads = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .map(|c| (c / mine.len()).max(1));
+    let codes: Vec<Result<i32>> = std::thread::scope(|s| {
+        let handles: Vec<_> = mine
+            .iter()
+            .map(|run| s.spawn(|| run_one(&runs, run, binary, stop, threads)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a run's thread panicked"))
+            .collect()
+    });
+    let mut requeue = false;
+    for c in codes {
+        match c? {
+            0 => {}
+            c if c == synthscale_train::EXIT_REQUEUE as i32 => requeue = true,
+            c => return Ok(c),
+        }
+    }
+    Ok(if requeue {
+        synthscale_train::EXIT_REQUEUE as i32
+    } else {
+        0
+    })
+}
+
+/// One run of an array task: takes its lock (adopting the one its launch wrote), trains it
+/// in a child process and returns its exit code (75: requeue me).
+fn run_one(
+    runs: &RunsFile,
+    run: &TaskRun,
+    binary: &Path,
+    stop: &AtomicBool,
+    threads: Option<usize>,
+) -> Result<i32> {
     if run.run_dir.join(DONE).exists() {
         eprintln!("{}: already done", run.id);
         return Ok(0);
@@ -474,7 +546,7 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
         config: &run.config,
         run_dir: &run.run_dir,
         log: &run.log,
-        threads: None,
+        threads,
         gpu: None,
         stop: Some(stop),
         ranks: run.ranks,
@@ -500,6 +572,34 @@ pub fn run_task(runs_file: &Path, index: usize, binary: &Path, stop: &AtomicBool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packed_runs_file_gives_each_array_task_its_runs() {
+        let run = |i: usize| TaskRun {
+            id: format!("r{i}"),
+            config: PathBuf::new(),
+            run_dir: PathBuf::new(),
+            log: PathBuf::new(),
+            ranks: 1,
+            pack: 3,
+        };
+        let f = RunsFile {
+            out_dir: PathBuf::new(),
+            runs: (0..7).map(run).collect(),
+            pack: 3,
+        };
+        let ids = |i| f.task(i).iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+        assert_eq!(f.tasks(), 3);
+        assert_eq!(ids(0), ["r0", "r1", "r2"]);
+        assert_eq!(ids(2), ["r6"]);
+        assert!(f.task(3).is_empty());
+        // A file written before packing: one run per task.
+        let old: RunsFile = serde_json::from_str(
+            r#"{"out_dir":"/o","runs":[{"id":"a","config":"c","run_dir":"d","log":"l"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((old.pack, old.tasks(), old.task(0)[0].ranks), (1, 1, 1));
+    }
 
     #[test]
     fn quoted_strings_reach_the_shell_unchanged() {

@@ -494,3 +494,83 @@ fn init_from_starts_a_ladders_trunk_and_names_no_absolute_path_in_ids() {
         "{e}"
     );
 }
+
+/// The local executor on a CUDA sweep, with a stand-in for `synthscale train` that records
+/// the GPUs it was given (`CUDA_VISIBLE_DEVICES`) and when it ran. Oracle: the memory
+/// model's packing, k = ⌊GPU memory / (run's estimate + the CUDA context allowance)⌋ — with
+/// 2.5 GiB GPUs and runs of a few MiB, 2 a GPU — so at no time does a GPU hold more than k
+/// one-rank runs, at some time both GPUs hold k, and the 2-rank run gets both GPUs alone.
+#[test]
+fn the_local_executor_packs_small_runs_on_a_gpu_and_gives_ranks_whole_gpus() {
+    use std::collections::HashMap;
+    use synthscale_sweep::gpu_pool::CUDA_PROCESS_OVERHEAD_BYTES;
+    use synthscale_sweep::{launch_local, LocalOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let text = "device = \"cuda\"\ndevice_memory_gib = 2.5\n\
+                sizes = [{ name = \"tiny\", d_model = 32, n_layers = 2, n_heads = 2 }, \
+                { name = \"wide\", d_model = 64, n_layers = 2, n_heads = 2, ranks = 2 }]\n\
+                budgets = [{ tokens = 4096 }]\nseeds = [0, 1, 2, 3, 4, 5]\n\
+                [mixtures]\nnatural = { natural = 1.0 }\n[run_rule]\nbatch_tokens = 256\nmicro_batch_size = 4\n";
+    let s = plan(dir.path(), &data, text).unwrap();
+    let tiny = s.runs.iter().find(|r| r.size == "tiny").unwrap();
+    let k = (2.5 * (1u64 << 30) as f64 / (tiny.memory_bytes + CUDA_PROCESS_OVERHEAD_BYTES))
+        .floor() as u32;
+    assert_eq!((k, s.runs_per_gpu(tiny)), (2, 2));
+    let wide = s.runs.iter().find(|r| r.size == "wide").unwrap();
+    assert_eq!(s.runs_per_gpu(wide), 1);
+
+    let log = dir.path().join("gpus.log");
+    let fake = dir.path().join("fake-train.sh");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/bash\nwhile [ $# -gt 0 ]; do [ \"$1\" = --run-dir ] && d=\"$2\"; shift; done\n\
+             echo \"$(date +%s.%N) start $CUDA_VISIBLE_DEVICES\" >> {log}\nsleep 0.6\n\
+             echo \"$(date +%s.%N) end $CUDA_VISIBLE_DEVICES\" >> {log}\n\
+             mkdir -p \"$d\" && touch \"$d/DONE\"\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let opts = LocalOptions {
+        jobs: 0,
+        gpus: Some(vec!["0".into(), "1".into()]),
+        ..LocalOptions::new(fake)
+    };
+    let out = launch_local(&s, &opts).unwrap();
+    assert_eq!(out.len(), 12);
+    assert!(out
+        .iter()
+        .all(|(_, o)| matches!(o, synthscale_sweep::RunOutcome::Done { .. })));
+
+    // Replay the log: runs on each GPU over time.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut events: Vec<(f64, bool, String)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].parse().unwrap(), f[1] == "start", f[2].to_string())
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
+    let mut on: HashMap<String, i32> = HashMap::new();
+    let (mut most, mut ddp) = (HashMap::<String, i32>::new(), 0);
+    for (_, start, gpus) in &events {
+        for g in gpus.split(',') {
+            let n = on.entry(g.to_string()).or_default();
+            *n += if *start { 1 } else { -1 };
+            let m = most.entry(g.to_string()).or_default();
+            *m = (*m).max(*n);
+        }
+        if *start && gpus == "0,1" {
+            ddp += 1;
+            // Alone on both GPUs.
+            assert_eq!((on["0"], on["1"]), (1, 1), "{text}");
+        }
+    }
+    assert_eq!(ddp, 6, "{text}");
+    assert_eq!((most["0"], most["1"]), (2, 2), "{text}");
+}
