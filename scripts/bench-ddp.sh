@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Data-parallel overhead on the CPU: one run trained by 1 process (all cores) and by
-# `--nproc 2` (half the cores each), same model, data and global batch, in one go. Prints
-# one JSON line: each one's median step time over the steps after the first five, and the
-# 2-rank run's median share of a step spent in the all-reduces (`comm_s` in metrics.jsonl).
+# `--nproc 2` (half the cores each) with ZeRO-1 (the default) and without it
+# (`shard_optimizer = false`: one all-reduce of the gradients), same model, data and global
+# batch, in one go. Prints one JSON line: each one's median step time over the steps after
+# the first five, and the 2-rank runs' median share of a step spent in collectives (`comm_s`
+# in metrics.jsonl).
 #
 #   bash scripts/bench-ddp.sh [STEPS] [D_MODEL] [LAYERS]     # defaults: 30 256 4
 #
@@ -56,20 +58,26 @@ interval = $steps
 EOF
 "$bin" train --config "$work/run.toml" --run-dir "$work/one" >/dev/null 2>&1
 "$bin" train --config "$work/run.toml" --run-dir "$work/two" --nproc 2 >/dev/null 2>&1
-python3 - "$work/one/metrics.jsonl" "$work/two/metrics.jsonl" "$steps" "$(nproc)" <<'PY'
+{ echo "shard_optimizer = false"; cat "$work/run.toml"; } >"$work/whole.toml"
+"$bin" train --config "$work/whole.toml" --run-dir "$work/whole" --nproc 2 >/dev/null 2>&1
+python3 - "$work" "$steps" "$(nproc)" <<'PY'
 import json, statistics, sys
-def steps(path):
-    rows = [json.loads(l) for l in open(path)]
+work = sys.argv[1]
+def steps(run):
+    rows = [json.loads(l) for l in open(f"{work}/{run}/metrics.jsonl")]
     return [r for r in rows if "train_loss" in r and r["step"] > 5]
-one, two = steps(sys.argv[1]), steps(sys.argv[2])
-t1 = statistics.median(4096 / r["tokens_per_s"] for r in one)
-t2 = statistics.median(4096 / r["tokens_per_s"] for r in two)
-share = statistics.median(r["comm_s"] / (4096 / r["tokens_per_s"]) for r in two)
-same = all(abs(a["train_loss"] - b["train_loss"]) <= 1e-6 * abs(a["train_loss"]) for a, b in zip(one, two))
-print(json.dumps({"bench": "ddp", "cores": int(sys.argv[4]), "steps": int(sys.argv[3]),
-                  "one_process_step_s": round(t1, 4), "two_ranks_step_s": round(t2, 4),
-                  "ratio_two_over_one": round(t2 / t1, 3),
-                  "allreduce_share_of_step": round(share, 4),
-                  "allreduce_s": round(statistics.median(r["comm_s"] for r in two), 5),
-                  "losses_match_1e-6": same}))
+one, two, whole = steps("one"), steps("two"), steps("whole")
+step_s = lambda rows: statistics.median(4096 / r["tokens_per_s"] for r in rows)
+share = lambda rows: statistics.median(r["comm_s"] / (4096 / r["tokens_per_s"]) for r in rows)
+same = lambda rows: all(abs(a["train_loss"] - b["train_loss"]) <= 1e-6 * abs(a["train_loss"]) for a, b in zip(one, rows))
+t1 = step_s(one)
+print(json.dumps({"bench": "ddp", "cores": int(sys.argv[3]), "steps": int(sys.argv[2]),
+                  "one_process_step_s": round(t1, 4),
+                  "two_ranks_zero1_step_s": round(step_s(two), 4),
+                  "two_ranks_allreduce_step_s": round(step_s(whole), 4),
+                  "ratio_zero1_over_one": round(step_s(two) / t1, 3),
+                  "ratio_allreduce_over_one": round(step_s(whole) / t1, 3),
+                  "comm_share_zero1": round(share(two), 4),
+                  "comm_share_allreduce": round(share(whole), 4),
+                  "losses_match_1e-6": same(two) and same(whole)}))
 PY

@@ -4,7 +4,9 @@
 //!
 //! The oracle is the single-process run with the same global batch: 2 ranks of 1
 //! micro-batch each must log its per-step losses within 1e-6 relative and end within 1e-5
-//! of its weights, whether started by `--nproc 2` or by `mpirun` itself. A 2-rank run whose
+//! of its weights (and, with ZeRO-1's sharded optimizer state gathered into the
+//! checkpoint, of its AdamW moments), whether started by `--nproc 2` or by `mpirun` itself,
+//! with the optimizer state sharded (the default) or not. A 2-rank run whose
 //! rank is SIGKILLed, or that is stopped by SIGTERM, resumes to the same metrics; a resume
 //! with another world size, and a world size that does not divide the step's
 //! micro-batches, are refused with exit 2.
@@ -145,10 +147,15 @@ fn assert_ranks(run: &Path, n: u64) {
 
 /// The largest |Δ| between two runs' final weights.
 fn weight_diff(a: &Path, b: &Path) -> f32 {
+    checkpoint_diff(a, b, "model.safetensors")
+}
+
+/// The largest |Δ| between the tensors of one file of two runs' checkpoints (the same
+/// names in both).
+fn checkpoint_diff(a: &Path, b: &Path, file: &str) -> f32 {
     let dev = candle_core::Device::Cpu;
-    let load = |r: &Path| {
-        candle_core::safetensors::load(r.join("checkpoint/model.safetensors"), &dev).unwrap()
-    };
+    let load =
+        |r: &Path| candle_core::safetensors::load(r.join("checkpoint").join(file), &dev).unwrap();
     let (wa, wb) = (load(a), load(b));
     assert_eq!(wa.len(), wb.len());
     let mut worst = 0f32;
@@ -193,6 +200,31 @@ fn two_ranks_train_the_single_process_run() {
     assert_same_run(&metrics(&two), &want, "--nproc 2");
     let d = weight_diff(&two, &one);
     assert!(d <= 1e-5, "--nproc 2: final weights differ by {d}");
+    // ZeRO-1 (the default): each rank kept half the moments, and rank 0 gathered all of
+    // them into the checkpoint, as the single process keeps them.
+    let d = checkpoint_diff(&two, &one, "optimizer.safetensors");
+    assert!(d <= 1e-5, "--nproc 2: optimizer state differs by {d}");
+
+    // Without ZeRO-1 (every rank keeps every moment): the same run.
+    let whole_cfg = dir.path().join("whole.toml");
+    std::fs::write(
+        &whole_cfg,
+        format!(
+            "shard_optimizer = false\n{}",
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
+    )
+    .unwrap();
+    let whole = dir.path().join("whole");
+    ok(train_cmd(&whole_cfg, &whole, &["--nproc", "2"])
+        .output()
+        .unwrap());
+    assert_same_run(
+        &metrics(&whole),
+        &want,
+        "--nproc 2, shard_optimizer = false",
+    );
+    assert!(weight_diff(&whole, &one) <= 1e-5);
     // One rank reports: one "done" line, metrics written once.
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
@@ -349,6 +381,35 @@ fn a_sweep_size_of_two_ranks_runs_locally_as_the_single_process_run() {
     std::fs::write(&m, text.replace("ranks = 3", "ranks = 2")).unwrap();
     let plan = ok_stdout(common::run_in(d, &["sweep", "plan", "tiny.toml"]));
     assert!(plan.contains("on 2 data-parallel ranks"), "{plan}");
+    // On Slurm with one rank per node, the run's array asks for 2 nodes of 1 task each.
+    let text = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        text.replace("[slurm]\n", "[slurm]\nranks_per_node = 1\n"),
+    )
+    .unwrap();
+    ok(common::run_in(
+        d,
+        &[
+            "sweep",
+            "launch",
+            "tiny.toml",
+            "--executor",
+            "slurm",
+            "--no-submit",
+        ],
+    ));
+    let script = std::fs::read_dir(d.join("sweep/slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
+        .unwrap();
+    let script = std::fs::read_to_string(script).unwrap();
+    assert!(
+        script.contains("#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n")
+            && !script.contains("--ntasks="),
+        "{script}"
+    );
     ok(common::run_in(d, &["sweep", "launch", "tiny.toml"]));
     assert_sweep_run_is_the_single_process_run(d);
 }

@@ -270,6 +270,18 @@ impl Sweep {
         }
         let mut runs = Vec::new();
         for (si, run) in planned {
+            let per_node = slurm.ranks_per_node;
+            if per_node > 0 && run.ranks > per_node && run.ranks % per_node != 0 {
+                return Err(SweepError::Field {
+                    file: manifest.to_path_buf(),
+                    field: format!("sweep.sizes[{si}].ranks"),
+                    message: format!(
+                        "{} ranks do not fill whole nodes of slurm.ranks_per_node = \
+                         {per_node}; use a multiple of {per_node}, or at most {per_node}",
+                        run.ranks
+                    ),
+                });
+            }
             if run.memory_bytes > memory {
                 return Err(SweepError::Field {
                     file: manifest.to_path_buf(),
@@ -458,6 +470,7 @@ impl Grid<'_> {
             seed,
             device: self.config.device,
             device_memory_gib: self.config.device_memory_gib,
+            shard_optimizer: None,
             model: model_spec(self.size),
             data: DataSpec {
                 dir: self.data_dir.to_path_buf(),
@@ -517,6 +530,8 @@ impl Grid<'_> {
         let sz = self.size.label();
         let seed = run.seed;
         let id = format!("{sz}_{budget}_{mix}_s{seed}-{hash}");
+        let ranks = self.size.ranks.unwrap_or(1);
+        // Per rank: ZeRO-1 divides the optimizer state among a data-parallel run's ranks.
         let memory_bytes = memory_model(
             &resolved.model,
             self.meta.seq_len,
@@ -525,10 +540,10 @@ impl Grid<'_> {
             Graph::for_run(&resolved.model, self.config.device),
             self.config.device,
         )
+        .sharded(ranks as usize)
         .total;
         let tokens = resolved.steps() * resolved.optim.batch_tokens;
         let fpt = self.model.flops_per_token(self.meta.seq_len);
-        let ranks = self.size.ranks.unwrap_or(1);
         let accum = resolved.accumulation();
         if accum % ranks as usize != 0 {
             return Err(SweepError::Field {

@@ -34,8 +34,14 @@ pub fn device_memory(device: DeviceSpec, gib: Option<f64>) -> f64 {
 }
 
 /// Refuses a run whose estimated memory exceeds the device's (`gib` as in
-/// [`device_memory`]); `file` names the run config in the message.
-pub fn check_memory(cfg: &ResolvedConfig, gib: Option<f64>, file: &Path) -> Result<()> {
+/// [`device_memory`]), per rank of a data-parallel run of `ranks` (ZeRO-1 divides the
+/// optimizer state); `file` names the run config in the message.
+pub fn check_memory(
+    cfg: &ResolvedConfig,
+    gib: Option<f64>,
+    ranks: usize,
+    file: &Path,
+) -> Result<()> {
     if let Some(g) = gib {
         if !(g.is_finite() && g > 0.0) {
             return Err(TrainError::Field {
@@ -53,6 +59,7 @@ pub fn check_memory(cfg: &ResolvedConfig, gib: Option<f64>, file: &Path) -> Resu
         Graph::for_run(&cfg.model, cfg.device),
         cfg.device,
     )
+    .sharded(ranks)
     .total;
     let have = device_memory(cfg.device, gib);
     if need > have {

@@ -7,7 +7,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use synthscale_model::Decoder;
@@ -107,6 +109,17 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Saves model, optimizer, state and their checksums atomically under `run_dir/checkpoint`;
 /// the checkpoint it replaces becomes `checkpoint.prev`.
 pub fn save(run_dir: &Path, model: &Decoder, opt: &AdamW, state: &TrainState) -> Result<()> {
+    save_with_state(run_dir, model, &opt.state(model.params()), state)
+}
+
+/// [`save`] with the optimizer's state given as [`AdamW::state`] names it (ZeRO-1's rank 0
+/// writes the state it gathered from every rank).
+pub fn save_with_state(
+    run_dir: &Path,
+    model: &Decoder,
+    opt_state: &HashMap<String, Tensor>,
+    state: &TrainState,
+) -> Result<()> {
     let final_dir = run_dir.join(DIR);
     let tmp = run_dir.join(synthscale_data::tempname::owned_name(DIR, "tmp"));
     if tmp.exists() {
@@ -114,7 +127,7 @@ pub fn save(run_dir: &Path, model: &Decoder, opt: &AdamW, state: &TrainState) ->
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     candle_core::safetensors::save(&model.tensors(), tmp.join(MODEL))?;
-    candle_core::safetensors::save(&opt.state(model.params()), tmp.join(OPTIMIZER))?;
+    candle_core::safetensors::save(opt_state, tmp.join(OPTIMIZER))?;
     let state = TrainState {
         format: FORMAT,
         ..state.clone()

@@ -224,6 +224,11 @@ pub struct RunConfig {
     /// H100) on CUDA. Not part of the run's identity: it is left out of `config.toml`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_memory_gib: Option<f64>,
+    /// ZeRO-1 in a data-parallel run: each rank keeps the AdamW moments of its share of the
+    /// parameters ([`crate::zero`]); default true, `false` keeps all of them on every rank.
+    /// The same model trains either way, so it is not part of the run's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_optimizer: Option<bool>,
     pub model: ModelSpec,
     pub data: DataSpec,
     pub optim: OptimConfig,

@@ -109,6 +109,19 @@ pub trait Collective {
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()>;
     /// Returns once every rank has called it.
     fn barrier(&self) -> Result<()>;
+    /// Sums `buf` elementwise over the ranks into rank `root`'s `buf`; the other ranks'
+    /// are left as they were.
+    fn reduce_sum(&self, buf: &mut [f32], root: usize) -> Result<()>;
+    /// Copies rank `root`'s `buf` into every rank's.
+    fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()>;
+    /// [`Collective::reduce_sum`] of tensors, in place (through the host by default).
+    fn reduce_tensors(&self, tensors: &mut [Tensor], root: usize) -> Result<()> {
+        on_host(tensors, |buf| self.reduce_sum(buf, root))
+    }
+    /// [`Collective::broadcast`] of tensors, in place (through the host by default).
+    fn broadcast_tensors(&self, tensors: &mut [Tensor], root: usize) -> Result<()> {
+        on_host(tensors, |buf| self.broadcast(buf, root))
+    }
     /// The device this rank computes on when the engine is bound to one (NCCL: the GPU its
     /// communicator runs on); None: the trainer opens the device itself.
     fn device(&self) -> Option<Device> {
@@ -135,6 +148,12 @@ impl Collective for Single {
         Ok(())
     }
     fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+    fn reduce_sum(&self, _: &mut [f32], _: usize) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _: &mut [f32], _: usize) -> Result<()> {
         Ok(())
     }
 }
@@ -197,6 +216,15 @@ pub fn all_reduce_grads(c: &dyn Collective, grads: &mut [Tensor]) -> Result<()> 
 /// [`Collective::all_reduce_tensors`] through the host: the tensors flattened into one f32
 /// buffer in order, summed by [`Collective::all_reduce_sum`], and put back.
 pub fn all_reduce_on_host<C: Collective + ?Sized>(c: &C, grads: &mut [Tensor]) -> Result<()> {
+    on_host(grads, |buf| c.all_reduce_sum(buf))
+}
+
+/// Runs `op` on the tensors flattened into one f32 host buffer in order, and puts the
+/// buffer back into tensors of their shapes, dtypes and device.
+fn on_host(grads: &mut [Tensor], op: impl FnOnce(&mut [f32]) -> Result<()>) -> Result<()> {
+    if grads.is_empty() {
+        return Ok(());
+    }
     let total: usize = grads.iter().map(Tensor::elem_count).sum();
     let mut flat: Vec<f32> = Vec::with_capacity(total);
     for g in grads.iter() {
@@ -206,7 +234,7 @@ pub fn all_reduce_on_host<C: Collective + ?Sized>(c: &C, grads: &mut [Tensor]) -
                 .to_vec1::<f32>()?,
         );
     }
-    c.all_reduce_sum(&mut flat)?;
+    op(&mut flat)?;
     let mut at = 0;
     for g in grads.iter_mut() {
         let n = g.elem_count();
@@ -344,6 +372,7 @@ pub fn rendezvous<const N: usize>(
 mod nccl_engine {
     use std::path::{Path, PathBuf};
 
+    use candle_core::cuda::cudarc::driver::{CudaSlice, CudaView};
     use candle_core::cuda::cudarc::nccl::safe::{Comm, Id, ReduceOp};
     use candle_core::op::BackpropOp;
     use candle_core::{CudaDevice, CudaStorage, DType, Device, Storage, Tensor};
@@ -433,12 +462,68 @@ mod nccl_engine {
         fn barrier(&self) -> Result<()> {
             self.sum_on_host(&mut [0f32])
         }
+        fn reduce_sum(&self, buf: &mut [f32], root: usize) -> Result<()> {
+            let mut t = [Tensor::from_slice(
+                buf,
+                buf.len(),
+                &Device::Cuda(self.cuda.clone()),
+            )?];
+            self.reduce_tensors(&mut t, root)?;
+            if self.world.rank == root {
+                buf.copy_from_slice(&t[0].to_vec1::<f32>()?);
+            }
+            Ok(())
+        }
+        fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
+            let mut t = [Tensor::from_slice(
+                buf,
+                buf.len(),
+                &Device::Cuda(self.cuda.clone()),
+            )?];
+            self.broadcast_tensors(&mut t, root)?;
+            buf.copy_from_slice(&t[0].to_vec1::<f32>()?);
+            Ok(())
+        }
         fn device(&self) -> Option<Device> {
             Some(Device::Cuda(self.cuda.clone()))
         }
-        /// The gradients concatenated into one f32 buffer on the GPU, summed by one
-        /// ncclAllReduce into a second, and cut back into tensors of their shapes.
         fn all_reduce_tensors(&self, grads: &mut [Tensor]) -> Result<()> {
+            self.on_device(grads, |src, dst| {
+                self.comm
+                    .all_reduce(src, dst, &ReduceOp::Sum)
+                    .map(|_| ())
+                    .map_err(|e| err("ncclAllReduce", e))
+            })
+        }
+        fn reduce_tensors(&self, grads: &mut [Tensor], root: usize) -> Result<()> {
+            self.on_device(grads, |src, dst| {
+                self.comm
+                    .reduce(src, Some(dst), &ReduceOp::Sum, root as i32)
+                    .map(|_| ())
+                    .map_err(|e| err("ncclReduce", e))
+            })
+        }
+        fn broadcast_tensors(&self, tensors: &mut [Tensor], root: usize) -> Result<()> {
+            self.on_device(tensors, |src, dst| {
+                self.comm
+                    .broadcast(Some(src), dst, root as i32)
+                    .map(|_| ())
+                    .map_err(|e| err("ncclBroadcast", e))
+            })
+        }
+    }
+
+    impl Nccl {
+        /// The tensors concatenated into one f32 buffer on the GPU, `op` from it into a
+        /// second, and that one cut back into tensors of their shapes and dtypes.
+        fn on_device(
+            &self,
+            grads: &mut [Tensor],
+            op: impl FnOnce(&CudaView<'_, f32>, &mut CudaSlice<f32>) -> Result<()>,
+        ) -> Result<()> {
+            if grads.is_empty() {
+                return Ok(());
+            }
             let flat: Vec<Tensor> = grads
                 .iter()
                 .map(|g| g.flatten_all()?.to_dtype(DType::F32))
@@ -456,10 +541,8 @@ mod nccl_engine {
                     .comm
                     .stream()
                     .alloc_zeros::<f32>(n)
-                    .map_err(|e| err("allocating the reduce buffer", e))?;
-                self.comm
-                    .all_reduce(&src, &mut dst, &ReduceOp::Sum)
-                    .map_err(|e| err("ncclAllReduce", e))?;
+                    .map_err(|e| err("allocating the collective's buffer", e))?;
+                op(&src, &mut dst)?;
                 dst
             };
             let summed = Tensor::from_storage(
@@ -486,7 +569,7 @@ mod nccl_engine {
 mod mpi_engine {
     use mpi::collective::SystemOperation;
     use mpi::topology::SimpleCommunicator;
-    use mpi::traits::{Communicator, CommunicatorCollectives};
+    use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 
     use super::{Collective, World};
     use crate::error::{Result, TrainError};
@@ -541,6 +624,20 @@ mod mpi_engine {
         }
         fn barrier(&self) -> Result<()> {
             self.comm.barrier();
+            Ok(())
+        }
+        fn reduce_sum(&self, buf: &mut [f32], root: usize) -> Result<()> {
+            let at = self.comm.process_at_rank(root as i32);
+            if self.world.rank == root {
+                let send = buf.to_vec();
+                at.reduce_into_root(&send[..], buf, SystemOperation::sum());
+            } else {
+                at.reduce_into(&buf[..], SystemOperation::sum());
+            }
+            Ok(())
+        }
+        fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
+            self.comm.process_at_rank(root as i32).broadcast_into(buf);
             Ok(())
         }
     }
@@ -730,6 +827,12 @@ mod tests {
         }
         fn barrier(&self) -> Result<()> {
             Ok(())
+        }
+        fn reduce_sum(&self, _: &mut [f32], _: usize) -> Result<()> {
+            unreachable!()
+        }
+        fn broadcast(&self, _: &mut [f32], _: usize) -> Result<()> {
+            unreachable!()
         }
     }
 

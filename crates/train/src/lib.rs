@@ -4,7 +4,9 @@
 //! - [`memory`]: the memory model — a step's peak bytes from the tensors its graph keeps;
 //! - [`bounds`]: that peak against what the device has;
 //! - [`optim`]: AdamW with fp32 state, gradient clipping;
-//! - [`dist`]: data-parallel training — the ranks, and MPI's collectives under `mpi`;
+//! - [`dist`]: data-parallel training — the ranks, and the collectives of NCCL (`nccl`) and
+//!   MPI (`mpi`);
+//! - [`zero`]: ZeRO-1 — the optimizer state sharded over a data-parallel run's ranks;
 //! - [`checkpoint`]: atomic, checksummed checkpoints and exact resume;
 //! - [`init`]: `init_from` — a run that starts from another run's or an export's weights;
 //! - [`ladder`]: budget ladders — a trunk's kept checkpoints and the branches they start;
@@ -24,6 +26,7 @@ pub mod metrics;
 pub mod optim;
 pub mod run_lock;
 pub mod trainer;
+pub mod zero;
 
 pub use config::{ResolvedConfig, RunConfig};
 pub use error::{Result, TrainError};

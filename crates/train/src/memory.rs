@@ -98,6 +98,20 @@ pub struct MemoryModel {
     pub total: f64,
 }
 
+impl MemoryModel {
+    /// The model for one of `ranks` data-parallel ranks under ZeRO-1 ([`crate::zero`]):
+    /// the optimizer's moments divided among them (whole tensors are owned, so a rank's
+    /// share is about 1/ranks of them), everything else whole on every rank.
+    pub fn sharded(mut self, ranks: usize) -> MemoryModel {
+        if ranks > 1 {
+            let saved = self.optimizer * (1.0 - 1.0 / ranks as f64);
+            self.optimizer -= saved;
+            self.total -= saved;
+        }
+        self
+    }
+}
+
 /// The memory model of one training step: model `m`, sequences of `seq` tokens, `micro`
 /// sequences per micro-batch, `accum` micro-batches per step, on `graph`, with the AdamW
 /// update `device` runs.

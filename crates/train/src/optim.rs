@@ -34,6 +34,9 @@ pub struct AdamW {
     /// Whether f32 CPU parameters take the one-pass update (the default; tests turn it off
     /// to compare against the composed tensor ops).
     fused: bool,
+    /// Per parameter: whether this process keeps its moments and updates it (all, except
+    /// in a data-parallel run's ZeRO-1 partition, [`AdamW::shard`]).
+    owned: Vec<bool>,
 }
 
 impl AdamW {
@@ -60,7 +63,33 @@ impl AdamW {
                 .collect::<candle_core::Result<_>>()?,
             t: 0,
             fused: true,
+            owned: vec![true; params.len()],
         })
+    }
+
+    /// Keeps the moments of the parameters this rank owns (`owned[i]`) and frees the rest:
+    /// ZeRO-1, where [`AdamW::step`] updates only those and their owners share the new
+    /// values ([`crate::zero`]).
+    pub fn shard(&mut self, owned: &[bool]) -> Result<()> {
+        for (i, &own) in owned.iter().enumerate() {
+            if !own {
+                let dev = self.m[i].device().clone();
+                self.m[i] = Tensor::zeros(0, DType::F32, &dev)?;
+                self.v[i] = Tensor::zeros(0, DType::F32, &dev)?;
+            }
+        }
+        self.owned = owned.to_vec();
+        Ok(())
+    }
+
+    /// Whether this process updates parameter `i`.
+    pub fn owns(&self, i: usize) -> bool {
+        self.owned[i]
+    }
+
+    /// Parameter `i`'s moments (empty where another rank owns it).
+    pub fn moments(&self, i: usize) -> (&Tensor, &Tensor) {
+        (&self.m[i], &self.v[i])
     }
 
     /// Uses the composed tensor ops on every device (for tests of the fused update).
@@ -85,6 +114,9 @@ impl AdamW {
         let bc1 = 1.0 - self.beta1.powi(self.t as i32);
         let bc2 = 1.0 - self.beta2.powi(self.t as i32);
         for (i, ((_, p), g)) in params.iter().zip(grads).enumerate() {
+            if !self.owned[i] {
+                continue;
+            }
             if self.fused && self.step_cpu_f32(i, p, g, lr, (bc1, bc2))? {
                 continue;
             }
@@ -116,7 +148,7 @@ impl AdamW {
         check: impl FnOnce(f64) -> Result<()>,
     ) -> Result<f64> {
         #[cfg(feature = "cuda")]
-        if self.fused && on_cuda_f32(params) {
+        if self.fused && on_cuda_f32(params) && self.owned.iter().all(|&o| o) {
             return self.clip_and_step_cuda(params, grads, lr, max_norm, check);
         }
         let norm = global_norm(grads)?;
@@ -332,10 +364,14 @@ impl AdamW {
         Ok(true)
     }
 
-    /// The state as named tensors: `m.<param>`, `v.<param>`.
+    /// The state as named tensors: `m.<param>`, `v.<param>` (of the parameters this
+    /// process owns).
     pub fn state(&self, params: &[(String, Var)]) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
         for (i, (name, _)) in params.iter().enumerate() {
+            if !self.owned[i] {
+                continue;
+            }
             out.insert(format!("m.{name}"), self.m[i].clone());
             out.insert(format!("v.{name}"), self.v[i].clone());
         }

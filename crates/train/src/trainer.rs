@@ -18,6 +18,7 @@ use crate::init::{self, InitRecord};
 use crate::ladder;
 use crate::metrics::{Metric, MetricsLog};
 use crate::optim::AdamW;
+use crate::zero::Zero;
 
 /// The file that marks a finished run.
 pub const DONE: &str = "DONE";
@@ -270,7 +271,12 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     let run_cfg = RunConfig::load(config_path)?;
     let data = DataDir::open(&run_cfg.data.dir)?;
     let cfg = run_cfg.resolve(data.meta(), &data.meta().tokenizer.hash, config_path)?;
-    crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, config_path)?;
+    let ranks_sharing = if run_cfg.shard_optimizer == Some(false) {
+        1
+    } else {
+        world.size
+    };
+    crate::bounds::check_memory(&cfg, run_cfg.device_memory_gib, ranks_sharing, config_path)?;
     let my_micro = dist::my_micro_batches(world, cfg.accumulation())?;
     // An engine bound to a GPU (NCCL) trains on that GPU: its collectives run on its stream.
     let dev = match comm.device() {
@@ -374,6 +380,12 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         });
     }
     state.world_size = world.size as u64;
+    // ZeRO-1: each rank keeps the moments of its share of the parameters.
+    let zero = (world.size > 1 && run_cfg.shard_optimizer != Some(false))
+        .then(|| Zero::new(model.params(), world.rank, world.size));
+    if let Some(z) = &zero {
+        opt.shard(&z.owned())?;
+    }
     model.set_compute_dtype(compute_dtype(cfg.device))?;
     if root
         && cfg.checkpoint.keep_steps.contains(&state.step)
@@ -412,9 +424,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             stop_agreed
         };
         if stop {
-            if root {
-                checkpoint::save(run_dir, &model, &opt, &state)?;
-            }
+            save_checkpoint(run_dir, &model, &opt, &state, zero.as_ref(), comm)?;
             comm.barrier()?;
             emit(Event::Checkpoint { step: state.step });
             return Ok(Outcome::Stopped { step: state.step });
@@ -450,13 +460,24 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         }
         let mut grads = grads.expect("at least one micro-batch per step");
         let mut comm_s = None;
+        // ZeRO-1's global gradient norm, from the owners' sums of squares.
+        let mut sharded_norm = None;
         if world.size > 1 {
             let t0 = Instant::now();
-            dist::all_reduce_grads(comm, &mut grads)?;
-            let mut sums = [loss_sum, f64::from(u8::from(stop_requested()))];
+            let mut sums = [loss_sum, f64::from(u8::from(stop_requested())), 0.0];
+            match &zero {
+                Some(z) => {
+                    z.reduce_grads(comm, &mut grads)?;
+                    sums[2] = z.norm_sq(&grads)?;
+                }
+                None => dist::all_reduce_grads(comm, &mut grads)?,
+            }
             comm.all_reduce_sum_f64(&mut sums)?;
             loss_sum = sums[0];
             stop_agreed = sums[1] > 0.0;
+            if zero.is_some() {
+                sharded_norm = Some(sums[2].sqrt());
+            }
             comm_s = Some(t0.elapsed().as_secs_f64());
         }
         let train_loss = loss_sum / accum as f64;
@@ -469,23 +490,29 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
             });
         }
         let next_step = state.step + 1;
-        let norm = opt.clip_and_step(
-            model.params(),
-            &mut grads,
-            lr,
-            cfg.optim.grad_clip,
-            |norm| {
-                if norm.is_finite() {
-                    return Ok(());
-                }
-                Err(TrainError::NonFinite {
-                    what: "gradient norm",
-                    value: norm,
-                    step: next_step,
-                    last_checkpoint,
-                })
-            },
-        )?;
+        let check = |norm: f64| {
+            if norm.is_finite() {
+                return Ok(());
+            }
+            Err(TrainError::NonFinite {
+                what: "gradient norm",
+                value: norm,
+                step: next_step,
+                last_checkpoint,
+            })
+        };
+        let norm = match (&zero, sharded_norm) {
+            (Some(z), Some(norm)) => {
+                check(norm)?;
+                z.clip(&mut grads, norm, cfg.optim.grad_clip)?;
+                opt.step(model.params(), &grads, lr)?;
+                let t0 = Instant::now();
+                z.broadcast_params(comm, model.params())?;
+                comm_s = comm_s.map(|c| c + t0.elapsed().as_secs_f64());
+                norm
+            }
+            _ => opt.clip_and_step(model.params(), &mut grads, lr, cfg.optim.grad_clip, check)?,
+        };
         state.step += 1;
         state.tokens += cfg.optim.batch_tokens;
         state.optimizer_t = opt.t();
@@ -535,11 +562,9 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         }
         let keep = cfg.checkpoint.keep_steps.contains(&state.step);
         if last || every(cfg.checkpoint.interval) || keep {
-            if root {
-                checkpoint::save(run_dir, &model, &opt, &state)?;
-                if keep {
-                    ladder::keep(run_dir, state.step)?;
-                }
+            save_checkpoint(run_dir, &model, &opt, &state, zero.as_ref(), comm)?;
+            if root && keep {
+                ladder::keep(run_dir, state.step)?;
             }
             // No rank runs ahead of a checkpoint rank 0 has not finished writing.
             comm.barrier()?;
@@ -555,6 +580,29 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     }
     comm.barrier()?;
     Ok(Outcome::Done { steps })
+}
+
+/// Rank 0 writes the checkpoint; under ZeRO-1 every rank first sends it its share of the
+/// optimizer state (a collective: every rank calls this).
+fn save_checkpoint(
+    run_dir: &Path,
+    model: &Decoder,
+    opt: &AdamW,
+    state: &TrainState,
+    zero: Option<&Zero>,
+    comm: &dyn Collective,
+) -> Result<()> {
+    let gathered = match zero {
+        Some(z) => z.gather_state(comm, opt, model.params())?,
+        None => None,
+    };
+    if comm.world().is_root() {
+        match gathered {
+            Some(st) => checkpoint::save_with_state(run_dir, model, &st, state)?,
+            None => checkpoint::save(run_dir, model, opt, state)?,
+        }
+    }
+    Ok(())
 }
 
 /// Mean loss per token over evaluation batches, without tracking gradients.
