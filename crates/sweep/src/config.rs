@@ -241,6 +241,10 @@ pub struct SlurmConfig {
     pub partition: Option<String>,
     pub account: Option<String>,
     pub gpus_per_task: u32,
+    /// Ranks of a data-parallel run per node (its GPUs per node): a run of N ranks then asks
+    /// for `--nodes=N/ranks_per_node` and `--ntasks-per-node=ranks_per_node`; 0: `--ntasks=N`
+    /// and Slurm places them.
+    pub ranks_per_node: u32,
     pub cpus_per_task: u32,
     /// Memory per task, in sbatch's syntax (`16G`, `4000M`).
     pub mem: Option<String>,
@@ -259,6 +263,7 @@ impl Default for SlurmConfig {
             partition: None,
             account: None,
             gpus_per_task: 0,
+            ranks_per_node: 0,
             cpus_per_task: 2,
             mem: None,
             time: None,

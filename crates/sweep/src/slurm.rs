@@ -139,7 +139,14 @@ pub fn script(
         d.push(format!("--account={a}"));
     }
     // One Slurm task per rank; `--gpus-per-task` then gives each rank its own GPU.
-    d.push(format!("--ntasks={}", ranks.max(1)));
+    let ranks = ranks.max(1);
+    let per_node = s.ranks_per_node;
+    if per_node > 0 && ranks > 1 {
+        d.push(format!("--nodes={}", ranks.div_ceil(per_node)));
+        d.push(format!("--ntasks-per-node={}", ranks.min(per_node)));
+    } else {
+        d.push(format!("--ntasks={ranks}"));
+    }
     d.push(format!("--cpus-per-task={}", s.cpus_per_task));
     if s.gpus_per_task > 0 {
         d.push(format!("--gpus-per-task={}", s.gpus_per_task));

@@ -514,8 +514,8 @@ fn the_local_executor_packs_small_runs_on_a_gpu_and_gives_ranks_whole_gpus() {
                 [mixtures]\nnatural = { natural = 1.0 }\n[run_rule]\nbatch_tokens = 256\nmicro_batch_size = 4\n";
     let s = plan(dir.path(), &data, text).unwrap();
     let tiny = s.runs.iter().find(|r| r.size == "tiny").unwrap();
-    let k = (2.5 * (1u64 << 30) as f64 / (tiny.memory_bytes + CUDA_PROCESS_OVERHEAD_BYTES))
-        .floor() as u32;
+    let k = (2.5 * (1u64 << 30) as f64 / (tiny.memory_bytes + CUDA_PROCESS_OVERHEAD_BYTES)).floor()
+        as u32;
     assert_eq!((k, s.runs_per_gpu(tiny)), (2, 2));
     let wide = s.runs.iter().find(|r| r.size == "wide").unwrap();
     assert_eq!(s.runs_per_gpu(wide), 1);
