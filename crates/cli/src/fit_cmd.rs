@@ -208,7 +208,8 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
         ratio_col: a.ratio_col.clone(),
         flops_budgets: a.flops_budget.clone(),
     };
-    if let Some(path) = &a.json {
+    let json_stdout = a.json.as_deref() == Some(Path::new("-"));
+    if let (Some(path), false) = (&a.json, json_stdout) {
         check_json_path(path)?;
     }
     let t = Instant::now();
@@ -229,15 +230,22 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
     let report = run_study(&groups, &opts);
     pb.finish_and_clear();
     let report = report?;
-    print_report(&report, t.elapsed().as_secs_f64());
+    let file = FitFile {
+        tool: "synthscale fit",
+        version: env!("CARGO_PKG_VERSION"),
+        data: &table.sources,
+        rows: groups.iter().map(|g| g.points.len()).sum(),
+        report: &report,
+    };
+    if json_stdout {
+        // `--json -`: stdout holds the JSON alone (the report goes to stderr).
+        let text = serde_json::to_string_pretty(&file).context("serializing the report")?;
+        eprint!("{}", report_text(&report, t.elapsed().as_secs_f64()));
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", report_text(&report, t.elapsed().as_secs_f64()));
     if let Some(path) = &a.json {
-        let file = FitFile {
-            tool: "synthscale fit",
-            version: env!("CARGO_PKG_VERSION"),
-            data: &table.sources,
-            rows: groups.iter().map(|g| g.points.len()).sum(),
-            report: &report,
-        };
         write_json(path, &file)?;
         println!("wrote {}", path.display());
     }
@@ -335,9 +343,22 @@ fn plateau_at(d: Option<f64>, ci95: Option<&[f64; 2]>, extrapolated: bool, p: &P
     }
 }
 
-fn print_report(r: &StudyReport, secs: f64) {
+/// Appends one formatted line to a String.
+macro_rules! say {
+    ($o:expr) => {
+        $o.push('\n')
+    };
+    ($o:expr, $($t:tt)*) => {{
+        $o.push_str(&format!($($t)*));
+        $o.push('\n');
+    }};
+}
+
+/// The human-readable report of a fit.
+fn report_text(r: &StudyReport, secs: f64) -> String {
+    let mut out = String::new();
     let o = &r.options;
-    println!(
+    say!(out,
         "{} law: {}; Huber delta {}, {} starts per group, {} bootstrap resamples (seed {}); {:.1} s",
         r.law.name(),
         r.formula,
@@ -351,22 +372,23 @@ fn print_report(r: &StudyReport, secs: f64) {
         secs
     );
     if let Some(e) = o.fit.pin_e {
-        println!("E pinned at {e}");
+        say!(out, "E pinned at {e}");
     }
-    println!();
+    say!(out);
     if r.groups.len() > 1 {
-        print_summary(r);
+        print_summary(&mut out, r);
     }
     for g in &r.groups {
-        print_group(r, g);
+        print_group(&mut out, r, g);
     }
     if !r.speedups.is_empty() {
-        println!("speed-ups D_baseline(L*) / D_mixture(L*):");
+        say!(out, "speed-ups D_baseline(L*) / D_mixture(L*):");
         for s in &r.speedups {
             let at = s
                 .params
                 .map_or(String::new(), |n| format!(" at N={}", num(n)));
-            println!(
+            say!(
+                out,
                 "  {} vs {}{} at L*={}: {}{}{}",
                 s.mixture,
                 s.baseline,
@@ -377,10 +399,11 @@ fn print_report(r: &StudyReport, secs: f64) {
                 extrap(s.extrapolated, s.beyond_data)
             );
         }
-        println!();
+        say!(out);
     }
     if !r.multipliers.is_empty() {
-        println!(
+        say!(
+            out,
             "effective-data multipliers k, L_mixture(D) = L_baseline(k·D), baseline law shared:"
         );
         for m in &r.multipliers {
@@ -388,7 +411,8 @@ fn print_report(r: &StudyReport, secs: f64) {
                 Some(k) => format!("{}{}", num(k), ci(m.ci95.as_ref())),
                 None => "not identified (k at the edge of [1e-3, 1e3])".into(),
             };
-            println!(
+            say!(
+                out,
                 "  {} vs {}: k = {}{}; rmsd_log {:.5} over {} points, {} of {} resamples fitted",
                 m.mixture,
                 m.baseline,
@@ -400,13 +424,17 @@ fn print_report(r: &StudyReport, secs: f64) {
                 m.resamples[0]
             );
         }
-        println!();
+        say!(out);
     }
     if !r.budget_speedups.is_empty() {
-        println!("speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:");
+        say!(
+            out,
+            "speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:"
+        );
         for s in &r.budget_speedups {
             let at = s.params.map_or(String::new(), |n| format!(" N={}", num(n)));
-            println!(
+            say!(
+                out,
                 "  {} vs {}{} D={} (loss {}): {}{}{}",
                 s.mixture,
                 s.baseline,
@@ -418,13 +446,17 @@ fn print_report(r: &StudyReport, secs: f64) {
                 extrap(s.extrapolated, s.beyond_data)
             );
         }
-        println!();
+        say!(out);
     }
     if !r.optimal_ratios.is_empty() {
-        println!("optimal synthetic ratio (quadratic in ratio of fitted log loss):");
+        say!(
+            out,
+            "optimal synthetic ratio (quadratic in ratio of fitted log loss):"
+        );
         for x in &r.optimal_ratios {
             let at = x.params.map_or(String::new(), |n| format!("N={} ", num(n)));
-            println!(
+            say!(
+                out,
                 "  {} {}D={}: {}{}{}",
                 x.family,
                 at,
@@ -438,12 +470,12 @@ fn print_report(r: &StudyReport, secs: f64) {
                 }
             );
         }
-        println!();
+        say!(out);
     }
+    out
 }
 
-/// One line per group: the fitted parameters and the goodness of fit.
-fn print_summary(r: &StudyReport) {
+fn print_summary(out: &mut String, r: &StudyReport) {
     let width = r
         .groups
         .iter()
@@ -460,7 +492,7 @@ fn print_summary(r: &StudyReport) {
     if holdout {
         head.push_str(&format!(" {:>12}", "held-out err"));
     }
-    println!("{head}");
+    say!(out, "{head}");
     for g in &r.groups {
         let name: String = g.name.chars().take(width).collect();
         let mut line = format!("{name:<width$} {:>6}", g.n_points);
@@ -471,13 +503,14 @@ fn print_summary(r: &StudyReport) {
         if let Some(h) = &g.holdout {
             line.push_str(&format!(" {:>11.3}%", 100.0 * h.mean_rel_error));
         }
-        println!("{line}");
+        say!(out, "{line}");
     }
-    println!();
+    say!(out);
 }
 
-fn print_group(r: &StudyReport, g: &GroupReport) {
-    println!(
+fn print_group(out: &mut String, r: &StudyReport, g: &GroupReport) {
+    say!(
+        out,
         "{}  ({} points; Huber delta {}, objective {:.6e}, rmsd_log {:.5}; {}/{} starts in bounds)",
         g.name,
         g.n_points,
@@ -488,7 +521,8 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
         g.starts.tried
     );
     for name in r.law.param_names() {
-        println!(
+        say!(
+            out,
             "  {:<6} {:>10}{}",
             name,
             num(g.params[*name]),
@@ -496,19 +530,22 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
         );
     }
     if !g.at_bound.is_empty() {
-        println!(
+        say!(
+            out,
             "  at a bound: {} (not determined by the data; read this fit as a label, not a result)",
             g.at_bound.join(", ")
         );
     }
     if g.bootstrap.drawn > 0 {
-        println!(
+        say!(
+            out,
             "  (95% bootstrap intervals from {} of {} resamples)",
-            g.bootstrap.fitted, g.bootstrap.drawn
+            g.bootstrap.fitted,
+            g.bootstrap.drawn
         );
     }
     if let Some(h) = &g.holdout {
-        println!(
+        say!(out,
             "  held out largest {} = {}: mean relative error {:.4}% (max {:.4}%) over {} point(s), fitted on {}",
             h.axis,
             num(h.held_out),
@@ -523,7 +560,8 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
         let at = p
             .params
             .map_or(String::new(), |n| format!(" at N={}", num(n)));
-        println!(
+        say!(
+            out,
             "  plateau{at}: doubling D gains < {}% from D = {}; within {}% of L∞={} from D = {}",
             100.0 * o.plateau_eps,
             plateau_at(
@@ -543,7 +581,8 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
         );
     }
     for c in &g.derived.compute_optimal {
-        println!(
+        say!(
+            out,
             "  compute-optimal at C={}: N={}{}, D={}{}, D/N={}, L={}{}{}",
             num(c.flops),
             num(c.params),
@@ -556,5 +595,5 @@ fn print_group(r: &StudyReport, g: &GroupReport) {
             extrap(c.extrapolated, None)
         );
     }
-    println!();
+    say!(out);
 }

@@ -91,13 +91,33 @@ fn main() -> ExitCode {
         // SAFETY (edition 2021: safe): no other thread exists yet.
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
     }
+    quiet_on_closed_pipe();
     match run() {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", util::error_text(&err));
             ExitCode::from(util::exit_code(&err))
         }
     }
+}
+
+/// Output piped into a reader that stops early (`synthscale sweep status | head`) ends the
+/// process quietly with exit 0, as `ls | head` does, instead of a panic: Rust ignores
+/// SIGPIPE, so the standard library's print macros panic on the closed pipe.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
 }
 
 fn run() -> anyhow::Result<ExitCode> {

@@ -62,6 +62,11 @@ pub struct PlanArgs {
     /// Runs at once, for the total time.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// One JSON object per run (id, size, budget, mixture, shares, seed, params, tokens,
+    /// FLOPs, memory, steps, batch, micro-batch, accumulation, lr, ranks, runs per GPU,
+    /// ladder role, estimated seconds or null) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -102,6 +107,10 @@ pub struct StatusArgs {
     /// Refresh every this many seconds until every run is done or failed.
     #[arg(long, num_args = 0..=1, default_missing_value = "5")]
     pub watch: Option<f64>,
+    /// One JSON object per run (id, state, step, steps, train_loss, val_loss, elapsed_s,
+    /// owner) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +207,39 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
             None => (None, String::new()),
         },
     };
+    if a.json {
+        for r in &sweep.runs {
+            let row = serde_json::json!({
+                "id": r.id,
+                "size": r.size,
+                "budget": r.budget,
+                "mixture": r.mixture,
+                "shares": r.shares,
+                "seed": r.seed,
+                "params": r.params,
+                "non_embedding_params": r.non_embedding_params,
+                "tokens": r.tokens,
+                "flops": r.flops,
+                "cost_flops": r.cost_flops(),
+                "memory_bytes": r.memory_bytes,
+                "steps": r.steps(),
+                "batch_tokens": r.resolved.optim.batch_tokens,
+                "micro_batch_size": r.resolved.optim.micro_batch_size,
+                "accumulation": r.resolved.accumulation(),
+                "lr": r.resolved.optim.lr,
+                "ranks": r.ranks,
+                "runs_per_gpu": sweep.runs_per_gpu(r),
+                "ladder": match &r.ladder {
+                    Some(synthscale_sweep::LadderRole::Trunk { .. }) => Some("trunk"),
+                    Some(synthscale_sweep::LadderRole::Branch { .. }) => Some("branch"),
+                    None => None,
+                },
+                "seconds": rate.map(|x| r.cost_flops() / x),
+            });
+            println!("{row}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "sweep {}: {} runs in {}; data {}",
         sweep.name,
@@ -566,38 +608,83 @@ fn outcome_text(o: &RunOutcome) -> String {
     }
 }
 
-fn print_status(sweep: &Sweep) -> anyhow::Result<bool> {
+/// Prints the status table (columns as wide as their longest entry), or with `json` one
+/// JSON object per run; returns whether every run is done or failed.
+fn print_status(sweep: &Sweep, json: bool) -> anyhow::Result<bool> {
     let rows = status(sweep)?;
-    println!(
-        "{:<40} {:<8} {:>13} {:>10} {:>10} {:>9}  owner",
-        "run", "state", "step", "train", "val", "elapsed"
-    );
+    let finished = rows
+        .iter()
+        .all(|r| matches!(r.state, State::Done | State::Failed));
+    if json {
+        for r in &rows {
+            println!(
+                "{}",
+                serde_json::to_string(r).context("serializing a status row")?
+            );
+        }
+        return Ok(finished);
+    }
     let fmt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.state.as_str().to_string(),
+                format!("{}/{}", r.step, r.steps),
+                fmt(r.train_loss),
+                fmt(r.val_loss),
+                duration(r.elapsed_s),
+                r.owner.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = ["run", "state", "step", "train", "val", "elapsed", "owner"];
+    let width: Vec<usize> = (0..6)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|row| row[c].chars().count())
+                .chain([head[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |c: [&str; 7]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            c[6],
+            w0 = width[0],
+            w1 = width[1],
+            w2 = width[2],
+            w3 = width[3],
+            w4 = width[4],
+            w5 = width[5]
+        )
+        .trim_end()
+        .to_string()
+    };
+    println!("{}", line(head));
     let mut counts = std::collections::BTreeMap::new();
-    for r in &rows {
+    for (r, c) in rows.iter().zip(&cells) {
         *counts.entry(r.state.as_str()).or_insert(0) += 1;
-        println!(
-            "{:<40} {:<8} {:>13} {:>10} {:>10} {:>9}  {}",
-            r.id,
-            r.state.as_str(),
-            format!("{}/{}", r.step, r.steps),
-            fmt(r.train_loss),
-            fmt(r.val_loss),
-            duration(r.elapsed_s),
-            r.owner.as_deref().unwrap_or("")
-        );
+        println!("{}", line(c.each_ref().map(String::as_str)));
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("{} runs: {}", rows.len(), summary.join(", "));
-    Ok(rows
-        .iter()
-        .all(|r| matches!(r.state, State::Done | State::Failed)))
+    Ok(finished)
 }
 
 fn status_cmd(a: &StatusArgs) -> anyhow::Result<ExitCode> {
     let sweep = load(&a.common)?;
     let Some(every) = a.watch else {
-        print_status(&sweep)?;
+        print_status(&sweep, a.json)?;
         return Ok(ExitCode::SUCCESS);
     };
     if !(every.is_finite() && every > 0.0) {
@@ -608,7 +695,7 @@ fn status_cmd(a: &StatusArgs) -> anyhow::Result<ExitCode> {
             // Clear the screen and home the cursor.
             print!("\x1b[2J\x1b[H");
         }
-        let finished = print_status(&sweep)?;
+        let finished = print_status(&sweep, a.json)?;
         if finished {
             return Ok(ExitCode::SUCCESS);
         }

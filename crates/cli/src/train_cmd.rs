@@ -416,8 +416,15 @@ fn mpirun_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
     let cfg_path = a.run_dir.join(CONFIG);
+    if !cfg_path.is_file() {
+        return Err(crate::util::BadInput(format!(
+            "{}: not a run directory (no {CONFIG}; `synthscale train` writes one)",
+            a.run_dir.display()
+        ))
+        .into());
+    }
     let text = std::fs::read_to_string(&cfg_path)
-        .with_context(|| format!("{}: not a run directory", a.run_dir.display()))?;
+        .with_context(|| format!("reading {}", cfg_path.display()))?;
     let cfg: ResolvedConfig =
         toml::from_str(&text).with_context(|| format!("reading {}", cfg_path.display()))?;
     let ck = synthscale_train::checkpoint::find(&a.run_dir)

@@ -58,6 +58,23 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// The error and its causes on one line, `a: b: c`, each said once: a cause whose text
+/// its parent already includes (an I/O error a message quotes) is not repeated.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// A flag that SIGTERM, SIGUSR1 or SIGINT sets: the trainer checkpoints and stops on it,
 /// a launcher stops starting runs and passes SIGTERM to its trainers.
 pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {

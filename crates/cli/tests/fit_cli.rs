@@ -100,6 +100,31 @@ fn fit_writes_the_json_contract_and_a_table() {
         .is_some());
     let s = &v["speedups"][0];
     assert!((s["speedup"].as_f64().unwrap() - 2.0).abs() < 0.01, "{s}");
+
+    // `--json -`: the same JSON on stdout alone (the table goes to stderr), no file `-`.
+    let (code, out, err) = run(&[
+        "fit",
+        csv.to_str().unwrap(),
+        "--law",
+        "power",
+        "--group-by",
+        "mixture",
+        "--where",
+        "eval_domain=web",
+        "--baseline",
+        "mixture=natural",
+        "--holdout",
+        "largest",
+        "--bootstrap",
+        "50",
+        "--json",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let piped: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(piped["groups"], v["groups"]);
+    assert!(err.contains("speed-ups"), "{err}");
+    assert!(!Path::new("-").exists());
 }
 
 #[test]

@@ -632,3 +632,95 @@ fn slurm_time_limits_outside_sbatch_forms_are_refused() {
     .unwrap();
     ok(run(d, &["sweep", "plan", "t.toml", "--data", "data"]));
 }
+
+/// Pipes and scripts: a reader that closes the pipe early ends the output quietly (exit 0,
+/// no panic); `--json` gives one JSON object per run; the status table's columns hold a run
+/// id longer than 40 characters; missing inputs are exit 2 with one message naming them.
+#[test]
+fn the_cli_behaves_in_pipes_and_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Seeds enough for a table longer than a pipe's buffer, and a long size name.
+    let long = "a_size_name_long_enough_to_push_ids_past_forty_characters";
+    let seeds: Vec<String> = (0..300).map(|s| s.to_string()).collect();
+    let sweep = TINY
+        .replace("name = \"tiny\"", &format!("name = \"{long}\""))
+        .replace("seeds = [0]", &format!("seeds = [{}]", seeds.join(", ")));
+    setup(d, &sweep);
+    for args in [
+        &["sweep", "status", "tiny.toml"][..],
+        &["sweep", "plan", "tiny.toml"][..],
+    ] {
+        let mut child = bin()
+            .current_dir(d)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then close the pipe as `head -1` does.
+        let mut first = String::new();
+        {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+            r.read_line(&mut first).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            common::stderr_of(&out)
+        );
+        assert!(
+            !common::stderr_of(&out).contains("panicked"),
+            "{args:?}: {}",
+            common::stderr_of(&out)
+        );
+        assert!(!first.is_empty());
+    }
+
+    // JSON: one object per run, the ids those of the plan.
+    let plan = stdout(&run(d, &["sweep", "plan", "tiny.toml", "--json"]));
+    let planned: Vec<Value> = plan
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(planned.len(), 2 * 2 * 300);
+    assert!(planned
+        .iter()
+        .all(|r| r["runs_per_gpu"] == 1 && r["ranks"] == 1));
+    let status = stdout(&run(d, &["sweep", "status", "tiny.toml", "--json"]));
+    let rows: Vec<Value> = status
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), planned.len());
+    assert!(rows
+        .iter()
+        .zip(&planned)
+        .all(|(s, p)| s["id"] == p["id"] && s["state"] == "pending"));
+
+    // The table: every row's state column starts where the header's does.
+    let table = stdout(&run(d, &["sweep", "status", "tiny.toml"]));
+    let at = table.lines().next().unwrap().find("state").unwrap();
+    for line in table.lines().skip(1).filter(|l| !l.contains(" runs: ")) {
+        assert_eq!(line.find("pending"), Some(at), "{table}");
+    }
+
+    // Missing inputs: exit 2, one message naming the file, said once.
+    let out = run(d, &["train", "--config", "nope.toml", "--run-dir", "r"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr_of(&out);
+    assert!(
+        err.contains("nope.toml") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = run(d, &["sweep", "plan", "nope.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr_of(&out);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    let out = run(d, &["export", "data", "--out", "exported"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stderr_of(&out).contains("not a run directory"));
+}

@@ -13,7 +13,8 @@ use crate::lock;
 use crate::plan::Sweep;
 
 /// A run's state as seen from its files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     /// Nothing written yet.
     Pending,
@@ -42,7 +43,7 @@ impl State {
 }
 
 /// One row of `sweep status`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RunStatus {
     pub id: String,
     pub state: State,

@@ -274,7 +274,14 @@ pub struct ResolvedConfig {
 impl RunConfig {
     /// Reads a run config; relative paths resolve against its folder.
     pub fn load(path: &Path) -> Result<RunConfig> {
-        let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            // The user's input: exit 2 naming it.
+            std::io::ErrorKind::NotFound => TrainError::Config {
+                file: path.to_path_buf(),
+                message: "no such file".into(),
+            },
+            _ => TrainError::io(path)(e),
+        })?;
         let mut c: RunConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
             file: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
