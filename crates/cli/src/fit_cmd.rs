@@ -95,6 +95,10 @@ pub struct FitArgs {
     /// Column with training FLOPs C; tokens are then D = C/(6N).
     #[arg(long)]
     pub flops_col: Option<String>,
+    /// Step-indexed logs without a token column (a W&B panel export): tokens are the step
+    /// column (`step`, `_step`, `Step`) × this.
+    #[arg(long)]
+    pub tokens_per_step: Option<f64>,
     /// Wide per-step logs: columns whose name contains this (any case) are curves.
     #[arg(long, default_value = "loss")]
     pub curves: String,
@@ -174,7 +178,17 @@ pub fn run(a: FitArgs) -> anyhow::Result<ExitCode> {
         filters: a.filters.clone(),
         group_by: (!a.group_by.is_empty()).then(|| a.group_by.clone()),
         drop_highest_loss: a.drop_highest_loss,
+        tokens_per_step: a.tokens_per_step,
     };
+    if let Some(t) = a.tokens_per_step {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(FitError::Option {
+                option: "--tokens-per-step".into(),
+                message: format!("{t} must be > 0"),
+            }
+            .into());
+        }
+    }
     let opts = StudyOptions {
         law,
         fit: FitOptions {

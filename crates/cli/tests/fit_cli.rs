@@ -308,3 +308,103 @@ fn fit_json_path_is_checked_before_fitting() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a folder"), "{err}");
 }
+
+/// Every input form a researcher's tools export, each a small fixture of the same points
+/// drawn from L = 2 + 300·D^-0.3 (the oracle: the closed form; β = 0.3 within 1e-3):
+/// - JSON lines of another trainer (`{"step", "tokens", "eval/loss"}`, with `--loss-col`),
+///   and a JSON-lines per-step log with several curves;
+/// - a W&B panel export (`Step`, a curve, its `__MIN`/`__MAX` band) with
+///   `--tokens-per-step`, the bands not read as curves;
+/// - a semicolon-separated table (a spreadsheet in a comma-decimal locale) and a
+///   tab-separated one.
+#[test]
+fn fit_reads_jsonl_step_indexed_wandb_and_other_separators() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let loss = |t: f64| 300.0 / t.powf(0.3) + 2.0;
+    let steps: Vec<u64> = (0..8).map(|i| 100 * 2u64.pow(i)).collect();
+    let per_step = 4096.0;
+    let beta_of = |out: &str, err: &str, json: &Path| -> f64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}\n{out}\n{err}"));
+        v["groups"][0]["params"]["beta"].as_f64().unwrap()
+    };
+    let fit = |input: &Path, extra: &[&str]| {
+        let json = d.join(format!(
+            "{}.json",
+            input.file_name().unwrap().to_string_lossy()
+        ));
+        let mut args = vec![
+            "fit",
+            input.to_str().unwrap(),
+            "--law",
+            "power",
+            "--bootstrap",
+            "0",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{input:?}: {out}\n{err}");
+        (out, err, json)
+    };
+
+    // JSON lines, long: one point per line.
+    let mut jl = String::new();
+    for &s in &steps {
+        let t = s as f64 * per_step;
+        jl.push_str(&format!(
+            "{{\"step\": {s}, \"tokens\": {t}, \"eval/loss\": {}, \"lr\": 0.001}}\n",
+            loss(t)
+        ));
+    }
+    let p = d.join("metrics-other.jsonl");
+    std::fs::write(&p, &jl).unwrap();
+    let (out, err, json) = fit(&p, &["--loss-col", "eval/loss"]);
+    assert!((beta_of(&out, &err, &json) - 0.3).abs() < 1e-3, "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["data"][0]["format"], "jsonl");
+
+    // W&B panel export: Step, the curve, its band; tokens from steps.
+    let mut w = String::from(
+        "\"Step\",\"run-a - eval/loss\",\"run-a - eval/loss__MIN\",\"run-a - eval/loss__MAX\"\n",
+    );
+    for &s in &steps {
+        let l = loss(s as f64 * per_step);
+        w.push_str(&format!("{s},{l},{},{}\n", l - 0.5, l + 0.5));
+    }
+    let p = d.join("wandb_export.csv");
+    std::fs::write(&p, &w).unwrap();
+    let (out, err, json) = fit(&p, &["--tokens-per-step", "4096"]);
+    assert!((beta_of(&out, &err, &json) - 0.3).abs() < 1e-3, "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        v["groups"].as_array().unwrap().len(),
+        1,
+        "the bands are no curves"
+    );
+    // Without --tokens-per-step: one message naming the missing token column.
+    let (code, _, err) = run(&["fit", p.to_str().unwrap(), "--law", "power"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("tokens") && err.contains("Step"), "{err}");
+
+    // Semicolon- and tab-separated tables.
+    for (name, sep) in [("semicolon.csv", ";"), ("tabs.tsv", "\t")] {
+        let mut t = format!("run{sep}tokens{sep}loss\n");
+        for (i, &s) in steps.iter().enumerate() {
+            let tok = s as f64 * per_step;
+            t.push_str(&format!("r{i}{sep}{tok}{sep}{}\n", loss(tok)));
+        }
+        let p = d.join(name);
+        std::fs::write(&p, &t).unwrap();
+        let (out, err, json) = fit(&p, &[]);
+        assert!(
+            (beta_of(&out, &err, &json) - 0.3).abs() < 1e-3,
+            "{name}: {out}"
+        );
+    }
+}

@@ -4,6 +4,12 @@
 //!
 //! - **Long CSV** (the results table of `sweep collect`, or any table): one point per row,
 //!   with `tokens` and `loss` columns (names configurable), `params` for the joint law.
+//!   The separator is the header's most frequent of `,`, `;` and tab.
+//! - **JSON lines** of any tool (`.jsonl`, `.ndjson`, or a file starting with `{`): one
+//!   object a line, read as a long table whose columns are the objects' keys.
+//! - **Step-indexed logs** (a W&B panel export: `Step` and one column per curve, each with
+//!   `__MIN`/`__MAX` band columns, which are skipped): `--tokens-per-step` turns the step
+//!   column into tokens.
 //!   With `--flops-col`, tokens are `D = C/(6N)` (Epoch AI's reading of Chinchilla's data).
 //! - **Wide per-step log**: a CSV with no loss column but a token column (`tokens`, or any
 //!   column whose name ends in `tokens`, such as `throughput/total_tokens`) and several
@@ -51,6 +57,8 @@ pub struct InputOptions {
     /// Drop this many highest-loss points of each group (Epoch AI drops the 5 highest-loss
     /// points of Chinchilla's data as outliers from the first steps of training).
     pub drop_highest_loss: usize,
+    /// Step-indexed logs (a W&B panel export): tokens are the step column × this.
+    pub tokens_per_step: Option<f64>,
 }
 
 impl Default for InputOptions {
@@ -64,6 +72,7 @@ impl Default for InputOptions {
             filters: Vec::new(),
             group_by: None,
             drop_highest_loss: 0,
+            tokens_per_step: None,
         }
     }
 }
@@ -74,6 +83,8 @@ impl Default for InputOptions {
 pub enum Format {
     /// One point per row.
     LongCsv,
+    /// One point per JSON line (any tool's metrics log), read as a long table.
+    Jsonl,
     /// One curve per evaluation column.
     WideLog,
     /// synthscale run directories.
@@ -239,12 +250,54 @@ pub fn read_inputs(paths: &[PathBuf], opts: &InputOptions) -> Result<Table> {
     Ok(table)
 }
 
-fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
-    let bytes = read_bytes(path)?;
-    let sha256 = sha256_hex(&bytes);
+/// Whether `path` is a JSON-lines file of another tool (by its extension, or a first
+/// non-blank byte `{`); synthscale's own `metrics.jsonl` is read as a run instead.
+fn is_jsonl(path: &Path, bytes: &[u8]) -> bool {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    ext == "jsonl"
+        || ext == "ndjson"
+        || bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{')
+}
+
+/// The separator of a delimited text file: of `,`, `;` and tab, the one its header line
+/// holds most of (outside quotes); `,` when it holds none.
+pub fn sniff_delimiter(bytes: &[u8]) -> u8 {
+    let header = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for &b in header {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            for c in counts.iter_mut() {
+                if c.0 == b {
+                    c.1 += 1;
+                }
+            }
+        }
+    }
+    // Ties keep the earlier (`,` first).
+    let best = counts
+        .iter()
+        .fold((b',', 0), |best, &c| if c.1 > best.1 { c } else { best });
+    best.0
+}
+
+/// A header, and records of (line number, cells).
+type Records = (Vec<String>, Vec<(u64, Vec<String>)>);
+
+/// A header and its records from a delimited text file.
+fn csv_records(path: &Path, bytes: &[u8]) -> Result<Records> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
-        .from_reader(bytes.as_slice());
+        .delimiter(sniff_delimiter(bytes))
+        .from_reader(bytes);
     let parse_err = |line: u64, e: csv::Error| FitError::Parse {
         path: path.to_path_buf(),
         line,
@@ -276,6 +329,133 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
             rec.iter().map(|s| s.trim().to_string()).collect::<Vec<_>>(),
         ));
     }
+    Ok((header, records))
+}
+
+/// A header and records from JSON lines: one object a line, the columns the union of their
+/// keys in order of first appearance; numbers and booleans as written, null as empty.
+fn jsonl_records(path: &Path, bytes: &[u8]) -> Result<Records> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut header: Vec<String> = Vec::new();
+    let mut objects = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| FitError::Parse {
+            path: path.to_path_buf(),
+            line: line_no,
+            column: "-".into(),
+            message: format!("not a JSON object: {e}"),
+        })?;
+        let serde_json::Value::Object(map) = v else {
+            return Err(FitError::Parse {
+                path: path.to_path_buf(),
+                line: line_no,
+                column: "-".into(),
+                message: "a JSON value, but not an object of named fields".into(),
+            });
+        };
+        for k in map.keys() {
+            if !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+        objects.push((line_no, map));
+    }
+    if header.is_empty() {
+        return Err(FitError::Empty {
+            path: path.to_path_buf(),
+            message: "no JSON object".into(),
+        });
+    }
+    let cell = |x: Option<&serde_json::Value>| match x {
+        Some(serde_json::Value::String(s)) => s.trim().to_string(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(x) => x.to_string(),
+    };
+    let records = objects
+        .into_iter()
+        .map(|(line, map)| (line, header.iter().map(|k| cell(map.get(k))).collect()))
+        .collect();
+    Ok((header, records))
+}
+
+/// W&B panel exports carry each curve's band beside it (`<name>__MIN`, `<name>__MAX`): not
+/// curves of their own.
+fn is_band(column: &str) -> bool {
+    column.ends_with("__MIN") || column.ends_with("__MAX")
+}
+
+/// With `--tokens-per-step` and no token column: a `tokens_col` column of step × tokens per
+/// step, from the step column (`step`, `_step`, `Step`, or a name ending in `step`).
+fn add_tokens_from_steps(
+    path: &Path,
+    header: &mut Vec<String>,
+    records: &mut [(u64, Vec<String>)],
+    opts: &InputOptions,
+) -> Result<()> {
+    let Some(per_step) = opts.tokens_per_step else {
+        return Ok(());
+    };
+    if header.contains(&opts.tokens_col) {
+        return Err(FitError::option(
+            "--tokens-per-step",
+            format!(
+                "{} already has a `{}` column; give --tokens-per-step only for step-indexed logs",
+                path.display(),
+                opts.tokens_col
+            ),
+        ));
+    }
+    let step = header
+        .iter()
+        .position(|h| matches!(h.as_str(), "step" | "_step" | "Step"))
+        .or_else(|| {
+            header
+                .iter()
+                .position(|h| h.to_lowercase().ends_with("step"))
+        })
+        .ok_or_else(|| FitError::MissingColumn {
+            path: path.to_path_buf(),
+            column: "step".into(),
+            why: "--tokens-per-step counts tokens from a step column".into(),
+            available: header.join(", "),
+        })?;
+    for (line, cells) in records.iter_mut() {
+        let s = cells.get(step).map(String::as_str).unwrap_or("");
+        let tokens = if s.is_empty() {
+            String::new()
+        } else {
+            let n: f64 = s.parse().map_err(|_| FitError::Parse {
+                path: path.to_path_buf(),
+                line: *line,
+                column: header[step].clone(),
+                message: format!("step {s:?} is not a number"),
+            })?;
+            format!("{}", n * per_step)
+        };
+        cells.push(tokens);
+    }
+    header.push(opts.tokens_col.clone());
+    Ok(())
+}
+
+fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
+    let bytes = read_bytes(path)?;
+    let sha256 = sha256_hex(&bytes);
+    let (mut header, mut records) = if is_jsonl(path, &bytes) {
+        jsonl_records(path, &bytes)?
+    } else {
+        csv_records(path, &bytes)?
+    };
+    add_tokens_from_steps(path, &mut header, &mut records, opts)?;
+    let format = if is_jsonl(path, &bytes) {
+        Format::Jsonl
+    } else {
+        Format::LongCsv
+    };
     let file = stem(path);
     let has = |c: &str| header.iter().any(|h| h == c);
     let pattern = opts.curves.to_lowercase();
@@ -283,7 +463,9 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
     // column (reported as such), not a log.
     let is_wide = !has(&opts.loss_col)
         && !has("loss")
-        && header.iter().any(|h| h.to_lowercase().contains(&pattern));
+        && header
+            .iter()
+            .any(|h| h.to_lowercase().contains(&pattern) && !is_band(h));
     if !is_wide {
         let mut columns = header.clone();
         columns.push("file".into());
@@ -298,7 +480,7 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
             source: SourceFile {
                 path: path.display().to_string(),
                 sha256,
-                format: Format::LongCsv,
+                format,
             },
             columns,
             rows,
@@ -343,7 +525,10 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
     let step_idx = header.iter().position(|h| h == "_step" || h == "step");
     let curves: Vec<usize> = (0..header.len())
         .filter(|&i| {
-            i != tokens_idx && Some(i) != flops && header[i].to_lowercase().contains(&pattern)
+            i != tokens_idx
+                && Some(i) != flops
+                && !is_band(&header[i])
+                && header[i].to_lowercase().contains(&pattern)
         })
         .collect();
     let mut rows = Vec::new();
@@ -560,7 +745,7 @@ impl Table {
             })
         };
         match self.format {
-            Format::LongCsv => Vec::new(),
+            Format::LongCsv | Format::Jsonl => Vec::new(),
             Format::WideLog => {
                 let mut g = Vec::new();
                 if !law.uses_params() && many("file") {
