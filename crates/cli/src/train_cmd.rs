@@ -47,9 +47,14 @@ pub struct TrainArgs {
     /// The run directory.
     #[arg(long)]
     pub run_dir: PathBuf,
-    /// Data-parallel ranks to start on this machine (through mpirun); 1: this process.
+    /// Data-parallel ranks to start on this machine (NCCL ranks directly, MPI ranks
+    /// through mpirun); 1: this process.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub nproc: u32,
+    /// Write TensorBoard event files of the run's metrics into DIR (a run config's
+    /// `tensorboard = true` writes them into `<run dir>/tensorboard`).
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// Export a run's latest checkpoint in Hugging Face's Llama layout (model.safetensors,
@@ -178,6 +183,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<ExitCode> {
         on_event: Some(&on_event),
         stop: Some(&stop),
         dist: Some(&*comm),
+        tensorboard: a.tensorboard.as_deref(),
     };
     let outcome = train(&a.config, &a.run_dir, &opts).with_context(|| {
         if world.size > 1 {
@@ -254,6 +260,14 @@ const OTHER_LAUNCHERS: [&str; 6] = [
     "SLURM_LOCALID",
 ];
 
+/// `--tensorboard DIR` again for the ranks a launcher starts.
+fn tensorboard_args(a: &TrainArgs) -> Vec<std::ffi::OsString> {
+    match &a.tensorboard {
+        Some(dir) => vec!["--tensorboard".into(), dir.clone().into_os_string()],
+        None => Vec::new(),
+    }
+}
+
 /// The exit code of a launch from its ranks' codes (None: killed by a signal): the first
 /// failure's, else 75 when any rank stopped to be resumed, else 0.
 fn launch_exit(codes: &[Option<i32>]) -> u8 {
@@ -294,6 +308,7 @@ fn spawn_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
             .arg(&a.config)
             .arg("--run-dir")
             .arg(&a.run_dir)
+            .args(tensorboard_args(a))
             .env("RANK", r.to_string())
             .env("WORLD_SIZE", n.to_string())
             .env("LOCAL_RANK", r.to_string())
@@ -381,7 +396,8 @@ fn mpirun_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
         .arg("--config")
         .arg(&a.config)
         .arg("--run-dir")
-        .arg(&a.run_dir);
+        .arg(&a.run_dir)
+        .args(tensorboard_args(a));
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         cmd.env("RAYON_NUM_THREADS", (cores / n).max(1).to_string());

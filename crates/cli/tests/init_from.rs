@@ -76,6 +76,7 @@ fn checkpoint_at_start(cfg: &Path, run: &Path) {
         on_event: None,
         stop: Some(&stop),
         dist: None,
+        tensorboard: None,
     };
     assert_eq!(
         train(cfg, run, &opts).unwrap(),
@@ -284,6 +285,7 @@ fn a_resumed_run_resumes_from_its_own_checkpoint_and_ignores_init_from() {
         on_event: Some(&on_event),
         stop: Some(&stop),
         dist: None,
+        tensorboard: None,
     };
     assert_eq!(
         train(&cfg, &b, &opts).unwrap(),

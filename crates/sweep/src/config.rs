@@ -212,6 +212,9 @@ pub struct SweepConfig {
     /// On CUDA, at most this many one-rank runs share one GPU at once when the memory model
     /// says they fit it together ([`crate::plan::runs_per_gpu`]); 1: a GPU per run.
     pub max_runs_per_gpu: u32,
+    /// TensorBoard event files in every run's `tensorboard/` folder, so that `tensorboard
+    /// --logdir <sweep folder>` shows every run (not part of the runs' identity).
+    pub tensorboard: bool,
 }
 
 /// [`SweepConfig::max_runs_per_gpu`]'s default.
@@ -230,6 +233,7 @@ impl Default for SweepConfig {
             device_memory_gib: None,
             flops_per_second: None,
             max_runs_per_gpu: DEFAULT_MAX_RUNS_PER_GPU,
+            tensorboard: false,
         }
     }
 }

@@ -471,6 +471,7 @@ impl Grid<'_> {
             device: self.config.device,
             device_memory_gib: self.config.device_memory_gib,
             shard_optimizer: None,
+            tensorboard: self.config.tensorboard.then_some(true),
             model: model_spec(self.size),
             data: DataSpec {
                 dir: self.data_dir.to_path_buf(),
@@ -516,6 +517,7 @@ impl Grid<'_> {
         let mut hashed = run.clone();
         hashed.data.dir = PathBuf::new();
         hashed.device_memory_gib = None;
+        hashed.tensorboard = None;
         if let Some(p) = &mut hashed.init_from {
             if let Ok(rel) = p.strip_prefix(self.manifest_dir) {
                 *p = rel.to_path_buf();

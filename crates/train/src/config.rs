@@ -229,6 +229,10 @@ pub struct RunConfig {
     /// The same model trains either way, so it is not part of the run's identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard_optimizer: Option<bool>,
+    /// `true`: TensorBoard event files of the run's metrics in `<run dir>/tensorboard`
+    /// ([`crate::tensorboard`]). Not part of the run's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<bool>,
     pub model: ModelSpec,
     pub data: DataSpec,
     pub optim: OptimConfig,

@@ -11,6 +11,7 @@
 //! - [`init`]: `init_from` — a run that starts from another run's or an export's weights;
 //! - [`ladder`]: budget ladders — a trunk's kept checkpoints and the branches they start;
 //! - [`metrics`]: the `metrics.jsonl` log;
+//! - [`tensorboard`]: the same scalars as TensorBoard event files (opt-in);
 //! - [`run_lock`]: one OS lock per run directory, held by the one process training it;
 //! - [`trainer`]: the training loop.
 
@@ -25,6 +26,7 @@ pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod run_lock;
+pub mod tensorboard;
 pub mod trainer;
 pub mod zero;
 

@@ -18,6 +18,7 @@ use crate::init::{self, InitRecord};
 use crate::ladder;
 use crate::metrics::{Metric, MetricsLog};
 use crate::optim::AdamW;
+use crate::tensorboard::EventWriter;
 use crate::zero::Zero;
 
 /// The file that marks a finished run.
@@ -70,6 +71,9 @@ pub struct TrainOptions<'a> {
     pub stop: Option<&'a AtomicBool>,
     /// The ranks of a data-parallel run ([`crate::dist`]); `None`: a single process.
     pub dist: Option<&'a dyn Collective>,
+    /// TensorBoard event files go here (`--tensorboard DIR`); `None`: the run config's
+    /// `tensorboard = true` puts them in `<run dir>/tensorboard`, else none are written.
+    pub tensorboard: Option<&'a Path>,
 }
 
 /// Nominal peak FLOP/s of the device MFU is measured against.
@@ -399,6 +403,16 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     } else {
         None
     };
+    // TensorBoard: the same lines as metrics.jsonl, from rank 0.
+    let tb_dir = match (opts.tensorboard, run_cfg.tensorboard) {
+        (Some(dir), _) => Some(dir.to_path_buf()),
+        (None, Some(true)) => Some(run_dir.join("tensorboard")),
+        _ => None,
+    };
+    let mut tb = match tb_dir {
+        Some(dir) if root => Some(EventWriter::create(&dir, state.step)?),
+        _ => None,
+    };
     emit(Event::Start {
         config: &cfg,
         step: state.step,
@@ -534,6 +548,9 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         if let Some(log) = log.as_mut() {
             log.write(&m)?;
         }
+        if let Some(tb) = tb.as_mut() {
+            tb.metric(&m)?;
+        }
         emit(Event::Step(&m));
 
         let last = state.step == steps;
@@ -556,6 +573,9 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
                 };
                 if let Some(log) = log.as_mut() {
                     log.write(&m)?;
+                }
+                if let Some(tb) = tb.as_mut() {
+                    tb.metric(&m)?;
                 }
                 emit(Event::Eval(&m));
             }
