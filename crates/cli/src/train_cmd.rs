@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use synthscale_data::datadir::{read_meta, tokenizer_file};
 use synthscale_data::DataError;
-use synthscale_model::export::not_an_export_dir;
+use synthscale_model::export::{not_an_export_dir, ExportFiles};
 use synthscale_model::{export_hf, ModelError};
 use synthscale_train::dist::{self, World};
 use synthscale_train::trainer::CONFIG;
@@ -469,7 +469,20 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
     let tok = tokenizer_file(&cfg.data_dir, &meta)?;
     let (model, _, state) =
         synthscale_train::checkpoint::load(&ck, &cfg, &candle_core::Device::Cpu)?;
-    export_hf(&model, &a.out, Some(&tok), Some(meta.tokenizer.eot_id))?;
+    let metrics = synthscale_train::metrics::read(&a.run_dir)?;
+    let card = model_card(
+        &a.run_dir,
+        &cfg,
+        &metrics,
+        state.step,
+        &meta.tokenizer.eot_token,
+    );
+    let files = ExportFiles {
+        tokenizer: Some(&tok),
+        eot: Some((meta.tokenizer.eot_id, &meta.tokenizer.eot_token)),
+        model_card: Some(&card),
+    };
+    export_hf(&model, &a.out, &files)?;
     println!(
         "exported step {} of {} to {}",
         state.step,
@@ -477,6 +490,88 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The export's `README.md`: what the model is, what it was trained on and to which
+/// losses, and where it came from (the synthscale version and the run).
+fn model_card(
+    run_dir: &std::path::Path,
+    cfg: &ResolvedConfig,
+    metrics: &[synthscale_train::metrics::Metric],
+    step: u64,
+    eot: &str,
+) -> String {
+    let run = run_dir.file_name().map_or_else(
+        || run_dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let m = &cfg.model;
+    let steps = cfg.steps();
+    let mut card = format!(
+        "---\nlibrary_name: transformers\ntags:\n- synthscale\n- llama\n---\n\n# {run}\n\n\
+         A Llama-architecture decoder of {} parameters ({} without embeddings), trained by \
+         synthscale {} as run `{run}` and exported at step {step} of {steps} ({} of its {} \
+         training tokens).\n\n## Data\n\n| source | share of the tokens |\n|---|---:|\n",
+        thousands(m.params()),
+        thousands(m.non_embedding_params()),
+        env!("CARGO_PKG_VERSION"),
+        thousands(step * cfg.optim.batch_tokens),
+        thousands(cfg.token_budget),
+    );
+    for (source, w) in &cfg.mixture {
+        card.push_str(&format!("| {source} | {:.4} |\n", w));
+    }
+    card.push_str(&format!(
+        "\nSequences of {} tokens. Every training document started with `{eot}`, and this \
+         export's tokenizer adds it in front of every text it encodes (its post-processor; \
+         `add_special_tokens=False` leaves it out). `{eot}` is also the end-of-sequence and \
+         padding token.\n\n## Model\n\n| d_model | layers | heads | kv heads | d_ff | \
+         vocabulary | tied embeddings |\n|---:|---:|---:|---:|---:|---:|---|\n| {} | {} | {} \
+         | {} | {} | {} | {} |\n\n## Losses (nats per token)\n\n",
+        cfg.seq_len,
+        m.d_model,
+        m.n_layers,
+        m.n_heads,
+        m.n_kv_heads,
+        m.d_ff,
+        m.vocab_size,
+        m.tie_embeddings
+    ));
+    let kept: Vec<_> = metrics.iter().filter(|x| x.step <= step).collect();
+    let mut last_val = std::collections::BTreeMap::new();
+    for x in &kept {
+        if let (Some(d), Some(v)) = (&x.eval_domain, x.val_loss) {
+            last_val.insert(d.clone(), (x.step, v));
+        }
+    }
+    if last_val.is_empty() {
+        card.push_str("No validation loss was logged up to this step.\n");
+    } else {
+        card.push_str("| validation domain | step | loss |\n|---|---:|---:|\n");
+        for (d, (s, v)) in &last_val {
+            card.push_str(&format!("| {d} | {s} | {v:.4} |\n"));
+        }
+    }
+    if let Some(x) = kept.iter().rev().find(|x| x.train_loss.is_some()) {
+        card.push_str(&format!(
+            "\nTraining loss at step {}: {:.4}.\n",
+            x.step,
+            x.train_loss.unwrap_or(f64::NAN)
+        ));
+    }
+    card.push_str(&format!(
+        "\n## Training\n\nAdamW, peak learning rate {:e}, {} schedule, {} tokens a step, \
+         weight decay {}, seed {}. The run's own `config.toml` holds every setting.\n",
+        cfg.optim.lr,
+        serde_json::to_value(cfg.optim.schedule)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        thousands(cfg.optim.batch_tokens),
+        cfg.optim.weight_decay,
+        cfg.seed
+    ));
+    card
 }
 
 #[cfg(test)]

@@ -180,6 +180,51 @@ fn killed_and_resumed_runs_log_the_uninterrupted_metrics() {
         serde_json::from_slice(&std::fs::read(dir.path().join("data/data.json")).unwrap()).unwrap();
     assert_eq!(config["vocab_size"], meta["tokenizer"]["vocab_size"]);
     assert!(hf.join("model.safetensors").exists() && hf.join("tokenizer.json").exists());
+    // transformers 5's names, and the end-of-text token as bos, eos and pad everywhere.
+    let eot = meta["tokenizer"]["eot_id"].as_u64().unwrap();
+    let eot_text = meta["tokenizer"]["eot_token"].as_str().unwrap();
+    assert_eq!(config["dtype"], "float32");
+    assert!(config.get("torch_dtype").is_none());
+    assert_eq!(config["pad_token_id"], eot);
+    let gen: Value =
+        serde_json::from_slice(&std::fs::read(hf.join("generation_config.json")).unwrap()).unwrap();
+    for k in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+        assert_eq!(gen[k], eot, "{k}");
+    }
+    let tc: Value =
+        serde_json::from_slice(&std::fs::read(hf.join("tokenizer_config.json")).unwrap()).unwrap();
+    for k in ["bos_token", "eos_token", "pad_token"] {
+        assert_eq!(tc[k], eot_text, "{k}");
+    }
+    // The tokenizer starts every text with the token every training document started with
+    // (oracle: Hugging Face's tokenizers library loading the exported file).
+    let tok = tokenizers::Tokenizer::from_file(hf.join("tokenizer.json")).unwrap();
+    let with = tok.encode("the cat sat", true).unwrap();
+    let without = tok.encode("the cat sat", false).unwrap();
+    assert_eq!(with.get_ids()[0] as u64, eot);
+    assert_eq!(&with.get_ids()[1..], without.get_ids());
+    // Readable by everyone on a shared machine.
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(&hf).unwrap() {
+        let p = e.unwrap().path();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{}", p.display());
+    }
+    // The model card: the run, its data and its last losses as metrics.jsonl logged them.
+    let card = std::fs::read_to_string(hf.join("README.md")).unwrap();
+    let last_val = evals.last().unwrap();
+    assert!(
+        card.contains("run `a`") && card.contains("| c | 1.0000 |"),
+        "{card}"
+    );
+    assert!(
+        card.contains(&format!(
+            "| web | {} | {:.4} |",
+            last_val["step"],
+            last_val["val_loss"].as_f64().unwrap()
+        )),
+        "{card}"
+    );
 
     // Another config in the same run directory is refused.
     let other = run_config(dir.path(), "", "weight_decay = 0.0");

@@ -20,6 +20,10 @@ pub enum ModelError {
     #[error("{}: {message}", path.display())]
     Weights { path: PathBuf, message: String },
 
+    /// A tokenizer file an export cannot read.
+    #[error("{}: {message}", path.display())]
+    Tokenizer { path: PathBuf, message: String },
+
     /// An export's output that holds something an export did not write: left untouched.
     #[error(
         "{}: the output (--out) is {reason}; export writes a new directory or replaces only \
@@ -39,6 +43,7 @@ impl ModelError {
         match self {
             ModelError::Config(_)
             | ModelError::Weights { .. }
+            | ModelError::Tokenizer { .. }
             | ModelError::NotExportDir { .. } => true,
             ModelError::Io { .. } | ModelError::Candle(_) => false,
         }

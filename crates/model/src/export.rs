@@ -1,5 +1,6 @@
 //! Export to Hugging Face's Llama layout (`model.safetensors`, `config.json`,
-//! `tokenizer.json`), which `transformers` and `candle-transformers` load unchanged.
+//! `generation_config.json`, `tokenizer.json`, `tokenizer_config.json` and a `README.md`
+//! model card), which `transformers` and `candle-transformers` load unchanged.
 
 use std::path::{Path, PathBuf};
 
@@ -31,8 +32,89 @@ pub fn hf_config(cfg: &ModelConfig, eot_id: Option<u32>) -> serde_json::Value {
         "initializer_range": cfg.init_std,
         "bos_token_id": eot_id,
         "eos_token_id": eot_id,
-        "torch_dtype": "float32",
+        "pad_token_id": eot_id,
+        "dtype": "float32",
     })
+}
+
+/// What an export carries beside the weights and `config.json`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExportFiles<'a> {
+    /// The tokenizer the model was trained with (`tokenizer.json`).
+    pub tokenizer: Option<&'a Path>,
+    /// The end-of-text token (id, text): every training document starts with it, and it is
+    /// the model's bos, eos and pad token.
+    pub eot: Option<(u32, &'a str)>,
+    /// The model card (`README.md`).
+    pub model_card: Option<&'a str>,
+}
+
+/// `generation_config.json`: the special tokens `generate` needs.
+pub fn generation_config(cfg: &ModelConfig, eot_id: u32) -> serde_json::Value {
+    json!({
+        "bos_token_id": eot_id,
+        "eos_token_id": eot_id,
+        "pad_token_id": eot_id,
+        "max_length": cfg.max_seq_len,
+    })
+}
+
+/// `tokenizer_config.json` for a fast tokenizer whose bos, eos and pad token is `eot`.
+pub fn tokenizer_config(cfg: &ModelConfig, eot: &str) -> serde_json::Value {
+    json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": eot,
+        "eos_token": eot,
+        "pad_token": eot,
+        "model_max_length": cfg.max_seq_len,
+        "clean_up_tokenization_spaces": false,
+    })
+}
+
+/// `tokenizer.json` that starts every encoded text with the end-of-text token, as every
+/// training document started: a `TemplateProcessing` post-processor (`<eot> $A`), after
+/// the tokenizer's own (a `Sequence` of both) when it has one.
+pub fn with_document_start(
+    mut tokenizer: serde_json::Value,
+    eot: (u32, &str),
+) -> serde_json::Value {
+    let (id, text) = eot;
+    let template = json!({
+        "type": "TemplateProcessing",
+        "single": [
+            {"SpecialToken": {"id": text, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}}
+        ],
+        "pair": [
+            {"SpecialToken": {"id": text, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": text, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}}
+        ],
+        "special_tokens": {text: {"id": text, "ids": [id], "tokens": [text]}}
+    });
+    let own = tokenizer
+        .get("post_processor")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    tokenizer["post_processor"] = if own.is_null() {
+        template
+    } else {
+        json!({"type": "Sequence", "processors": [own, template]})
+    };
+    tokenizer
+}
+
+/// 0755 on `dir`, 0644 on each file in it (safetensors and temporary files are created
+/// 0600).
+fn readable_by_all(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
+    for e in std::fs::read_dir(dir).map_err(io(dir))? {
+        let p = e.map_err(io(dir))?.path();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(io(&p))?;
+    }
+    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
@@ -43,7 +125,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
 }
 
 /// The files [`export_hf`] writes.
-const EXPORT_FILES: [&str; 3] = ["model.safetensors", "config.json", "tokenizer.json"];
+const EXPORT_FILES: [&str; 6] = [
+    "model.safetensors",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+];
 
 /// Why an export may not replace `dir`, or `None` when it may: an empty directory, or an
 /// earlier export (nothing but [`EXPORT_FILES`], with a `LlamaForCausalLM` config.json), so
@@ -86,12 +175,10 @@ pub fn not_an_export_dir(dir: &Path) -> Option<String> {
 /// Writes the model (and the tokenizer, when given) into `dir`, through a temporary
 /// sibling directory renamed into place. An existing `dir` is replaced only when it is
 /// empty or an earlier export ([`not_an_export_dir`]); anything else is refused untouched.
-pub fn export_hf(
-    model: &Decoder,
-    dir: &Path,
-    tokenizer_json: Option<&Path>,
-    eot_id: Option<u32>,
-) -> Result<()> {
+///
+/// Every file is written readable by all (0644), as a model on a shared cluster must be.
+pub fn export_hf(model: &Decoder, dir: &Path, files: &ExportFiles) -> Result<()> {
+    let eot_id = files.eot.map(|(id, _)| id);
     let refuse = |reason: String| ModelError::NotExportDir {
         path: dir.to_path_buf(),
         reason,
@@ -113,9 +200,29 @@ pub fn export_hf(
         let config =
             serde_json::to_string_pretty(&hf_config(model.config(), eot_id)).expect("serializable");
         std::fs::write(tmp.join("config.json"), config).map_err(io(&tmp))?;
-        if let Some(t) = tokenizer_json {
-            std::fs::copy(t, tmp.join("tokenizer.json")).map_err(io(t))?;
+        let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("serializable");
+        if let Some((id, text)) = files.eot {
+            let g = generation_config(model.config(), id);
+            std::fs::write(tmp.join("generation_config.json"), json(&g)).map_err(io(&tmp))?;
+            let t = tokenizer_config(model.config(), text);
+            std::fs::write(tmp.join("tokenizer_config.json"), json(&t)).map_err(io(&tmp))?;
         }
+        if let Some(t) = files.tokenizer {
+            let text = std::fs::read_to_string(t).map_err(io(t))?;
+            let mut tok: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ModelError::Tokenizer {
+                    path: t.to_path_buf(),
+                    message: format!("not a tokenizer.json: {e}"),
+                })?;
+            if let Some(eot) = files.eot {
+                tok = with_document_start(tok, eot);
+            }
+            std::fs::write(tmp.join("tokenizer.json"), json(&tok)).map_err(io(&tmp))?;
+        }
+        if let Some(card) = files.model_card {
+            std::fs::write(tmp.join("README.md"), card).map_err(io(&tmp))?;
+        }
+        readable_by_all(&tmp)?;
         // Checked again just before the earlier export is moved aside.
         let replaced = dir.symlink_metadata().is_ok();
         if replaced {

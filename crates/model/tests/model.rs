@@ -113,7 +113,15 @@ fn candle_transformers_llama_loads_the_export_and_gives_the_same_logits() {
             .collect();
         let m = Decoder::from_tensors(&cfg, scaled, std::path::Path::new("x")).unwrap();
         let out = dir.path().join("hf");
-        export_hf(&m, &out, None, Some(0)).unwrap();
+        export_hf(
+            &m,
+            &out,
+            &synthscale_model::export::ExportFiles {
+                eot: Some((0, "<eot>")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let config: llama::LlamaConfig =
             serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
         let config = config.into_config(false);

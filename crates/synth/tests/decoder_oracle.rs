@@ -229,7 +229,14 @@ fn safetensors_export_matches_candle_llama() -> Result<()> {
     cfg.init_std = 0.2;
     let model = synthscale_model::decoder::Decoder::new(&cfg, 3, &Device::Cpu)?;
     let out = dir.path().join("export");
-    synthscale_model::export::export_hf(&model, &out, None, Some(0))?;
+    synthscale_model::export::export_hf(
+        &model,
+        &out,
+        &synthscale_model::export::ExportFiles {
+            eot: Some((0, "<eot>")),
+            ..Default::default()
+        },
+    )?;
     let ours = Llama::from_hf_dir(&out)?;
     let prompts: Vec<Vec<u32>> = vec![vec![1, 2, 3, 4, 5, 6], vec![70, 71]];
     let mut cache = ours.new_cache(prompts.len());
