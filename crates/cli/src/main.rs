@@ -72,6 +72,13 @@ enum Command {
     /// Measure throughput; prints one JSON line of figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print a shell completion script: `synthscale completions bash >
+    /// ~/.local/share/bash-completion/completions/synthscale` (zsh: a file `_synthscale` on
+    /// $fpath; fish: ~/.config/fish/completions/synthscale.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc 2 and 3).
@@ -132,5 +139,11 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Fit(args) => fit_cmd::run(*args),
         Command::Report(a) => report_cmd::run(a),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "synthscale", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

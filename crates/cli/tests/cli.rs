@@ -424,3 +424,38 @@ fn a_damaged_data_dir_is_refused_naming_file_and_field() {
     std::fs::write(&tok_path, tok).unwrap();
     assert_eq!(inspect().0, 0);
 }
+
+/// `synthscale completions bash`: bash itself (the oracle) loads the script and, called as
+/// bash's completion calls it (command, current word, previous word), completes
+/// `synthscale sw` to `sweep` and `synthscale train --np` to `--nproc`.
+#[test]
+fn bash_completes_subcommands_and_options() {
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("synthscale.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let complete = |words: &str, cword: usize| -> String {
+        let o = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; \
+                 COMP_POINT=${{#COMP_LINE}}; \
+                 _synthscale synthscale \"${{COMP_WORDS[COMP_CWORD]}}\" \
+                 \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(complete("synthscale sw", 1), "sweep");
+    assert!(complete("synthscale train --np", 2)
+        .split(' ')
+        .any(|w| w == "--nproc"));
+    for shell in ["zsh", "fish"] {
+        let o = bin().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success() && !o.stdout.is_empty(), "{shell}");
+    }
+}
