@@ -38,10 +38,10 @@ impl std::fmt::Debug for TextTokenizer {
     }
 }
 
-/// sha256 of bytes as lower-case hex.
+/// sha256 of bytes as lower-case hex: the one definition the data and synth stages share
+/// (the fitter, which depends on neither, formats sha2's digest the same way inline).
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 impl TextTokenizer {

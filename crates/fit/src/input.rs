@@ -179,11 +179,6 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -444,7 +439,7 @@ fn add_tokens_from_steps(
 
 fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
     let bytes = read_bytes(path)?;
-    let sha256 = sha256_hex(&bytes);
+    let sha256 = format!("{:x}", Sha256::digest(&bytes));
     let (mut header, mut records) = if is_jsonl(path, &bytes) {
         jsonl_records(path, &bytes)?
     } else {
@@ -609,7 +604,7 @@ fn read_run_dirs(path: &Path) -> Result<Vec<Part>> {
 
 fn read_metrics(path: &Path) -> Result<Part> {
     let bytes = read_bytes(path)?;
-    let sha256 = sha256_hex(&bytes);
+    let sha256 = format!("{:x}", Sha256::digest(&bytes));
     let run = path
         .parent()
         .and_then(|p| p.file_name())

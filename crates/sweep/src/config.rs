@@ -210,7 +210,7 @@ pub struct SweepConfig {
     /// `plan`'s time estimates; without it, runs already finished in this sweep are used.
     pub flops_per_second: Option<f64>,
     /// On CUDA, at most this many one-rank runs share one GPU at once when the memory model
-    /// says they fit it together ([`crate::plan::runs_per_gpu`]); 1: a GPU per run.
+    /// says they fit it together ([`crate::gpu_pool::runs_per_gpu`]); 1: a GPU per run.
     pub max_runs_per_gpu: u32,
     /// TensorBoard event files in every run's `tensorboard/` folder, so that `tensorboard
     /// --logdir <sweep folder>` shows every run (not part of the runs' identity).
@@ -361,7 +361,7 @@ impl SizeSpec {
             return p.clone();
         }
         if let Some(n) = self.params {
-            return crate::plan::short_count(n);
+            return short_count(n);
         }
         format!(
             "d{}l{}",
@@ -375,7 +375,7 @@ impl BudgetSpec {
     /// The budget's name in run ids: `8k`, `1.5M`, `20tpp`.
     pub fn label(&self) -> String {
         match (self.tokens, self.tokens_per_param) {
-            (Some(t), _) => crate::plan::short_count(t),
+            (Some(t), _) => short_count(t),
             (None, Some(r)) => format!("{r}tpp"),
             _ => "?".into(),
         }
@@ -710,6 +710,27 @@ impl SlurmConfig {
         }
         Ok(())
     }
+}
+
+/// 8192 → `8192`, 8000 → `8k`, 1_500_000 → `1.5M`: exact short forms for names.
+pub fn short_count(n: u64) -> String {
+    for (unit, s) in [
+        (1_000_000_000_000u64, "T"),
+        (1_000_000_000, "B"),
+        (1_000_000, "M"),
+        (1_000, "k"),
+    ] {
+        if n >= unit && (n * 100) % unit == 0 {
+            let v = n as f64 / unit as f64;
+            return format!("{}{s}", fmt_trim(v));
+        }
+    }
+    n.to_string()
+}
+
+fn fmt_trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]

@@ -99,27 +99,6 @@ pub struct Sweep {
     pub init_sources: Vec<(String, InitSource)>,
 }
 
-/// 8192 → `8192`, 8000 → `8k`, 1_500_000 → `1.5M`: exact short forms for names.
-pub fn short_count(n: u64) -> String {
-    for (unit, s) in [
-        (1_000_000_000_000u64, "T"),
-        (1_000_000_000, "B"),
-        (1_000_000, "M"),
-        (1_000, "k"),
-    ] {
-        if n >= unit && (n * 100) % unit == 0 {
-            let v = n as f64 / unit as f64;
-            return format!("{}{s}", fmt_trim(v));
-        }
-    }
-    n.to_string()
-}
-
-fn fmt_trim(v: f64) -> String {
-    let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 /// The trainer's memory model (one source: `train` refuses what `plan` refuses).
 pub use synthscale_train::memory::{memory_estimate, memory_model, Graph};
 

@@ -25,4 +25,4 @@ pub mod tokenizer;
 
 pub use config::SynthConfig;
 pub use error::{Result, SynthError};
-pub use prompt::sha256_hex;
+pub use synthscale_data::tokenizer::sha256_hex;

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, SynthError};
 
@@ -162,12 +161,6 @@ impl Template {
     pub fn render(&self, values: &BTreeMap<&str, String>) -> (String, String) {
         (fill(&self.system, values), fill(&self.user, values))
     }
-}
-
-/// Hex sha256 of a byte string.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::filter::{Filter, FilterSummary};
 use crate::generate::{Completion, Finish, Generator, Request, Sampling};
 use crate::llama::Llama;
 use crate::passages::{read_passages, Passage};
-use crate::prompt::{sha256_hex, Template};
+use crate::prompt::Template;
+use crate::sha256_hex;
 use crate::synthllm;
 use crate::tokenizer::{ChatFormat, ChatTokenizer};
 
