@@ -481,6 +481,7 @@ pub fn run_export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
         tokenizer: Some(&tok),
         eot: Some((meta.tokenizer.eot_id, &meta.tokenizer.eot_token)),
         model_card: Some(&card),
+        tokenizer_sha256: Some(&meta.tokenizer.hash),
     };
     export_hf(&model, &a.out, &files)?;
     println!(

@@ -237,11 +237,25 @@ fn a_source_of_another_shape_or_tokenizer_is_refused_naming_file_and_field() {
         assert!(!run.join("config.toml").exists() && !run.join("metrics.jsonl").exists());
     }
 
-    // Another tokenizer: the export's tokenizer.json against the data's hash.
-    let tok = hf.join("tokenizer.json");
-    let text = std::fs::read_to_string(&tok).unwrap();
-    std::fs::write(&tok, format!("{text} ")).unwrap();
+    // Another tokenizer: the data-stage hash the export recorded in config.json against
+    // the data's hash.
+    let config_path = hf.join("config.json");
+    let good: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let key = "synthscale_tokenizer_sha256";
+    assert_eq!(good[key].as_str().unwrap().len(), 64);
+    let mut other = good.clone();
+    other[key] = serde_json::json!("0".repeat(64));
+    std::fs::write(&config_path, other.to_string()).unwrap();
     let cfg = run_config(dir, "t", 3, 10, SMALL, "init_from = \"hf\"");
+    let out = train_bin(&cfg, &dir.join("t"));
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("hf/config.json") && err.contains(key), "{err}");
+    // An export without the record (another tool's): its tokenizer.json's bytes.
+    let mut bare = good.clone();
+    bare.as_object_mut().unwrap().remove(key);
+    std::fs::write(&config_path, bare.to_string()).unwrap();
     let out = train_bin(&cfg, &dir.join("t"));
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -249,6 +263,7 @@ fn a_source_of_another_shape_or_tokenizer_is_refused_naming_file_and_field() {
         err.contains("hf/tokenizer.json") && err.contains("`sha256`"),
         "{err}"
     );
+    std::fs::write(&config_path, good.to_string()).unwrap();
 
     // Not a source at all.
     let cfg = run_config(dir, "n", 3, 10, SMALL, "init_from = \"data\"");

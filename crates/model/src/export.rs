@@ -47,7 +47,14 @@ pub struct ExportFiles<'a> {
     pub eot: Option<(u32, &'a str)>,
     /// The model card (`README.md`).
     pub model_card: Option<&'a str>,
+    /// The sha256 the data stage gave the tokenizer (`data.json`), recorded in config.json
+    /// as `synthscale_tokenizer_sha256`: the exported tokenizer.json differs from the one
+    /// trained with (its document-start post-processor), and `init_from` checks this.
+    pub tokenizer_sha256: Option<&'a str>,
 }
+
+/// The config.json key under which an export records its tokenizer's data-stage sha256.
+pub const TOKENIZER_SHA256_KEY: &str = "synthscale_tokenizer_sha256";
 
 /// `generation_config.json`: the special tokens `generate` needs.
 pub fn generation_config(cfg: &ModelConfig, eot_id: u32) -> serde_json::Value {
@@ -197,8 +204,11 @@ pub fn export_hf(model: &Decoder, dir: &Path, files: &ExportFiles) -> Result<()>
     let result = (|| -> Result<()> {
         let weights = tmp.join("model.safetensors");
         candle_core::safetensors::save(&model.tensors(), &weights)?;
-        let config =
-            serde_json::to_string_pretty(&hf_config(model.config(), eot_id)).expect("serializable");
+        let mut config = hf_config(model.config(), eot_id);
+        if let Some(h) = files.tokenizer_sha256 {
+            config[TOKENIZER_SHA256_KEY] = json!(h);
+        }
+        let config = serde_json::to_string_pretty(&config).expect("serializable");
         std::fs::write(tmp.join("config.json"), config).map_err(io(&tmp))?;
         let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("serializable");
         if let Some((id, text)) = files.eot {

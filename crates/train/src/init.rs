@@ -148,12 +148,22 @@ pub fn check(
     let theirs = hf_model(&json, &hf)?;
     compare(model, &theirs, &hf, "", file)?;
     let tok = src.join(HF_TOKENIZER);
-    if tok.is_file() {
-        let found = sha256_file(&tok)?;
+    // A synthscale export records the data stage's hash of the tokenizer it was trained
+    // with (its tokenizer.json adds a document-start post-processor, so its bytes differ);
+    // any other export is identified by its tokenizer.json's bytes.
+    let recorded = json
+        .get(synthscale_model::export::TOKENIZER_SHA256_KEY)
+        .and_then(|v| v.as_str())
+        .map(String::from);
+    if recorded.is_some() || tok.is_file() {
+        let (found, where_, field) = match recorded {
+            Some(h) => (h, &hf, synthscale_model::export::TOKENIZER_SHA256_KEY),
+            None => (sha256_file(&tok)?, &tok, "sha256"),
+        };
         if found != tokenizer_hash {
             return Err(bad(
-                &tok,
-                "sha256",
+                where_,
+                field,
                 format!(
                     "{found}, but the run ({}) trains with tokenizer {tokenizer_hash}: \
                      init_from needs the same tokenizer",
