@@ -359,12 +359,6 @@ fn jsonl_records(path: &Path, bytes: &[u8]) -> Result<Records> {
         }
         objects.push((line_no, map));
     }
-    if header.is_empty() {
-        return Err(FitError::Empty {
-            path: path.to_path_buf(),
-            message: "no JSON object".into(),
-        });
-    }
     let cell = |x: Option<&serde_json::Value>| match x {
         Some(serde_json::Value::String(s)) => s.trim().to_string(),
         Some(serde_json::Value::Null) | None => String::new(),
@@ -445,6 +439,12 @@ fn read_csv(path: &Path, opts: &InputOptions) -> Result<Part> {
     } else {
         csv_records(path, &bytes)?
     };
+    if header.is_empty() {
+        return Err(FitError::Empty {
+            path: path.to_path_buf(),
+            message: "no JSON object".into(),
+        });
+    }
     add_tokens_from_steps(path, &mut header, &mut records, opts)?;
     let format = if is_jsonl(path, &bytes) {
         Format::Jsonl
@@ -610,28 +610,20 @@ fn read_metrics(path: &Path) -> Result<Part> {
         .and_then(|p| p.file_name())
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    let text = String::from_utf8_lossy(&bytes);
+    // Its lines as a table (the same reader as any tool's JSON lines); evaluation lines are
+    // the points, training lines (no `eval_domain`) are skipped.
+    let (header, records) = jsonl_records(path, &bytes)?;
+    let at = |name: &str| header.iter().position(|h| h == name);
+    let (domain, loss) = (at("eval_domain"), at("val_loss"));
+    let (step, tokens_at, params, flops) = (at("step"), at("tokens"), at("params"), at("flops"));
     let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| FitError::Parse {
-            path: path.to_path_buf(),
-            line: line_no,
-            column: "-".into(),
-            message: format!("not a JSON object: {e}"),
-        })?;
-        let (Some(domain), Some(loss)) = (v.get("eval_domain"), v.get("val_loss")) else {
+    for (line_no, cells) in records {
+        let get = |i: Option<usize>| i.map(|i| cells[i].clone()).unwrap_or_default();
+        let (d, l) = (get(domain), get(loss));
+        if d.is_empty() || l.is_empty() {
             continue; // a training line
-        };
-        let s = |x: Option<&serde_json::Value>| match x {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Null) | None => String::new(),
-            Some(x) => x.to_string(),
-        };
-        let tokens = s(v.get("tokens"));
+        }
+        let tokens = get(tokens_at);
         if tokens.parse::<f64>().is_ok_and(|t| t == 0.0) {
             continue; // the evaluation before training
         }
@@ -640,12 +632,12 @@ fn read_metrics(path: &Path) -> Result<Part> {
             vec![
                 run.clone(),
                 run.clone(),
-                s(Some(domain)),
-                s(v.get("step")),
+                d,
+                get(step),
                 tokens,
-                s(Some(loss)),
-                s(v.get("params")),
-                s(v.get("flops")),
+                l,
+                get(params),
+                get(flops),
             ],
         ));
     }
