@@ -348,6 +348,16 @@ fn sweep_setup(dir: &Path, ranks: u32) {
     assert!(out.status.success(), "{}", stderr_of(&out));
 }
 
+/// The text of the sbatch script a Slurm launch of the sweep in `d` wrote.
+fn sbatch_script(d: &Path) -> String {
+    let path = std::fs::read_dir(d.join("sweep/slurm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
+        .unwrap();
+    std::fs::read_to_string(path).unwrap()
+}
+
 /// The sweep's one run, and the same run config trained by one process beside it: the
 /// sweep's 2-rank run must be that run.
 fn assert_sweep_run_is_the_single_process_run(d: &Path) {
@@ -399,12 +409,7 @@ fn a_sweep_size_of_two_ranks_runs_locally_as_the_single_process_run() {
             "--no-submit",
         ],
     ));
-    let script = std::fs::read_dir(d.join("sweep/slurm"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
-        .unwrap();
-    let script = std::fs::read_to_string(script).unwrap();
+    let script = sbatch_script(d);
     assert!(
         script.contains("#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n")
             && !script.contains("--ntasks="),
@@ -425,14 +430,7 @@ fn a_sweep_size_of_two_ranks_runs_under_slurm_as_a_two_task_srun_step() {
     sweep_setup(d, 2);
     let out = common::run_in(d, &["sweep", "launch", "tiny.toml", "--executor", "slurm"]);
     ok(out.clone());
-    let script = std::fs::read_dir(d.join("sweep/slurm"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "sbatch"))
-        .unwrap();
-    assert!(std::fs::read_to_string(&script)
-        .unwrap()
-        .contains("#SBATCH --ntasks=2\n"));
+    assert!(sbatch_script(d).contains("#SBATCH --ntasks=2\n"));
     let t = Instant::now();
     let done = || {
         std::fs::read_dir(d.join("sweep/runs"))
