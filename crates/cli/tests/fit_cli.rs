@@ -43,24 +43,27 @@ fn fit_writes_the_json_contract_and_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let csv = results_csv(dir.path());
     let json = dir.path().join("fit.json");
-    let (code, out, err) = run(&[
-        "fit",
-        csv.to_str().unwrap(),
-        "--law",
-        "power",
-        "--group-by",
-        "mixture",
-        "--where",
-        "eval_domain=web",
-        "--baseline",
-        "mixture=natural",
-        "--holdout",
-        "largest",
-        "--bootstrap",
-        "50",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let fit = |json_out: &str| {
+        run(&[
+            "fit",
+            csv.to_str().unwrap(),
+            "--law",
+            "power",
+            "--group-by",
+            "mixture",
+            "--where",
+            "eval_domain=web",
+            "--baseline",
+            "mixture=natural",
+            "--holdout",
+            "largest",
+            "--bootstrap",
+            "50",
+            "--json",
+            json_out,
+        ])
+    };
+    let (code, out, err) = fit(json.to_str().unwrap());
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("mixture=natural") && out.contains("beta"),
@@ -102,24 +105,7 @@ fn fit_writes_the_json_contract_and_a_table() {
     assert!((s["speedup"].as_f64().unwrap() - 2.0).abs() < 0.01, "{s}");
 
     // `--json -`: the same JSON on stdout alone (the table goes to stderr), no file `-`.
-    let (code, out, err) = run(&[
-        "fit",
-        csv.to_str().unwrap(),
-        "--law",
-        "power",
-        "--group-by",
-        "mixture",
-        "--where",
-        "eval_domain=web",
-        "--baseline",
-        "mixture=natural",
-        "--holdout",
-        "largest",
-        "--bootstrap",
-        "50",
-        "--json",
-        "-",
-    ]);
+    let (code, out, err) = fit("-");
     assert_eq!(code, 0, "{err}");
     let piped: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(piped["groups"], v["groups"]);
