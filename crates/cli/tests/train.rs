@@ -661,7 +661,14 @@ fn export_refuses_an_output_that_is_not_an_export_and_a_changed_tokenizer() {
     names.sort();
     assert_eq!(
         names,
-        ["config.json", "model.safetensors", "tokenizer.json"]
+        [
+            "README.md",
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
     );
 
     // A tokenizer edited after the data was prepared is not shipped.
