@@ -464,7 +464,7 @@ mod nccl_engine {
         }
         fn reduce_sum(&self, buf: &mut [f32], root: usize) -> Result<()> {
             let mut t = [Tensor::from_slice(
-                buf,
+                &buf[..],
                 buf.len(),
                 &Device::Cuda(self.cuda.clone()),
             )?];
@@ -476,7 +476,7 @@ mod nccl_engine {
         }
         fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
             let mut t = [Tensor::from_slice(
-                buf,
+                &buf[..],
                 buf.len(),
                 &Device::Cuda(self.cuda.clone()),
             )?];
