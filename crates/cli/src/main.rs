@@ -43,7 +43,8 @@ enum Command {
     /// Prepare and inspect tokenized data: corpora → token shards → mixtures.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
-    /// Generate synthetic corpora (rephrased, textbook, SynthLLM) with a local generator LM.
+    /// Generate synthetic corpora (rephrased, textbook, SynthLLM) with a local generator LM
+    /// or an OpenAI-compatible inference server (vLLM, SGLang, llama.cpp).
     Synth(synth_cmd::SynthArgs),
     /// Train one model on one mixture, resumably.
     ///

@@ -8,7 +8,7 @@ use clap::Args;
 use synthscale_synth::run::run_synth;
 use synthscale_synth::SynthConfig;
 
-/// Generate rephrased / textbook corpora with a local generator LM.
+/// Generate rephrased / textbook corpora with a local generator LM or an inference server.
 ///
 /// Raw generations are appended to `<work_dir>/<task>.raw.jsonl` as they finish; a rerun
 /// after a kill resumes where it stopped. The filtered corpus goes to each task's `output`.

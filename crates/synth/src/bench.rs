@@ -61,3 +61,92 @@ pub fn quantized_peer_rate(path: &Path, prompt_len: usize, steps: usize) -> Resu
     }
     Ok(steps as f64 / t.elapsed().as_secs_f64())
 }
+
+/// The bench's prompts: `n` rephrasing requests over one ~100-token passage, each opened
+/// by its own number so that no two share a prompt (a server's prefix cache still shares
+/// the system text, as it would in a real run).
+pub fn bench_prompts(n: usize) -> Vec<(String, String, String)> {
+    const PASSAGE: &str = "The committee met on a cold morning to weigh the proposal for a new \
+        bridge across the river. Engineers described the soft clay of the eastern bank, the \
+        cost of deeper piles, and the traffic that the old ferry could no longer carry. \
+        Farmers asked whether tolls would fall on their carts; merchants asked how soon the \
+        work could begin. After a long debate the members agreed to fund a survey first, \
+        and to meet again when its findings were known.";
+    (0..n)
+        .map(|i| {
+            (
+                format!("bench/{i}"),
+                "You rewrite passages in clear, plain English.".to_string(),
+                format!("Passage {i}:\n{PASSAGE}\n\nRewrite the passage above in your own words."),
+            )
+        })
+        .collect()
+}
+
+/// Generated tokens per second through a server with `concurrency` requests in flight,
+/// over `requests` prompts of up to `max_tokens` new tokens each (prefill included, as
+/// in a real run), asking the server to ignore end-of-sequence so every answer is full.
+pub fn server_rate(
+    client: &crate::server::ServerClient,
+    requests: usize,
+    concurrency: usize,
+    max_tokens: usize,
+) -> Result<(f64, u64)> {
+    use crate::server::{Answer, Prompt};
+    let texts = bench_prompts(requests);
+    let prompts: Vec<Prompt> = texts
+        .iter()
+        .map(|(id, system, user)| Prompt {
+            id,
+            system,
+            user,
+            prefix: "",
+            max_tokens,
+            response_format: None,
+        })
+        .collect();
+    let sampling = crate::generate::Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 1,
+        max_new_tokens: max_tokens,
+    };
+    let mut tokens = 0u64;
+    let t = Instant::now();
+    client.run_bench(&prompts, &sampling, concurrency, |a| {
+        if let Answer::Done(r) = a {
+            tokens += r.completion_tokens as u64;
+        }
+    })?;
+    Ok((tokens as f64 / t.elapsed().as_secs_f64(), tokens))
+}
+
+/// The same prompts through our own generator (continuous batching at `batch`), greedy,
+/// prefill included; generations end at end-of-sequence or `max_tokens`.
+pub fn local_rate(
+    gen: &mut crate::generate::Generator,
+    format: crate::tokenizer::ChatFormat,
+    requests: usize,
+    batch: usize,
+    max_tokens: usize,
+) -> Result<(f64, u64)> {
+    gen.batch_size = batch;
+    gen.sampling.temperature = 0.0;
+    gen.sampling.max_new_tokens = max_tokens;
+    let reqs: Vec<crate::generate::Request> = bench_prompts(requests)
+        .into_iter()
+        .map(|(id, system, user)| {
+            Ok(crate::generate::Request {
+                id,
+                prompt: gen.tokenizer.encode(&format.render(&system, &user))?,
+                max_new_tokens: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    let stats = gen.generate(reqs, |_| Ok(true))?;
+    Ok((
+        stats.generated_tokens as f64 / t.elapsed().as_secs_f64(),
+        stats.generated_tokens,
+    ))
+}

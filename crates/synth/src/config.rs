@@ -26,15 +26,69 @@ pub struct SynthConfig {
     pub tasks: Vec<TaskConfig>,
 }
 
+/// Where generations come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorKind {
+    /// synthscale's own candle decoder on `model` (a GGUF file or an HF folder).
+    #[default]
+    Local,
+    /// An OpenAI-compatible inference server (vLLM, SGLang, llama.cpp) at `base_url`,
+    /// serving `model`.
+    Openai,
+}
+
+/// Which endpoint of an OpenAI-compatible server generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Api {
+    /// `/chat/completions`: the server applies the model's chat template.
+    #[default]
+    Chat,
+    /// `/completions`: the template's system and user texts and the response prefix sent
+    /// as one plain prompt (base models without a chat template).
+    Completions,
+}
+
 /// The generator model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
-    /// A GGUF file, or an HF folder with `config.json` and `model.safetensors`.
+    /// `local` (default) or `openai`.
+    #[serde(default)]
+    pub kind: GeneratorKind,
+    /// `local`: a GGUF file, or an HF folder with `config.json` and `model.safetensors`.
+    /// `openai`: the model id the server serves (as its `/v1/models` lists it).
     pub model: PathBuf,
-    /// A `tokenizer.json`; by default the GGUF metadata or `<model>/tokenizer.json`.
+    /// A `tokenizer.json` (or, for `openai`, a GGUF file whose metadata holds one); by
+    /// default the GGUF metadata or `<model>/tokenizer.json`. With `openai` it only
+    /// measures passages; without it a passage's tokens are estimated as bytes / 4.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// `openai`: the API root, up to the version (`http://127.0.0.1:8000/v1`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `openai`: the environment variable holding the API key (sent as a bearer token,
+    /// never written anywhere); none: no key is sent.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `openai`: `chat` (default) or `completions`.
+    #[serde(default)]
+    pub api: Api,
+    /// `openai`: requests in flight at once (the server batches them).
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// `openai`: the deadline of one request, in seconds (connecting, waiting, reading).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: f64,
+    /// `openai`: retries of a request after a timeout, a broken connection, 429 or 5xx,
+    /// before the run stops (keeping every finished record).
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// `openai`: the first backoff in seconds; doubled on each retry, capped at 30 s, with
+    /// jitter (×0.5–1).
+    #[serde(default = "default_retry_base")]
+    pub retry_base_s: f64,
     /// Name recorded in every record (default: the model file's name).
     #[serde(default)]
     pub name: Option<String>,
@@ -53,6 +107,22 @@ fn default_device() -> String {
 
 fn default_batch() -> usize {
     16
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+fn default_request_timeout() -> f64 {
+    600.0
+}
+
+fn default_retries() -> u32 {
+    6
+}
+
+fn default_retry_base() -> f64 {
+    1.0
 }
 
 /// Cutting source documents into passages that fit the prompt.
@@ -167,6 +237,63 @@ impl SynthConfig {
                     self.generator.device
                 ),
             );
+        }
+        let g = &self.generator;
+        if g.kind == GeneratorKind::Openai {
+            match &g.base_url {
+                None => {
+                    return f(
+                        "generator.base_url",
+                        "kind = \"openai\" needs the server's API root, e.g. \"http://127.0.0.1:8000/v1\"".into(),
+                    )
+                }
+                Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return f(
+                        "generator.base_url",
+                        format!("{u:?} is not an http:// or https:// URL"),
+                    )
+                }
+                _ => {}
+            }
+            if g.max_concurrency == 0 || g.max_concurrency > 4096 {
+                return f(
+                    "generator.max_concurrency",
+                    format!("{} is outside 1..=4096", g.max_concurrency),
+                );
+            }
+            if !(g.request_timeout_s > 0.0 && g.request_timeout_s.is_finite()) {
+                return f(
+                    "generator.request_timeout_s",
+                    format!(
+                        "{} must be a positive number of seconds",
+                        g.request_timeout_s
+                    ),
+                );
+            }
+            if !(0.0..=60.0).contains(&g.retry_base_s) {
+                return f(
+                    "generator.retry_base_s",
+                    format!("{} is outside [0, 60]", g.retry_base_s),
+                );
+            }
+            if g.max_retries > 100 {
+                return f(
+                    "generator.max_retries",
+                    format!("{} is above 100", g.max_retries),
+                );
+            }
+        } else {
+            for (field, set) in [
+                ("base_url", g.base_url.is_some()),
+                ("api_key_env", g.api_key_env.is_some()),
+            ] {
+                if set {
+                    return f(
+                        &format!("generator.{field}"),
+                        "is for kind = \"openai\"; this generator is local".into(),
+                    );
+                }
+            }
         }
         let s = &self.sampling;
         if !(0.0..=5.0).contains(&s.temperature) {

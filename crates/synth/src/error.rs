@@ -36,6 +36,25 @@ pub enum SynthError {
         source: std::io::Error,
     },
 
+    /// An inference server refused a request (a 4xx other than 429): a wrong key, model or
+    /// parameter, which retrying cannot fix.
+    #[error("{url}: request {request} refused with HTTP {status}: {message}")]
+    Server {
+        url: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+
+    /// An inference server that did not answer after every retry.
+    #[error("{url}: request {request} failed {tries} times; the last: {last} (every finished record is kept; rerun to continue)")]
+    Unreachable {
+        url: String,
+        request: String,
+        tries: u32,
+        last: String,
+    },
+
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -54,7 +73,10 @@ impl SynthError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             SynthError::Data(e) => e.is_bad_input(),
-            SynthError::Io { .. } | SynthError::Tokenizer(_) | SynthError::Candle(_) => false,
+            SynthError::Io { .. }
+            | SynthError::Unreachable { .. }
+            | SynthError::Tokenizer(_)
+            | SynthError::Candle(_) => false,
             _ => true,
         }
     }

@@ -8,18 +8,25 @@
 //! - [`passages`]: source documents cut into passages;
 //! - [`synthllm`]: SynthLLM level 2/3 extraction, concept graph and walks;
 //! - [`filter`]: length, duplicate, echo and refusal filters;
-//! - [`run`]: `synthscale synth`, resumable, with provenance.
+//! - [`record`]: a generated text with its provenance; raw files; filtered outputs;
+//! - [`backend`]: the generator a run uses, local or an inference server ([`server`]);
+//! - [`job`]: prompts ready to run and the resumable generation loop every task shares;
+//! - [`run`]: `synthscale synth`: every task from passages to filtered corpus.
 //! - [`bench`]: decoding throughput against candle-transformers' quantized Llama.
 
+pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod error;
 pub mod filter;
 pub mod generate;
+pub mod job;
 pub mod llama;
 pub mod passages;
 pub mod prompt;
+pub mod record;
 pub mod run;
+pub mod server;
 pub mod synthllm;
 pub mod tokenizer;
 

@@ -25,6 +25,14 @@ struct TemplateFile {
     /// A cap on this template's generations, below `[sampling] max_new_tokens`.
     #[serde(default)]
     max_new_tokens: Option<usize>,
+    /// `json`: the answer is a JSON object, and an inference server is asked for one
+    /// (`response_format`); `text` (default): free text.
+    #[serde(default)]
+    response_format: Option<String>,
+    /// With `response_format = "json"`: a JSON Schema (as JSON text) the server constrains
+    /// the answer to (`json_schema`, which vLLM, SGLang and llama.cpp read).
+    #[serde(default)]
+    json_schema: Option<String>,
 }
 
 /// A loaded template.
@@ -37,6 +45,9 @@ pub struct Template {
     pub response_prefix: String,
     /// See the template file's `max_new_tokens`.
     pub max_new_tokens: Option<usize>,
+    /// What a server is asked for (`response_format` of the request): a JSON object, or
+    /// one that matches the template's schema; None for free text.
+    pub response_format: Option<serde_json::Value>,
     /// sha256 of the file's bytes, recorded in every record made with it.
     pub sha256: String,
 }
@@ -147,7 +158,37 @@ impl Template {
                 "must be at least 1",
             ));
         }
+        let json = match file.response_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(SynthError::field(
+                    path,
+                    "response_format",
+                    format!("{other:?} is neither \"text\" nor \"json\""),
+                ))
+            }
+        };
+        let response_format = match (json, &file.json_schema) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(SynthError::field(
+                    path,
+                    "json_schema",
+                    "needs response_format = \"json\"",
+                ))
+            }
+            (true, None) => Some(serde_json::json!({"type": "json_object"})),
+            (true, Some(schema)) => {
+                let schema: serde_json::Value = serde_json::from_str(schema).map_err(|e| {
+                    SynthError::field(path, "json_schema", format!("not JSON: {e}"))
+                })?;
+                Some(serde_json::json!({"type": "json_schema",
+                    "json_schema": {"name": "answer", "strict": true, "schema": schema}}))
+            }
+        };
         Ok(Template {
+            response_format,
             path: path.to_path_buf(),
             system: file.system,
             user: file.user,

@@ -9,15 +9,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::LoadedGenerator;
 use crate::config::{Method, SynthConfig, TaskConfig};
 use crate::error::Result;
 use crate::generate::stream_seed;
+use crate::job::{generate_jobs, make_job, sampling_record, Job, Log, Outcome};
 use crate::passages::Passage;
 use crate::prompt::Template;
-use crate::run::{
-    generate_jobs, make_job, read_raw, sampling_record, GeneratorId, Job, LoadedGenerator, Log,
-    Record,
-};
+use crate::record::{read_raw, Record};
 
 /// Topics of one passage, each with its key concepts.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -74,7 +73,50 @@ impl Extraction {
     }
 }
 
-/// Parses an extraction answer of the form
+/// How many extraction answers gave grounded concepts (SynthLLM's survival rate).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExtractionSummary {
+    /// Passages with an extraction answer.
+    pub answered: usize,
+    /// Answers that parsed into at least one topic with a concept found in the passage.
+    pub parsed: usize,
+    /// `parsed / answered`.
+    pub survival: f64,
+}
+
+/// Parses a JSON extraction answer: `{"topics": [{"topic": …, "concepts": [...]}]}`
+/// (concepts may also be one comma-separated string, and `name` may stand for `topic`),
+/// taking the first JSON object in the text. None when there is no such object.
+fn parse_json_extraction(answer: &str) -> Option<Extraction> {
+    let start = answer.find('{')?;
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&answer[start..])
+        .into_iter::<serde_json::Value>()
+        .next()?
+        .ok()?;
+    let mut ex = Extraction::default();
+    for t in v["topics"].as_array()? {
+        let Some(name) = t["topic"].as_str().or_else(|| t["name"].as_str()) else {
+            continue;
+        };
+        let Some(topic) = normalise_topic(name) else {
+            continue;
+        };
+        let items: Vec<String> = match &t["concepts"] {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect(),
+            serde_json::Value::String(s) => s.split([',', ';']).map(str::to_string).collect(),
+            _ => Vec::new(),
+        };
+        let set = ex.topics.entry(topic).or_default();
+        set.extend(items.iter().filter_map(|c| normalise(c)));
+    }
+    ex.topics.retain(|_, c| !c.is_empty());
+    (!ex.topics.is_empty()).then_some(ex)
+}
+
+/// Parses an extraction answer: JSON first ([`parse_json_extraction`]), else the form
 /// ```text
 /// Topic: <name>
 /// Concepts: <a>, <b>; <c>
@@ -85,6 +127,9 @@ impl Extraction {
 /// shapes small generators fall into. A concept longer than six words is not a concept and
 /// is dropped. Returns why it failed when no topic with at least one concept was found.
 pub fn parse_extraction(answer: &str) -> std::result::Result<Extraction, String> {
+    if let Some(ex) = parse_json_extraction(answer) {
+        return Ok(ex);
+    }
     let mut ex = Extraction::default();
     let mut current: Option<String> = None;
     for raw in answer.lines() {
@@ -295,7 +340,7 @@ pub fn closest(query: &BTreeSet<String>, sets: &[BTreeSet<String>], k: usize) ->
 }
 
 /// Runs (or resumes) the extraction call on every passage; returns the parsed extractions
-/// by passage id. Malformed answers are logged and left out.
+/// by passage id and the survival rate. Malformed answers are logged and left out.
 pub fn extract_all(
     cfg: &SynthConfig,
     task: &TaskConfig,
@@ -303,7 +348,7 @@ pub fn extract_all(
     gen: &LoadedGenerator,
     passages: &[Passage],
     log: Log,
-) -> Result<BTreeMap<String, Extraction>> {
+) -> Result<(BTreeMap<String, Extraction>, ExtractionSummary)> {
     let jobs: Vec<Job> = passages
         .iter()
         .map(|p| {
@@ -323,19 +368,19 @@ pub fn extract_all(
     let raw = cfg
         .work_dir
         .join(format!("extract-{}.raw.jsonl", &tmpl.sha256[..12]));
-    let make = |c: &crate::generate::Completion, job: &Job, text: String| Record {
+    let make = |c: &Outcome, job: &Job, text: String| Record {
         id: c.id.clone(),
         text,
         kind: "extraction".into(),
         task: "extract".into(),
         sources: job.sources.clone(),
-        generator: GeneratorId { ..gen.id.clone() },
+        generator: gen.id.clone(),
         template_sha256: tmpl.sha256.clone(),
         sampling: sampling_record(&cfg.sampling, job),
         seed: cfg.sampling.seed,
         finish: c.finish,
         prompt_tokens: c.prompt_tokens,
-        generated_tokens: c.tokens.len(),
+        generated_tokens: c.generated_tokens,
     };
     generate_jobs(
         &raw,
@@ -373,12 +418,23 @@ pub fn extract_all(
             }
         }
     }
+    let answered = out.len() + bad;
+    let summary = ExtractionSummary {
+        answered,
+        parsed: out.len(),
+        survival: if answered == 0 {
+            0.0
+        } else {
+            out.len() as f64 / answered as f64
+        },
+    };
     log(&format!(
-        "{} extraction: {} parsed, {bad} malformed and skipped",
+        "{} extraction: {} parsed, {bad} malformed and skipped (survival {:.2})",
         task.name,
-        out.len()
+        out.len(),
+        summary.survival
     ));
-    Ok(out)
+    Ok((out, summary))
 }
 
 fn join(items: impl IntoIterator<Item = String>) -> String {
@@ -451,6 +507,27 @@ pub fn jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_extractions_parse_first_and_text_is_the_fallback() {
+        // The schema's shape (as a server held to it answers), after some prose.
+        let a = r#"Here: {"topics": [{"topic": "The Bridge", "concepts": ["soft clay", "Deeper piles", "x"]},
+            {"name": "Tolls", "concepts": "carts, merchants; ferry"}, {"topic": "empty", "concepts": []}]} trailing"#;
+        let ex = parse_extraction(a).unwrap();
+        let want: BTreeMap<String, BTreeSet<String>> = [
+            ("the bridge", vec!["soft clay", "deeper piles", "x"]),
+            ("tolls", vec!["carts", "merchants", "ferry"]),
+        ]
+        .into_iter()
+        .map(|(t, c)| (t.to_string(), c.into_iter().map(str::to_string).collect()))
+        .collect();
+        assert_eq!(ex.topics, want);
+        // Cut-off JSON is not an extraction; the text form after it still is.
+        let cut = "{\"topics\": [{\"topic\": \"a\", \"concepts\": [\"b\"\nTopic: Rivers\nConcepts: delta, flood";
+        let ex = parse_extraction(cut).unwrap();
+        assert_eq!(ex.topics.keys().collect::<Vec<_>>(), ["rivers"]);
+        assert!(parse_extraction("{\"topics\": []}").is_err());
+    }
 
     #[test]
     fn parses_lenient_extractions_and_rejects_garbage() {

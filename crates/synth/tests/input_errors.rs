@@ -95,3 +95,92 @@ fn template_cap_of_zero_is_refused() -> Result<()> {
     );
     Ok(())
 }
+
+/// An OpenAI-compatible generator's fields: each bad value is named with its bound.
+#[test]
+fn server_generator_fields_are_checked_at_load() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("synth.toml");
+    let cases = [
+        ("kind = \"openai\"", "generator.base_url", "API root"),
+        (
+            "kind = \"openai\"\nbase_url = \"localhost:8000/v1\"",
+            "generator.base_url",
+            "not an http",
+        ),
+        (
+            "kind = \"openai\"\nbase_url = \"http://h/v1\"\nmax_concurrency = 0",
+            "generator.max_concurrency",
+            "1..=4096",
+        ),
+        (
+            "kind = \"openai\"\nbase_url = \"http://h/v1\"\nrequest_timeout_s = 0",
+            "generator.request_timeout_s",
+            "positive",
+        ),
+        (
+            "base_url = \"http://h/v1\"",
+            "generator.base_url",
+            "kind = \"openai\"",
+        ),
+        ("kind = \"vllm\"", "toml", "unknown variant"),
+    ];
+    for (generator, field, bound) in cases {
+        std::fs::write(
+            &p,
+            format!(
+                "work_dir = \"w\"\n[generator]\nmodel = \"m\"\n{generator}\n\
+                 [[sources]]\nname = \"a\"\npath = \"a.jsonl\"\n\
+                 [[tasks]]\nname = \"t\"\nmethod = \"passage\"\nkind = \"textbook\"\ntemplate = \"t.toml\"\noutput = \"o.jsonl\"\n"
+            ),
+        )?;
+        let err = SynthConfig::load(&p).unwrap_err();
+        assert!(err.is_bad_input());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("synth.toml") && msg.contains(field) && msg.contains(bound),
+            "{generator}: {msg}"
+        );
+    }
+    Ok(())
+}
+
+/// A template's `json_schema` must be JSON and needs `response_format = "json"`.
+#[test]
+fn template_json_schema_is_checked() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().join("t.toml");
+    for (extra, want) in [
+        (
+            "json_schema = '{\"type\": \"object\"}'",
+            "needs response_format",
+        ),
+        (
+            "response_format = \"json\"\njson_schema = '{not json'",
+            "not JSON",
+        ),
+        ("response_format = \"yaml\"", "neither"),
+    ] {
+        std::fs::write(
+            &p,
+            format!("system = \"s\"\nuser = \"{{passage}}\"\n{extra}\n"),
+        )?;
+        let msg = Template::load(&p, &["passage"], &["passage"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("t.toml") && msg.contains(want),
+            "{extra}: {msg}"
+        );
+    }
+    std::fs::write(
+        &p,
+        "system = \"s\"\nuser = \"{passage}\"\nresponse_format = \"json\"\njson_schema = '{\"type\": \"object\"}'\n",
+    )?;
+    let t = Template::load(&p, &["passage"], &["passage"])?;
+    assert_eq!(
+        t.response_format.unwrap()["json_schema"]["schema"]["type"],
+        "object"
+    );
+    Ok(())
+}

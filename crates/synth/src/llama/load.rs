@@ -88,6 +88,15 @@ impl LayerNames {
 }
 
 impl Llama {
+    /// Reads a GGUF file's header (metadata and tensor index; no weights).
+    pub fn read_gguf_header(path: &Path) -> Result<gguf_file::Content> {
+        let file = File::open(path).map_err(|e| missing_or_io(path, e, "GGUF file"))?;
+        gguf_file::Content::read(&mut BufReader::new(file)).map_err(|e| SynthError::Weights {
+            path: path.to_path_buf(),
+            message: format!("not a readable GGUF file: {e}"),
+        })
+    }
+
     /// Loads a GGUF file of architecture `llama`, dequantizing every tensor to f32.
     pub fn from_gguf(path: &Path) -> Result<(Llama, gguf_file::Content)> {
         let file = File::open(path).map_err(|e| missing_or_io(path, e, "GGUF model"))?;
