@@ -32,6 +32,12 @@ impl LoadedManifest {
     /// Reads, parses and validates a manifest; relative paths in it resolve against the
     /// manifest's folder.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Self::load_with(path, true)
+    }
+
+    /// [`LoadedManifest::load`]; with `corpora` false the data sources' files may be
+    /// missing (`sweep plan` before the corpora are on this machine).
+    pub fn load_with(path: &Path, corpora: bool) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::Read {
             path: path.to_path_buf(),
             source: e,
@@ -42,7 +48,7 @@ impl LoadedManifest {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         manifest.data.resolve_paths(base);
-        manifest.data.validate(path)?;
+        manifest.data.validate_with(path, corpora)?;
         if let Some(s) = &mut manifest.sweep {
             s.resolve_paths(base);
             s.check_init_from(path)?;

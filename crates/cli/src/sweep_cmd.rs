@@ -163,6 +163,34 @@ pub fn load(c: &Common) -> anyhow::Result<Sweep> {
     Ok(sweep)
 }
 
+/// The sweep `sweep plan` shows: against the prepared data where there is some, else
+/// against what the manifest's `[data]` fixes (true in the second place: planned before
+/// `data prepare`, the corpora need not be here).
+fn load_for_plan(c: &Common) -> anyhow::Result<(Sweep, bool)> {
+    let m = LoadedManifest::load_with(&c.manifest, false)?;
+    let Some(cfg) = &m.manifest.sweep else {
+        return Err(BadInput(format!(
+            "{}: no [sweep] section (sizes, budgets, mixtures, seeds)",
+            c.manifest.display()
+        ))
+        .into());
+    };
+    let data = c.data.clone().unwrap_or_else(|| m.data_dir());
+    if data.join(synthscale_data::datadir::META_FILE).exists() {
+        return Ok((load(c)?, false));
+    }
+    let meta = synthscale_data::DataMeta::provisional(&m.manifest.data)?;
+    let sweep = Sweep::plan_with_meta(
+        &c.manifest,
+        &data,
+        &meta,
+        cfg,
+        m.manifest.slurm.as_ref(),
+        c.out.as_deref(),
+    )?;
+    Ok((sweep, true))
+}
+
 fn binary() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("finding the synthscale binary")
 }
@@ -193,7 +221,7 @@ fn mixture_text(shares: &std::collections::BTreeMap<SourceKind, f64>) -> String 
 }
 
 fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let sweep = load(&a.common)?;
+    let (sweep, provisional) = load_for_plan(&a.common)?;
     if let Some(t) = a.flops_per_s {
         if !(t.is_finite() && t > 0.0) {
             return Err(BadInput(format!("--flops-per-s {t} must be > 0")).into());
@@ -235,6 +263,7 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
                     None => None,
                 },
                 "seconds": rate.map(|x| r.cost_flops() / x),
+                "data_prepared": !provisional,
             });
             println!("{row}");
         }
@@ -247,6 +276,14 @@ fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
         sweep.out_dir.display(),
         sweep.data_dir.display()
     );
+    if provisional {
+        println!(
+            "planned before `synthscale data prepare`: with a tokenizer file every figure is \
+             final; a BPE is taken at its vocab_size (a small corpus can train fewer tokens). \
+             Checks that count the data's tokens (a batch larger than the data, repeats) run \
+             once the data is prepared"
+        );
+    }
     println!(
         "{:<40} {:>12} {:>12} {:>12} {:>8} {:>10} {:>7} {:>5} {:>6} {:>7} {:>5} {:>9} {:>8}  mixture",
         "run",

@@ -724,3 +724,66 @@ fn the_cli_behaves_in_pipes_and_scripts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(common::stderr_of(&out).contains("not a run directory"));
 }
+
+/// `sweep plan` before `data prepare`, the corpus not yet on the machine, with a tokenizer
+/// file: the plan is the one made after preparing (the oracle): the same run ids, shapes,
+/// budgets, batches, learning rates and memory, marked as planned without data.
+#[test]
+fn sweep_plan_before_data_prepare_matches_the_plan_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let manifest = setup(d, TINY);
+    // The same study with the tokenizer as a file (a BPE's trained size is only known
+    // after training).
+    std::fs::copy(d.join("data/tokenizer.json"), d.join("tok.json")).unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "tokenizer = { kind = \"bpe\", vocab_size = 512 }",
+        "tokenizer = { kind = \"file\", path = \"tok.json\" }",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    ok(run(d, &["data", "prepare", "tiny.toml", "--force"]));
+    let rows = |out: &Output| -> Vec<Value> {
+        stdout(out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let after = rows(&run(d, &["sweep", "plan", "tiny.toml", "--json"]));
+    std::fs::remove_dir_all(d.join("data")).unwrap();
+    std::fs::rename(d.join("c.jsonl"), d.join("c.jsonl.away")).unwrap();
+    let before = rows(&run(d, &["sweep", "plan", "tiny.toml", "--json"]));
+    assert_eq!(before.len(), 4);
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b["data_prepared"], false);
+        assert_eq!(a["data_prepared"], true);
+        for key in [
+            "id",
+            "params",
+            "tokens",
+            "flops",
+            "memory_bytes",
+            "batch_tokens",
+            "micro_batch_size",
+            "lr",
+            "steps",
+        ] {
+            assert_eq!(b[key], a[key], "{key}");
+        }
+    }
+    let text = ok(run(d, &["sweep", "plan", "tiny.toml"]));
+    assert!(
+        text.contains("planned before `synthscale data prepare`"),
+        "{text}"
+    );
+    // Launching still needs the data, and says so.
+    let o = run(d, &["sweep", "launch", "tiny.toml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("c.jsonl"));
+    drop(manifest);
+}

@@ -223,6 +223,12 @@ impl DataConfig {
     /// Checks every bound before any work starts. `file` is the manifest (for messages);
     /// field names are given as they appear in the manifest (`data.sources[2].kind`).
     pub fn validate(&self, file: &Path) -> Result<()> {
+        self.validate_with(file, true)
+    }
+
+    /// [`DataConfig::validate`]; with `corpora` false the sources' paths may be missing
+    /// (planning a sweep before the corpora are on this machine).
+    pub fn validate_with(&self, file: &Path, corpora: bool) -> Result<()> {
         let field = |name: String, msg: String| DataError::field(file, name, msg);
         if self.sources.is_empty() {
             return Err(field(
@@ -318,7 +324,7 @@ impl DataConfig {
             if let Some(f) = s.validation_fraction {
                 check_fraction(f).map_err(|m| field(at("validation_fraction"), m))?;
             }
-            if !s.path.exists() {
+            if corpora && !s.path.exists() {
                 return Err(field(
                     at("path"),
                     format!("{} does not exist", s.path.display()),

@@ -70,6 +70,73 @@ pub struct DataMeta {
 }
 
 impl DataMeta {
+    /// What `data prepare` will write, as far as the manifest's `[data]` fixes it without
+    /// reading the corpora: the tokenizer (a file's vocabulary and hash; a BPE's size, its
+    /// hash empty until trained), the sequence length and the sources, each with an
+    /// unbounded token count. For planning a sweep before the data is prepared: every
+    /// shape, budget, batch and memory figure is exact; nothing that counts the data's
+    /// tokens can be checked.
+    pub fn provisional(cfg: &crate::config::DataConfig) -> Result<DataMeta> {
+        use crate::config::{TokenDtypeSpec, TokenizerSpec};
+        let (hash, vocab_size, eot_id, origin) = match &cfg.tokenizer {
+            TokenizerSpec::File { path } => {
+                let t = crate::tokenizer::TextTokenizer::from_file(path, &cfg.eot_token)?;
+                (
+                    t.hash().to_string(),
+                    t.vocab_size(),
+                    t.eot_id(),
+                    path.display().to_string(),
+                )
+            }
+            TokenizerSpec::Bpe { vocab_size, .. } => (
+                String::new(),
+                *vocab_size as u32,
+                0,
+                format!("a {vocab_size}-token BPE, not yet trained"),
+            ),
+        };
+        let fits16 = u64::from(vocab_size) <= TokenDtype::U16.capacity();
+        let dtype = match cfg.token_dtype {
+            TokenDtypeSpec::U16 | TokenDtypeSpec::Auto if fits16 => TokenDtype::U16,
+            _ => TokenDtype::U32,
+        };
+        // Unbounded, and far enough below u64::MAX that sums over sources cannot overflow.
+        let unknown = SplitStats {
+            documents: 1 << 40,
+            bytes: 1 << 40,
+            tokens: 1 << 40,
+        };
+        Ok(DataMeta {
+            layout_version: LAYOUT_VERSION,
+            fingerprint: String::new(),
+            tokenizer: TokenizerMeta {
+                hash,
+                vocab_size,
+                eot_token: cfg.eot_token.clone(),
+                eot_id,
+                dtype,
+                origin,
+            },
+            seq_len: cfg.seq_len,
+            max_repeats: cfg.max_repeats,
+            sources: cfg
+                .sources
+                .iter()
+                .map(|s| SourceMeta {
+                    name: s.name.clone(),
+                    kind: s.kind,
+                    domain: s.domain.clone(),
+                    path: s.path.display().to_string(),
+                    files: 0,
+                    validation_fraction: s.validation_fraction.unwrap_or(cfg.validation_fraction),
+                    train: unknown,
+                    val: unknown,
+                    skipped_empty: 0,
+                })
+                .collect(),
+        })
+    }
+
     /// Validation domains and the sources (indices) whose held-out documents form each.
     pub fn domains(&self) -> BTreeMap<String, Vec<usize>> {
         let mut d: BTreeMap<String, Vec<usize>> = BTreeMap::new();

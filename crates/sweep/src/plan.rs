@@ -166,6 +166,31 @@ impl Sweep {
         slurm: Option<&SlurmConfig>,
         out_dir: Option<&Path>,
     ) -> Result<Sweep> {
+        let data_dir = absolute(data_dir)?;
+        if !data_dir.join(synthscale_data::datadir::META_FILE).exists() {
+            return Err(SweepError::Data {
+                path: data_dir.clone(),
+                message: format!(
+                    "no prepared data here; run `synthscale data prepare {}` first",
+                    manifest.display()
+                ),
+            });
+        }
+        let meta = read_meta(&data_dir)?;
+        Self::plan_with_meta(manifest, &data_dir, &meta, config, slurm, out_dir)
+    }
+
+    /// [`Sweep::plan`] against a given description of the data: the prepared data's, or
+    /// [`DataMeta::provisional`]'s before `data prepare` (run ids, shapes, budgets, batches
+    /// and memory come out the same; checks that count the data's tokens pass).
+    pub fn plan_with_meta(
+        manifest: &Path,
+        data_dir: &Path,
+        meta: &DataMeta,
+        config: &SweepConfig,
+        slurm: Option<&SlurmConfig>,
+        out_dir: Option<&Path>,
+    ) -> Result<Sweep> {
         config.validate(manifest)?;
         let slurm = slurm.cloned().unwrap_or_default();
         slurm.validate(manifest)?;
@@ -179,16 +204,6 @@ impl Sweep {
             .unwrap_or_else(|| PathBuf::from("results").join(&name));
         let out_dir = absolute(&out_dir)?;
         let data_dir = absolute(data_dir)?;
-        if !data_dir.join(synthscale_data::datadir::META_FILE).exists() {
-            return Err(SweepError::Data {
-                path: data_dir.clone(),
-                message: format!(
-                    "no prepared data here; run `synthscale data prepare {}` first",
-                    manifest.display()
-                ),
-            });
-        }
-        let meta = read_meta(&data_dir)?;
         let memory =
             synthscale_train::bounds::device_memory(config.device, config.device_memory_gib);
         let runs_dir = out_dir.join("runs");
@@ -201,11 +216,21 @@ impl Sweep {
         let mut planned = Vec::new();
         let mut init_sources = Vec::new();
         for (si, size) in config.sizes.iter().enumerate() {
-            let model = size_model(size, &meta, manifest, si)?;
+            let model = size_model(size, meta, manifest, si)?;
             let init_from = match &size.init_from {
                 Some(p) => {
                     let p = absolute(p)?;
                     // Shape and tokenizer now, not when the first run starts.
+                    if meta.tokenizer.hash.is_empty() {
+                        return Err(SweepError::Field {
+                            file: manifest.to_path_buf(),
+                            field: format!("sweep.sizes[{si}].init_from"),
+                            message: "the manifest's BPE tokenizer is trained by `data prepare`; \
+                                      run it before planning a size that starts from a base \
+                                      model (its tokenizer must match)"
+                                .into(),
+                        });
+                    }
                     let src =
                         synthscale_train::init::check(&p, &model, &meta.tokenizer.hash, manifest)
                             .map_err(|e| SweepError::Field {
@@ -223,7 +248,7 @@ impl Sweep {
                 manifest_dir: &manifest_dir,
                 data_dir: &data_dir,
                 runs_dir: &runs_dir,
-                meta: &meta,
+                meta,
                 config,
                 size,
                 model: &model,
