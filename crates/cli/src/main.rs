@@ -80,6 +80,27 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff): `synthscale man > ~/.local/share/man/man1/synthscale.1`;
+    /// with `--dir DIR`, write synthscale.1 and one page per subcommand
+    /// (synthscale-sweep-plan.1, …) there instead.
+    Man {
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// Writes `cmd`'s page as `<dir>/<display name>.1` and recurses into its subcommands
+/// (`cmd` built, so that a subcommand's display name is `synthscale-sweep-plan`).
+fn write_man_pages(cmd: &clap::Command, dir: &std::path::Path) -> anyhow::Result<()> {
+    let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+    let path = dir.join(format!("{name}.1"));
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    std::fs::write(&path, buf).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        write_man_pages(sub, dir)?;
+    }
+    Ok(())
 }
 
 /// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc 2 and 3).
@@ -144,6 +165,25 @@ fn run() -> anyhow::Result<ExitCode> {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "synthscale", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            match dir {
+                None => {
+                    // Through print!, so that a closed pipe ends quietly like every listing.
+                    let mut buf = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut buf)?;
+                    print!("{}", String::from_utf8_lossy(&buf));
+                }
+                Some(d) => {
+                    std::fs::create_dir_all(&d)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))?;
+                    cmd.build();
+                    write_man_pages(&cmd, &d)?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
