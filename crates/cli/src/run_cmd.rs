@@ -139,7 +139,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     pb.set_message(format!("[2/4] sweep: {total} runs, {jobs} at a time"));
-    let wait = synthscale_sweep::local::DEFAULT_LOCK_WAIT;
+    let wait = synthscale_sweep::child::DEFAULT_LOCK_WAIT;
     let summary = sweep_cmd::run_local(&sweep, jobs, a.retries, wait, &pb)?;
     pb.suspend(|| println!("{}", summary.text));
     if !summary.complete {

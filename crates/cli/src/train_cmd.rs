@@ -319,7 +319,7 @@ fn spawn_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
         if let Some(t) = &threads {
             cmd.env("RAYON_NUM_THREADS", t);
         }
-        synthscale_sweep::local::die_with_parent(&mut cmd);
+        synthscale_sweep::child::die_with_parent(&mut cmd);
         children.push(
             cmd.spawn()
                 .with_context(|| format!("starting rank {r} of {n}"))?,
@@ -406,7 +406,7 @@ fn mpirun_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
     if std::env::var_os("OMPI_MCA_btl_vader_single_copy_mechanism").is_none() {
         cmd.env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
     }
-    synthscale_sweep::local::die_with_parent(&mut cmd);
+    synthscale_sweep::child::die_with_parent(&mut cmd);
     let stop = stop_on_signals()?;
     let mut child = cmd.spawn().map_err(|e| TrainError::World {
         message: format!(

@@ -4,15 +4,19 @@
 //! - [`plan`]: grid expansion into runs with stable ids, resolved against the data;
 //! - [`ladder`]: budget ladders, a constant-LR trunk and one cooldown branch per budget;
 //! - [`gpu_pool`]: how many runs share a GPU, and the local executor's GPUs;
+//! - [`child`]: one run's `synthscale train` process (log, signals, waiting for its
+//!   run directory), as the local executor and the Slurm task start it;
 //! - [`local`]: the local executor (a pool of `synthscale train` processes);
 //! - [`slurm`]: the sbatch script, submission and the array task;
 //! - [`lock`]: one lock per run, so two launches never race for one run (the trainer's own
-//!   run-directory lock keeps any run from being trained twice);
+//!   run-directory lock keeps any run from being trained twice), and squeue's view of a
+//!   Slurm job that holds one;
 //! - [`data_check`]: the prepared data against the manifest's `[data]`;
 //! - [`results`]: `status` and the results table of `collect`.
 //!
 //! A relaunch skips DONE runs and resumes partial ones (the trainer resumes exactly).
 
+pub mod child;
 pub mod config;
 pub mod data_check;
 pub mod error;

@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,7 +61,7 @@ impl Owner {
     /// host without a Slurm job is assumed alive.
     pub fn is_alive(&self) -> bool {
         if let Some(job) = &self.slurm_job {
-            return crate::slurm::job_state(job).is_none_or(|s| s.is_some());
+            return job_state(job).is_none_or(|s| s.is_some());
         }
         if self.host != hostname() {
             return true;
@@ -246,6 +247,31 @@ pub fn acquire(out_dir: &Path, id: &str, owner: Owner, adopt: Option<&str>) -> R
             message: "could not take the lock after 20 tries".into(),
         }),
     }
+}
+
+/// `squeue`'s state of a job or array task: `None` when squeue cannot answer (not
+/// installed, no controller), `Some(None)` when the job is not queued (finished or
+/// unknown), else its state (`PENDING`, `RUNNING`, …).
+pub fn job_state(job: &str) -> Option<Option<String>> {
+    let out = Command::new("squeue")
+        .args(["-h", "-r", "-o", "%T", "-j", job])
+        .output()
+        .ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() {
+        return Some(
+            stdout
+                .lines()
+                .next()
+                .map(|l| l.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Invalid job id") {
+        return Some(None);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
             let pending = o
                 .slurm_job
                 .as_deref()
-                .and_then(crate::slurm::job_state)
+                .and_then(crate::lock::job_state)
                 .flatten()
                 .is_some_and(|s| s == "PENDING" || s == "REQUEUED");
             if pending {

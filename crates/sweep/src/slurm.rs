@@ -11,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 use synthscale_train::DONE;
 
+use crate::child::{run_child, wait_for_run_dir, Child, RunDirWait, DEFAULT_LOCK_WAIT};
 use crate::error::{Result, SweepError};
-use crate::local::{run_child, wait_for_run_dir, Child, RunDirWait, DEFAULT_LOCK_WAIT};
 use crate::lock::{self, Acquire, Owner};
 use crate::plan::Sweep;
 
@@ -214,31 +214,6 @@ fn job_name(name: &str) -> String {
             }
         })
         .collect()
-}
-
-/// `squeue`'s state of a job or array task: `None` when squeue cannot answer (not
-/// installed, no controller), `Some(None)` when the job is not queued (finished or
-/// unknown), else its state (`PENDING`, `RUNNING`, …).
-pub fn job_state(job: &str) -> Option<Option<String>> {
-    let out = Command::new("squeue")
-        .args(["-h", "-r", "-o", "%T", "-j", job])
-        .output()
-        .ok()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if out.status.success() {
-        return Some(
-            stdout
-                .lines()
-                .next()
-                .map(|l| l.trim().to_string())
-                .filter(|s| !s.is_empty()),
-        );
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("Invalid job id") {
-        return Some(None);
-    }
-    None
 }
 
 /// Submits every run that is not DONE and not held, as job arrays of at most the
