@@ -22,10 +22,15 @@ pub struct SizeSpec {
     pub preset: Option<String>,
     /// Non-embedding parameters for the size rule.
     pub params: Option<u64>,
+    /// An explicit shape: the residual width,
     pub d_model: Option<usize>,
+    /// the number of blocks,
     pub n_layers: Option<usize>,
+    /// and of attention heads;
     pub n_heads: Option<usize>,
+    /// key/value heads (grouped-query attention; default: `n_heads`), for any form;
     pub n_kv_heads: Option<usize>,
+    /// the MLP's hidden width (default: the model crate's SwiGLU rule), for any form.
     pub d_ff: Option<usize>,
     /// Seeds of this size's runs, in place of `sweep.seeds` (e.g. two seeds at one size to
     /// measure the seed-to-seed noise without doubling the whole grid).
@@ -69,12 +74,16 @@ pub struct BudgetSpec {
 pub struct RunRule {
     /// A fixed peak learning rate for every run; when absent, the power law below.
     pub lr: Option<f64>,
+    /// The law's coefficient (0.3118).
     pub lr_coefficient: f64,
+    /// The law's exponent on C (−0.1250).
     pub lr_exponent: f64,
     /// A fixed batch in tokens per step; when absent, the power law below, rounded to a
     /// power of two sequences.
     pub batch_tokens: Option<u64>,
+    /// The batch law's coefficient, in tokens (0.2920).
     pub batch_coefficient: f64,
+    /// The batch law's exponent on C (0.3271).
     pub batch_exponent: f64,
     /// The batch shrinks (by powers of two) until a run has at least this many steps, so
     /// that the schedule has a shape even at the smallest budgets.
@@ -82,6 +91,8 @@ pub struct RunRule {
     /// Sequences per forward/backward pass (bounded by memory, not by the rule): a
     /// number, or `"auto"`, the largest the memory model fits in 90% of the device's memory.
     pub micro_batch_size: MicroBatch,
+    /// The learning-rate schedule of every run (`"cosine"`, or `"wsd"`: warm-up, stable,
+    /// decay).
     pub schedule: Schedule,
     /// Budget ladders (Hägele et al. 2024): per size, mixture and seed, one constant-LR
     /// trunk to the largest budget's cooldown start and one WSD cooldown branch per budget
@@ -96,7 +107,9 @@ pub struct RunRule {
     pub min_lr_ratio: f64,
     /// Warm-up as a fraction of the steps (at least one step).
     pub warmup_fraction: f64,
+    /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
+    /// The global gradient norm is clipped to this (0: no clipping).
     pub grad_clip: f64,
     /// Validation points per run, evenly spaced (the last at the end): the intermediate
     /// points let `collect` report a loss curve, the final one is the run's result.
@@ -195,11 +208,15 @@ impl Default for RunRule {
 pub struct SweepConfig {
     /// Where runs, logs and the results table go; default `results/<manifest stem>`.
     pub out_dir: Option<PathBuf>,
+    /// The model sizes of the grid.
     pub sizes: Vec<SizeSpec>,
+    /// The token budgets of the grid (with ladders: each size's cooldown points).
     pub budgets: Vec<BudgetSpec>,
     /// Named mixtures: shares per kind (natural, rephrased, textbook) summing to 1.
     pub mixtures: BTreeMap<String, BTreeMap<SourceKind, f64>>,
+    /// Seeds of every run (a size's own `seeds` replace them for that size).
     pub seeds: Vec<u64>,
+    /// How a size and a budget become optimizer settings.
     pub run_rule: RunRule,
     /// Where every run computes.
     pub device: DeviceSpec,
@@ -242,13 +259,17 @@ impl Default for SweepConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlurmConfig {
+    /// `--partition`.
     pub partition: Option<String>,
+    /// `--account`.
     pub account: Option<String>,
+    /// GPUs of each task (of each rank, for a data-parallel run): `--gpus-per-task`.
     pub gpus_per_task: u32,
     /// Ranks of a data-parallel run per node (its GPUs per node): a run of N ranks then asks
     /// for `--nodes=N/ranks_per_node` and `--ntasks-per-node=ranks_per_node`; 0: `--ntasks=N`
     /// and Slurm places them.
     pub ranks_per_node: u32,
+    /// `--cpus-per-task`; the trainer's threads follow it.
     pub cpus_per_task: u32,
     /// Memory per task, in sbatch's syntax (`16G`, `4000M`).
     pub mem: Option<String>,
