@@ -88,7 +88,11 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_prepare(a: &PrepareArgs) -> anyhow::Result<ExitCode> {
-    let m = LoadedManifest::load(&a.manifest)?;
+    prepare_loaded(&LoadedManifest::load(&a.manifest)?, a)
+}
+
+/// `data prepare` of a manifest already loaded and checked (`synthscale run` loads it once).
+pub fn prepare_loaded(m: &LoadedManifest, a: &PrepareArgs) -> anyhow::Result<ExitCode> {
     let out = a.out.clone().unwrap_or_else(|| m.data_dir());
     let pb = spinner();
     let plain = plain_logs();

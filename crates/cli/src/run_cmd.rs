@@ -101,21 +101,27 @@ pub fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
 
     // 1. Data: `prepare` itself leaves a directory prepared from the same inputs alone.
     stage(1, "data");
-    let code = data_cmd::run_prepare(&PrepareArgs {
-        manifest: a.manifest.clone(),
-        out: None,
-        force: false,
-    })?;
+    let code = data_cmd::prepare_loaded(
+        &m,
+        &PrepareArgs {
+            manifest: a.manifest.clone(),
+            out: None,
+            force: false,
+        },
+    )?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }
 
     // 2. Sweep: DONE runs are skipped, partial ones resume.
-    let sweep = sweep_cmd::load(&Common {
-        manifest: a.manifest.clone(),
-        out: None,
-        data: None,
-    })?;
+    let sweep = sweep_cmd::plan_loaded(
+        &m,
+        &Common {
+            manifest: a.manifest.clone(),
+            out: None,
+            data: None,
+        },
+    )?;
     let total = sweep.runs.len() as u64;
     let pb = if plain {
         ProgressBar::hidden()

@@ -142,7 +142,11 @@ pub fn run(cmd: SweepCommand) -> anyhow::Result<ExitCode> {
 
 /// Loads the manifest and expands its grid against the prepared data.
 pub fn load(c: &Common) -> anyhow::Result<Sweep> {
-    let m = LoadedManifest::load(&c.manifest)?;
+    plan_loaded(&LoadedManifest::load(&c.manifest)?, c)
+}
+
+/// [`load`] of a manifest already loaded and checked (`synthscale run` loads it once).
+pub fn plan_loaded(m: &LoadedManifest, c: &Common) -> anyhow::Result<Sweep> {
     let Some(cfg) = &m.manifest.sweep else {
         return Err(BadInput(format!(
             "{}: no [sweep] section (sizes, budgets, mixtures, seeds)",
@@ -177,7 +181,7 @@ fn load_for_plan(c: &Common) -> anyhow::Result<(Sweep, bool)> {
     };
     let data = c.data.clone().unwrap_or_else(|| m.data_dir());
     if data.join(synthscale_data::datadir::META_FILE).exists() {
-        return Ok((load(c)?, false));
+        return Ok((plan_loaded(&m, c)?, false));
     }
     let meta = synthscale_data::DataMeta::provisional(&m.manifest.data)?;
     let sweep = Sweep::plan_with_meta(
