@@ -762,6 +762,8 @@ fn collect_cmd(a: &CollectArgs) -> anyhow::Result<ExitCode> {
 
 fn task(a: &TaskArgs) -> anyhow::Result<ExitCode> {
     let stop = stop_on_signals()?;
-    let code = run_task(&a.runs_file, a.index, &binary()?, &stop)?;
+    let code = run_task(&a.runs_file, a.index, &binary()?, &stop, &|e| {
+        eprintln!("{e}")
+    })?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

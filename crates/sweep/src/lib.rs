@@ -7,7 +7,8 @@
 //! - [`child`]: one run's `synthscale train` process (log, signals, waiting for its
 //!   run directory), as the local executor and the Slurm task start it;
 //! - [`local`]: the local executor (a pool of `synthscale train` processes);
-//! - [`slurm`]: the sbatch script, submission and the array task;
+//! - [`slurm`]: the sbatch script, the runs file and submission;
+//! - [`task`]: one array task, its runs trained under their locks;
 //! - [`lock`]: one lock per run, so two launches never race for one run (the trainer's own
 //!   run-directory lock keeps any run from being trained twice), and squeue's view of a
 //!   Slurm job that holds one;
@@ -27,10 +28,12 @@ pub mod lock;
 pub mod plan;
 pub mod results;
 pub mod slurm;
+pub mod task;
 
 pub use config::{BudgetSpec, RunRule, SizeSpec, SlurmConfig, SweepConfig};
 pub use error::{Result, SweepError};
 pub use local::{launch_local, LocalOptions, RunOutcome, SweepEvent};
 pub use plan::{LadderRole, PlannedRun, Sweep};
 pub use results::{collect, status, RunStatus, State};
-pub use slurm::{launch_slurm, run_task, SlurmArray, SlurmLaunch};
+pub use slurm::{launch_slurm, SlurmArray, SlurmLaunch};
+pub use task::{run_task, TaskEvent};
