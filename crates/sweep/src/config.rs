@@ -227,7 +227,7 @@ pub struct SweepConfig {
     /// `plan`'s time estimates; without it, runs already finished in this sweep are used.
     pub flops_per_second: Option<f64>,
     /// On CUDA, at most this many one-rank runs share one GPU at once when the memory model
-    /// says they fit it together ([`crate::gpu_pool::runs_per_gpu`]); 1: a GPU per run.
+    /// says they fit it together (`gpu_pool::runs_per_gpu`); 1: a GPU per run.
     pub max_runs_per_gpu: u32,
     /// TensorBoard event files in every run's `tensorboard/` folder, so that `tensorboard
     /// --logdir <sweep folder>` shows every run (not part of the runs' identity).

@@ -17,7 +17,7 @@ use synthscale_data::config::SourceKind;
 use synthscale_train::config::{BranchSpec, OptimConfig, Schedule};
 
 use crate::error::{Result, SweepError};
-use crate::plan::{Grid, LadderRole, PlannedRun};
+use crate::grid::{Grid, LadderRole, PlannedRun};
 
 /// The trunk, then one branch per budget (in the manifest's budget order).
 pub(crate) fn expand(

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the `[sweep]` and `[slurm]` sections and their static checks;
 //! - [`plan`]: grid expansion into runs with stable ids, resolved against the data;
+//! - [`grid`]: one size's runs: model, batch, learning rate, run config and id;
 //! - [`ladder`]: budget ladders, a constant-LR trunk and one cooldown branch per budget;
 //! - [`gpu_pool`]: how many runs share a GPU, and the local executor's GPUs;
 //! - [`child`]: one run's `synthscale train` process (log, signals, waiting for its
@@ -22,6 +23,7 @@ pub mod config;
 pub mod data_check;
 pub mod error;
 pub mod gpu_pool;
+pub mod grid;
 pub mod ladder;
 pub mod local;
 pub mod lock;
