@@ -25,7 +25,8 @@ PIDFILE="$ROOT/target/llm-server.pid"
 LOG="$ROOT/target/llm-server.log"
 
 setup() {
-  local venv=${1:-$VENV_DEFAULT}
+  local venv
+  venv=$(realpath -m "${1:-$VENV_DEFAULT}")
   if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import xllamacpp" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet "$PKG"

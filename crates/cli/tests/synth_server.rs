@@ -53,7 +53,12 @@ fn setup() -> Option<(String, PathBuf)> {
     }) && gguf.exists();
     if !ok {
         if std::env::var("SYNTHSCALE_REQUIRE_LLM_SERVER").as_deref() == Ok("1") {
-            panic!("SYNTHSCALE_REQUIRE_LLM_SERVER=1 but SYNTHSCALE_LLM_PYTHON (with xllamacpp) or {} is missing", gguf.display());
+            panic!(
+                "SYNTHSCALE_REQUIRE_LLM_SERVER=1 but SYNTHSCALE_LLM_PYTHON = {python:?} cannot \
+                 import xllamacpp (an absolute path is needed: tests run in crates/cli), or \
+                 {} is missing",
+                gguf.display()
+            );
         }
         eprintln!(
             "skipped: no SYNTHSCALE_LLM_PYTHON with xllamacpp, or no {}",
