@@ -145,15 +145,20 @@ pub fn load(c: &Common) -> anyhow::Result<Sweep> {
     plan_loaded(&LoadedManifest::load(&c.manifest)?, c)
 }
 
+/// The manifest's `[sweep]` section, or the error that it has none.
+fn sweep_section(m: &LoadedManifest) -> anyhow::Result<&synthscale_sweep::SweepConfig> {
+    m.manifest.sweep.as_ref().ok_or_else(|| {
+        BadInput(format!(
+            "{}: no [sweep] section (sizes, budgets, mixtures, seeds)",
+            m.path.display()
+        ))
+        .into()
+    })
+}
+
 /// [`load`] of a manifest already loaded and checked (`synthscale run` loads it once).
 pub fn plan_loaded(m: &LoadedManifest, c: &Common) -> anyhow::Result<Sweep> {
-    let Some(cfg) = &m.manifest.sweep else {
-        return Err(BadInput(format!(
-            "{}: no [sweep] section (sizes, budgets, mixtures, seeds)",
-            c.manifest.display()
-        ))
-        .into());
-    };
+    let cfg = sweep_section(m)?;
     let data = c.data.clone().unwrap_or_else(|| m.data_dir());
     let sweep = Sweep::plan(
         &c.manifest,
@@ -172,13 +177,7 @@ pub fn plan_loaded(m: &LoadedManifest, c: &Common) -> anyhow::Result<Sweep> {
 /// `data prepare`, the corpora need not be here).
 fn load_for_plan(c: &Common) -> anyhow::Result<(Sweep, bool)> {
     let m = LoadedManifest::load_with(&c.manifest, false)?;
-    let Some(cfg) = &m.manifest.sweep else {
-        return Err(BadInput(format!(
-            "{}: no [sweep] section (sizes, budgets, mixtures, seeds)",
-            c.manifest.display()
-        ))
-        .into());
-    };
+    let cfg = sweep_section(&m)?;
     let data = c.data.clone().unwrap_or_else(|| m.data_dir());
     if data.join(synthscale_data::datadir::META_FILE).exists() {
         return Ok((plan_loaded(&m, c)?, false));
