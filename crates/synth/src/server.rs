@@ -24,6 +24,7 @@ use crate::generate::{stream_seed, Finish, Sampling};
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
 /// A client for one server and model.
+#[derive(Clone)]
 pub struct ServerClient {
     agent: ureq::Agent,
     /// Up to and including the API version, without a trailing slash (`…/v1`).
@@ -332,17 +333,9 @@ impl ServerClient {
         concurrency: usize,
         mut each: impl FnMut(Answer),
     ) -> Result<()> {
-        let bench = ServerClient {
-            agent: self.agent.clone(),
-            base_url: self.base_url.clone(),
-            model: self.model.clone(),
-            key: self.key.clone(),
-            api: self.api,
-            max_concurrency: concurrency,
-            max_retries: self.max_retries,
-            retry_base: self.retry_base,
-            ignore_eos: true,
-        };
+        let mut bench = self.clone();
+        bench.max_concurrency = concurrency;
+        bench.ignore_eos = true;
         bench.run_all(prompts, s, |_, a| {
             each(a);
             Ok(())
