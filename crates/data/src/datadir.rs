@@ -17,6 +17,8 @@ use crate::tokenizer::{sha256_hex, TextTokenizer};
 pub const LAYOUT_VERSION: u32 = 1;
 pub const META_FILE: &str = "data.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The token counts `data prepare` writes (read by [`crate::unigram`]).
+pub const COUNTS_FILE: &str = "token_counts.json";
 
 /// The tokenizer the shards were written with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,13 +164,7 @@ pub(crate) fn val_path(dir: &Path, source: &str) -> PathBuf {
 }
 
 /// What `data prepare` writes at the top of a data directory.
-const LAYOUT_ENTRIES: [&str; 5] = [
-    META_FILE,
-    TOKENIZER_FILE,
-    crate::unigram::COUNTS_FILE,
-    "train",
-    "val",
-];
+const LAYOUT_ENTRIES: [&str; 5] = [META_FILE, TOKENIZER_FILE, COUNTS_FILE, "train", "val"];
 
 /// Why `dir` is not a data directory that `data prepare --force` may replace, or `None`
 /// when it is one: a directory whose `data.json` describes synthscale data and which holds

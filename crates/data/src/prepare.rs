@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{DataConfig, SourceConfig, TokenDtypeSpec, TokenizerSpec};
 use crate::datadir::{
     not_a_data_dir, read_meta, train_path, val_path, DataMeta, SourceMeta, SplitStats,
-    TokenizerMeta, LAYOUT_VERSION, META_FILE, TOKENIZER_FILE,
+    TokenizerMeta, COUNTS_FILE, LAYOUT_VERSION, META_FILE, TOKENIZER_FILE,
 };
 use crate::error::{DataError, Result};
 use crate::shard::{ShardWriter, TokenDtype};
@@ -231,7 +231,7 @@ pub fn prepare(
     // The unigram baseline's counts, from the shards just written (checked on open).
     let counts = crate::unigram::TokenCounts::count(&crate::datadir::DataDir::open(&tmp.path)?);
     let json = serde_json::to_string(&counts).map_err(|e| DataError::Internal(e.to_string()))?;
-    write_file(&tmp.path.join(crate::unigram::COUNTS_FILE), json.as_bytes())?;
+    write_file(&tmp.path.join(COUNTS_FILE), json.as_bytes())?;
     tmp.commit(out, opts.force)?;
     Ok(PrepareOutcome::Prepared(meta))
 }

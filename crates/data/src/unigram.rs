@@ -18,8 +18,8 @@ use crate::error::{DataError, Result};
 use crate::mixture::Mixture;
 use crate::shard::Shard;
 
-/// The file `data prepare` writes in a data directory.
-pub const COUNTS_FILE: &str = "token_counts.json";
+/// Re-exported from [`crate::datadir`], where the data directory's file names live.
+pub use crate::datadir::COUNTS_FILE;
 
 /// Token counts of every source's training and validation split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
