@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::{Backend, LoadedGenerator};
 use crate::error::{Result, SynthError};
 use crate::generate::{Finish, Request, Sampling};
+use crate::passages::Passage;
 use crate::prompt::Template;
 use crate::record::{read_raw, Record, SamplingRecord};
 use crate::server::{Answer, Prompt};
@@ -56,6 +57,54 @@ pub fn sampling_record(s: &Sampling, job: &Job) -> SamplingRecord {
             .max_new_tokens
             .map_or(s.max_new_tokens, |c| c.min(s.max_new_tokens)),
     }
+}
+
+/// One job per passage: `tmpl` with `{passage}` filled, its id `<prefix>/<passage id>`.
+pub fn passage_jobs(
+    gen: &LoadedGenerator,
+    tmpl: &Template,
+    prefix: &str,
+    passages: &[Passage],
+) -> Result<Vec<Job>> {
+    passages
+        .iter()
+        .map(|p| {
+            let mut values = BTreeMap::new();
+            values.insert("passage", p.text.clone());
+            make_job(
+                gen,
+                tmpl,
+                format!("{prefix}/{}", p.id),
+                vec![p.id.clone()],
+                &values,
+            )
+        })
+        .collect()
+}
+
+/// The record maker of a task: a record of `kind` and `task` with the generator, the
+/// template's hash and the run's sampling (`sampling`) as its provenance.
+pub fn record_maker<'a>(
+    sampling: &'a Sampling,
+    kind: &'a str,
+    task: &'a str,
+    tmpl: &'a Template,
+    gen: &'a LoadedGenerator,
+) -> Box<MakeRecord<'a>> {
+    Box::new(move |c: &Outcome, job: &Job, text: String| Record {
+        id: c.id.clone(),
+        text,
+        kind: kind.to_string(),
+        task: task.to_string(),
+        sources: job.sources.clone(),
+        generator: gen.id.clone(),
+        template_sha256: tmpl.sha256.clone(),
+        sampling: sampling_record(sampling, job),
+        seed: sampling.seed,
+        finish: c.finish,
+        prompt_tokens: c.prompt_tokens,
+        generated_tokens: c.generated_tokens,
+    })
 }
 
 /// Builds a job: `tmpl` filled with `values` (for the local generator, rendered in its chat

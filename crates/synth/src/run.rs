@@ -2,7 +2,7 @@
 //! as they finish (a rerun resumes, skipping ids already there) → filtered corpus with
 //! provenance and a summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use crate::config::{Method, SynthConfig, TaskConfig};
 use crate::error::{Result, SynthError};
 use crate::filter::{Filter, FilterSummary};
 use crate::job::{
-    generate_sinks, make_job, sampling_record, Generated, Job, Log, MakeRecord, Outcome, Sink,
+    generate_sinks, passage_jobs, record_maker, Generated, Job, Log, MakeRecord, Sink,
 };
 use crate::passages::{read_passages, Passage};
 use crate::prompt::Template;
@@ -74,7 +74,7 @@ pub fn run_synth(
         .tasks
         .iter()
         .zip(&templates)
-        .map(|(task, (tmpl, _))| record_maker(cfg, task, tmpl, &gen))
+        .map(|(task, (tmpl, _))| record_maker(&cfg.sampling, &task.kind, &task.name, tmpl, &gen))
         .collect();
     let sinks: Vec<Sink> = cfg
         .tasks
@@ -124,28 +124,6 @@ fn raw_path(cfg: &SynthConfig, task: &TaskConfig) -> PathBuf {
     cfg.work_dir.join(format!("{}.raw.jsonl", task.name))
 }
 
-fn record_maker<'a>(
-    cfg: &'a SynthConfig,
-    task: &'a TaskConfig,
-    tmpl: &'a Template,
-    gen: &'a LoadedGenerator,
-) -> Box<MakeRecord<'a>> {
-    Box::new(move |c: &Outcome, job: &Job, text: String| Record {
-        id: c.id.clone(),
-        text,
-        kind: task.kind.clone(),
-        task: task.name.clone(),
-        sources: job.sources.clone(),
-        generator: gen.id.clone(),
-        template_sha256: tmpl.sha256.clone(),
-        sampling: sampling_record(&cfg.sampling, job),
-        seed: cfg.sampling.seed,
-        finish: c.finish,
-        prompt_tokens: c.prompt_tokens,
-        generated_tokens: c.generated_tokens,
-    })
-}
-
 fn load_task_templates(t: &TaskConfig) -> Result<(Template, Option<Template>)> {
     let (allowed, required): (&[&str], &[&str]) = match t.method {
         Method::Passage => (&["passage"], &["passage"]),
@@ -171,20 +149,7 @@ fn task_jobs(
 ) -> Result<(Vec<Job>, Option<ExtractionSummary>)> {
     let mut summary = None;
     let mut jobs: Vec<Job> = match task.method {
-        Method::Passage => passages
-            .iter()
-            .map(|p| {
-                let mut v = BTreeMap::new();
-                v.insert("passage", p.text.clone());
-                make_job(
-                    gen,
-                    tmpl,
-                    format!("{}/{}", task.name, p.id),
-                    vec![p.id.clone()],
-                    &v,
-                )
-            })
-            .collect::<Result<_>>()?,
+        Method::Passage => passage_jobs(gen, tmpl, &task.name, passages)?,
         Method::Level2 | Method::Level3 => {
             let extract = extract.expect("validated: levels 2 and 3 have an extraction template");
             let (extractions, ex) = synthllm::extract_all(cfg, task, extract, gen, passages, log)?;
