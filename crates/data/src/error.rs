@@ -93,7 +93,19 @@ impl DataError {
     /// Whether the user can fix this by changing their input (exit code 2) rather than it
     /// being a failure of the machine or of synthscale (exit code 1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, DataError::Write { .. } | DataError::Internal(_))
+        match self {
+            DataError::Read { .. }
+            | DataError::Field { .. }
+            | DataError::Manifest { .. }
+            | DataError::Empty { .. }
+            | DataError::Utf8 { .. }
+            | DataError::Jsonl { .. }
+            | DataError::Tokenizer { .. }
+            | DataError::TokenizerMismatch { .. }
+            | DataError::Corrupt { .. }
+            | DataError::NotDataDir { .. } => true,
+            DataError::Write { .. } | DataError::Internal(_) => false,
+        }
     }
 
     pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -164,7 +164,7 @@ fn load_local(cfg: &GeneratorConfig, sampling: Sampling) -> Result<LoadedGenerat
         "cpu" => model,
         _ => model.to_device(&open_cuda(path)?)?,
     };
-    let bytes = std::fs::read(&weights).map_err(SynthError::io(&weights))?;
+    let bytes = std::fs::read(&weights).map_err(|e| SynthError::read(&weights, e))?;
     let id = GeneratorId {
         name: cfg.name.clone().unwrap_or_else(|| {
             path.file_name()

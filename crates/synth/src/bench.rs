@@ -41,7 +41,7 @@ pub fn decode_rate(model: &Llama, batch: usize, prompt_len: usize, steps: usize)
 
 /// The same measurement at batch 1 through candle-transformers' `quantized_llama`.
 pub fn quantized_peer_rate(path: &Path, prompt_len: usize, steps: usize) -> Result<f64> {
-    let mut f = std::fs::File::open(path).map_err(SynthError::io(path))?;
+    let mut f = std::fs::File::open(path).map_err(|e| SynthError::read(path, e))?;
     let ct = gguf_file::Content::read(&mut f).map_err(|e| SynthError::Weights {
         path: path.to_path_buf(),
         message: e.to_string(),

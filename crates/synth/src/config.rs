@@ -197,19 +197,8 @@ pub struct TaskConfig {
 impl SynthConfig {
     /// Reads and validates a config; relative paths are taken from the current directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                SynthError::Missing {
-                    path: path.to_path_buf(),
-                    what: "synth config".into(),
-                }
-            } else {
-                SynthError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SynthError::missing_or_read(path, e, "synth config"))?;
         let cfg: SynthConfig = toml::from_str(&text).map_err(|e| {
             let span = e
                 .span()

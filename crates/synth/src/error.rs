@@ -28,9 +28,17 @@ pub enum SynthError {
     #[error("{}: {message}", path.display())]
     Weights { path: PathBuf, message: String },
 
-    /// A file could not be read or written.
+    /// A file or folder could not be read.
     #[error("{}: {source}", path.display())]
-    Io {
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file or folder could not be written.
+    #[error("{}: {source}", path.display())]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -69,22 +77,53 @@ pub enum SynthError {
 }
 
 impl SynthError {
-    /// Whether the user can fix this by changing their input.
+    /// Whether the user can fix this by changing their input (exit code 2) rather than it
+    /// being a failure of the machine, a server or synthscale (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
             SynthError::Data(e) => e.is_bad_input(),
-            SynthError::Io { .. }
+            SynthError::Missing { .. }
+            | SynthError::Unsupported { .. }
+            | SynthError::Field { .. }
+            | SynthError::Empty { .. }
+            | SynthError::Weights { .. }
+            | SynthError::Server { .. } => true,
+            SynthError::Read { .. }
+            | SynthError::Write { .. }
             | SynthError::Unreachable { .. }
             | SynthError::Tokenizer(_)
             | SynthError::Candle(_) => false,
-            _ => true,
         }
     }
 
-    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SynthError + '_ {
-        move |source| SynthError::Io {
-            path: path.to_path_buf(),
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SynthError::Read {
+            path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SynthError::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A file that could not be read: [`SynthError::Missing`] (`what` it was) when it does
+    /// not exist, else [`SynthError::Read`].
+    pub(crate) fn missing_or_read(
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+        what: &str,
+    ) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            SynthError::Missing {
+                path: path.into(),
+                what: what.to_string(),
+            }
+        } else {
+            SynthError::read(path, source)
         }
     }
 

@@ -252,13 +252,13 @@ impl Appender<'_, '_> {
                 .create(true)
                 .append(true)
                 .open(&sink.raw_path)
-                .map_err(SynthError::io(&sink.raw_path))?;
+                .map_err(|e| SynthError::write(&sink.raw_path, e))?;
             self.writers[si] = Some(BufWriter::new(file));
         }
         let w = self.writers[si].as_mut().expect("opened");
         w.write_all(line.as_bytes())
             .and_then(|_| w.flush())
-            .map_err(SynthError::io(&sink.raw_path))?;
+            .map_err(|e| SynthError::write(&sink.raw_path, e))?;
         self.n += 1;
         self.tokens += out.generated_tokens as u64;
         self.counts[si].records += 1;

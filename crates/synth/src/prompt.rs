@@ -111,19 +111,8 @@ impl Template {
     /// Loads a template whose placeholders must all be among `allowed` (and `required`
     /// must all appear).
     pub fn load(path: &Path, allowed: &[&str], required: &[&str]) -> Result<Template> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                SynthError::Missing {
-                    path: path.to_path_buf(),
-                    what: "prompt template".into(),
-                }
-            } else {
-                SynthError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| SynthError::missing_or_read(path, e, "prompt template"))?;
         let text = String::from_utf8(bytes.clone())
             .map_err(|_| SynthError::field(path, "file", "not UTF-8"))?;
         let file: TemplateFile = toml::from_str(&text)

@@ -62,7 +62,7 @@ pub fn read_raw_opt(path: &Path, repair: bool) -> Result<Vec<Record>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let file = File::open(path).map_err(SynthError::io(path))?;
+    let file = File::open(path).map_err(|e| SynthError::read(path, e))?;
     let mut out = Vec::new();
     let mut good_bytes = 0u64;
     let mut total = 0u64;
@@ -71,7 +71,9 @@ pub fn read_raw_opt(path: &Path, repair: bool) -> Result<Vec<Record>> {
     let mut lineno = 0;
     loop {
         line.clear();
-        let n = reader.read_line(&mut line).map_err(SynthError::io(path))?;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| SynthError::read(path, e))?;
         if n == 0 {
             break;
         }
@@ -94,8 +96,9 @@ pub fn read_raw_opt(path: &Path, repair: bool) -> Result<Vec<Record>> {
         let f = OpenOptions::new()
             .write(true)
             .open(path)
-            .map_err(SynthError::io(path))?;
-        f.set_len(good_bytes).map_err(SynthError::io(path))?;
+            .map_err(|e| SynthError::write(path, e))?;
+        f.set_len(good_bytes)
+            .map_err(|e| SynthError::write(path, e))?;
     }
     Ok(out)
 }
@@ -105,7 +108,7 @@ pub fn read_raw_opt(path: &Path, repair: bool) -> Result<Vec<Record>> {
 pub fn write_output(path: &Path, records: &[&Record]) -> Result<()> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(SynthError::io(dir))?;
+            std::fs::create_dir_all(dir).map_err(|e| SynthError::write(dir, e))?;
         }
     }
     let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
@@ -131,5 +134,5 @@ pub fn write_output(path: &Path, records: &[&Record]) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(SynthError::io(path))
+    result.map_err(|e| SynthError::write(path, e))
 }

@@ -61,7 +61,7 @@ pub fn run_synth(
         per_source.push(p);
     }
     let passages = interleave(per_source);
-    std::fs::create_dir_all(&cfg.work_dir).map_err(SynthError::io(&cfg.work_dir))?;
+    std::fs::create_dir_all(&cfg.work_dir).map_err(|e| SynthError::write(&cfg.work_dir, e))?;
     let start = std::time::Instant::now();
     let mut all_jobs = Vec::new();
     let mut extractions = Vec::new();
@@ -212,7 +212,7 @@ fn finish_task(
         &sp,
         serde_json::to_string_pretty(&summary).expect("serializable") + "\n",
     )
-    .map_err(SynthError::io(&sp))?;
+    .map_err(|e| SynthError::write(&sp, e))?;
     log(&format!(
         "task {}: {} prompts, {} records kept of {} ({:?} dropped) → {}",
         task.name,

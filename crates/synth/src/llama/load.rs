@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
@@ -90,7 +90,8 @@ impl LayerNames {
 impl Llama {
     /// Reads a GGUF file's header (metadata and tensor index; no weights).
     pub fn read_gguf_header(path: &Path) -> Result<gguf_file::Content> {
-        let file = File::open(path).map_err(|e| missing_or_io(path, e, "GGUF file"))?;
+        let file =
+            File::open(path).map_err(|e| SynthError::missing_or_read(path, e, "GGUF file"))?;
         gguf_file::Content::read(&mut BufReader::new(file)).map_err(|e| SynthError::Weights {
             path: path.to_path_buf(),
             message: format!("not a readable GGUF file: {e}"),
@@ -99,7 +100,8 @@ impl Llama {
 
     /// Loads a GGUF file of architecture `llama`, dequantizing every tensor to f32.
     pub fn from_gguf(path: &Path) -> Result<(Llama, gguf_file::Content)> {
-        let file = File::open(path).map_err(|e| missing_or_io(path, e, "GGUF model"))?;
+        let file =
+            File::open(path).map_err(|e| SynthError::missing_or_read(path, e, "GGUF model"))?;
         let mut reader = BufReader::new(file);
         let ct = gguf_file::Content::read(&mut reader).map_err(|e| SynthError::Weights {
             path: path.to_path_buf(),
@@ -201,7 +203,7 @@ impl Llama {
     pub fn from_hf_dir(dir: &Path) -> Result<Llama> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path)
-            .map_err(|e| missing_or_io(&cfg_path, e, "HF config.json"))?;
+            .map_err(|e| SynthError::missing_or_read(&cfg_path, e, "HF config.json"))?;
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| SynthError::Weights {
                 path: cfg_path.clone(),
@@ -365,19 +367,5 @@ impl Llama {
             )));
         }
         Ok(())
-    }
-}
-
-fn missing_or_io(path: &Path, e: std::io::Error, what: &str) -> SynthError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        SynthError::Missing {
-            path: PathBuf::from(path),
-            what: what.to_string(),
-        }
-    } else {
-        SynthError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }
     }
 }
