@@ -190,6 +190,11 @@ pub fn is_safe_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Why a name that [`is_safe_name`] refuses is refused.
+fn unsafe_name_message(name: &str) -> String {
+    format!("{name:?}: use 1-100 characters from A-Z a-z 0-9 . _ - (not starting with .)")
+}
+
 impl DataConfig {
     /// Parses a `[data]` section given as TOML text on its own (tests and tools).
     pub fn from_toml(text: &str, file: &Path) -> Result<DataConfig> {
@@ -295,13 +300,7 @@ impl DataConfig {
         for (i, s) in self.sources.iter().enumerate() {
             let at = |f: &str| format!("data.sources[{i}].{f}");
             if !is_safe_name(&s.name) {
-                return Err(field(
-                    at("name"),
-                    format!(
-                        "{:?}: use 1-100 characters from A-Z a-z 0-9 . _ - (not starting with .)",
-                        s.name
-                    ),
-                ));
+                return Err(field(at("name"), unsafe_name_message(&s.name)));
             }
             if !names.insert(s.name.as_str()) {
                 return Err(field(
@@ -310,13 +309,7 @@ impl DataConfig {
                 ));
             }
             if !is_safe_name(&s.domain) {
-                return Err(field(
-                    at("domain"),
-                    format!(
-                        "{:?}: use 1-100 characters from A-Z a-z 0-9 . _ - (not starting with .)",
-                        s.domain
-                    ),
-                ));
+                return Err(field(at("domain"), unsafe_name_message(&s.domain)));
             }
             if s.text_field.is_empty() {
                 return Err(field(at("text_field"), "must not be empty".into()));

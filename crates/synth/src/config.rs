@@ -312,12 +312,7 @@ impl SynthConfig {
             return f("sources", "at least one [[sources]] entry is needed".into());
         }
         for (i, src) in self.sources.iter().enumerate() {
-            if src.name.is_empty()
-                || !src
-                    .name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
-            {
+            if !is_file_name(&src.name) {
                 return f(
                     &format!("sources[{i}].name"),
                     format!("{:?} must be non-empty [A-Za-z0-9._-]", src.name),
@@ -335,13 +330,7 @@ impl SynthConfig {
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tasks.iter().enumerate() {
-            if !names.insert(&t.name)
-                || t.name.is_empty()
-                || !t
-                    .name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
-            {
+            if !names.insert(&t.name) || !is_file_name(&t.name) {
                 return f(
                     &format!("tasks[{i}].name"),
                     format!("{:?} must be unique, non-empty [A-Za-z0-9._-]", t.name),
@@ -368,4 +357,13 @@ impl SynthConfig {
         }
         Ok(())
     }
+}
+
+/// A source or task name, which becomes part of file names and record ids: non-empty,
+/// `[A-Za-z0-9._-]` only.
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
 }

@@ -16,6 +16,15 @@ pub enum Node {
     Concept(String),
 }
 
+impl Node {
+    /// The topic's or concept's text.
+    pub fn name(&self) -> &str {
+        match self {
+            Node::Topic(name) | Node::Concept(name) => name,
+        }
+    }
+}
+
 /// Co-occurrence graph: an edge joins two nodes that appear in one passage's extraction;
 /// its weight is `ln(freq + eps)`, freq the number of passages they share.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +100,25 @@ impl ConceptGraph {
         Some(t[t.len() - 1].0.clone())
     }
 
+    /// A number of steps drawn from `steps` (fewer at a dead end) from `cur` among
+    /// neighbours satisfying `keep`, adding the name of every node reached to `visited`.
+    fn wander(
+        &self,
+        cur: &mut Node,
+        steps: std::ops::RangeInclusive<i32>,
+        keep: impl Fn(&Node) -> bool + Copy,
+        visited: &mut BTreeSet<String>,
+        rng: &mut ChaCha8Rng,
+    ) {
+        for _ in 0..rng.random_range(steps) {
+            match self.step(cur, keep, rng) {
+                Some(n) => *cur = n,
+                None => break,
+            }
+            visited.insert(cur.name().to_string());
+        }
+    }
+
     /// SynthLLM's walk: a uniform start topic, 1–2 steps among topics, one step onto a
     /// concept, 3–4 steps among concepts. Returns the visited topics and concepts.
     pub fn walk(&self, rng: &mut ChaCha8Rng) -> Option<(BTreeSet<String>, BTreeSet<String>)> {
@@ -99,35 +127,13 @@ impl ConceptGraph {
             return None;
         }
         let mut cur = topics[rng.random_range(0..topics.len())].clone();
-        let mut ts = BTreeSet::new();
-        let mut cs = BTreeSet::new();
         let is_topic = |n: &Node| matches!(n, Node::Topic(_));
         let is_concept = |n: &Node| matches!(n, Node::Concept(_));
-        if let Node::Topic(t) = &cur {
-            ts.insert(t.clone());
-        }
-        for _ in 0..rng.random_range(1..=2) {
-            match self.step(&cur, is_topic, rng) {
-                Some(n) => cur = n,
-                None => break,
-            }
-            if let Node::Topic(t) = &cur {
-                ts.insert(t.clone());
-            }
-        }
+        let mut ts = BTreeSet::from([cur.name().to_string()]);
+        self.wander(&mut cur, 1..=2, is_topic, &mut ts, rng);
         cur = self.step(&cur, is_concept, rng)?;
-        if let Node::Concept(c) = &cur {
-            cs.insert(c.clone());
-        }
-        for _ in 0..rng.random_range(3..=4) {
-            match self.step(&cur, is_concept, rng) {
-                Some(n) => cur = n,
-                None => break,
-            }
-            if let Node::Concept(c) = &cur {
-                cs.insert(c.clone());
-            }
-        }
+        let mut cs = BTreeSet::from([cur.name().to_string()]);
+        self.wander(&mut cur, 3..=4, is_concept, &mut cs, rng);
         Some((ts, cs))
     }
 }
