@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor, D};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use attend::{attend, AttnShape};
+use attend::{attend, AttnRow, AttnShape};
 
 /// The shape of a Llama-family model.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,19 +238,18 @@ impl Llama {
                     Vec::new,
                     |scores, (r, out)| {
                         let (s, pos) = rows[r];
-                        attend(
-                            &qkv[r * qkv_w..r * qkv_w + nh * hd],
-                            &cache.k[slots[s]][li],
-                            &cache.v[slots[s]][li],
-                            AttnShape {
+                        let row = AttnRow {
+                            q: &qkv[r * qkv_w..r * qkv_w + nh * hd],
+                            k: &cache.k[slots[s]][li],
+                            v: &cache.v[slots[s]][li],
+                            shape: AttnShape {
                                 n_kv_heads: nkv,
                                 head_dim: hd,
                                 len: pos + 1,
                                 scale,
                             },
-                            scores,
-                            out,
-                        );
+                        };
+                        attend(row, scores, out);
                     },
                 );
             }

@@ -11,53 +11,45 @@ pub(super) struct AttnShape {
     pub scale: f32,
 }
 
+/// One row's query heads and its sequence's cached keys and values.
+#[derive(Clone, Copy)]
+pub(super) struct AttnRow<'a> {
+    /// The query heads, `n_heads · head_dim`.
+    pub q: &'a [f32],
+    /// The cached keys, `n_kv_heads · head_dim` per position.
+    pub k: &'a [f32],
+    /// The cached values, laid out as the keys.
+    pub v: &'a [f32],
+    pub shape: AttnShape,
+}
+
 /// Softmax attention of one row's query heads (`q`, `n_heads · head_dim`) over a cache of
 /// `len` positions (each `n_kv_heads · head_dim` keys, then as many values); query head `h`
 /// reads KV head `h / (n_heads / n_kv_heads)`. Writes `out` (`n_heads · head_dim`). Runs
 /// AVX2+FMA code where the CPU has it (decided at run time; a release build targets
 /// baseline x86-64, where the compiler may only use SSE2), portable code elsewhere.
-pub(super) fn attend(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    sh: AttnShape,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
+pub(super) fn attend(row: AttnRow<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports the features the function is compiled for.
-            unsafe { attend_avx2(q, k, v, sh, scores, out) };
+            unsafe { attend_avx2(row, scores, out) };
             return;
         }
     }
-    attend_generic::<false>(q, k, v, sh, scores, out)
+    attend_generic::<false>(row, scores, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    sh: AttnShape,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    attend_generic::<true>(q, k, v, sh, scores, out)
+unsafe fn attend_avx2(row: AttnRow<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    attend_generic::<true>(row, scores, out)
 }
 
 #[inline(always)]
-fn attend_generic<const FMA: bool>(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    sh: AttnShape,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
+fn attend_generic<const FMA: bool>(row: AttnRow<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
+    let AttnRow { q, k, v, shape: sh } = row;
     let (hd, len) = (sh.head_dim, sh.len);
     let nh = q.len() / hd;
     let group = nh / sh.n_kv_heads;
