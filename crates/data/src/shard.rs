@@ -250,13 +250,13 @@ impl ShardWriter {
 
     /// Writes the final header and syncs the file to disk.
     pub fn finish(mut self) -> Result<ShardHeader> {
-        let w = |e| DataError::write(&self.path, e);
-        self.out.flush().map_err(w)?;
+        let write_error = |e| DataError::write(&self.path, e);
+        self.out.flush().map_err(write_error)?;
         let header = self.header.encode()?;
         let file = self.out.get_mut();
-        file.seek(SeekFrom::Start(0)).map_err(w)?;
-        file.write_all(&header).map_err(w)?;
-        file.sync_all().map_err(w)?;
+        file.seek(SeekFrom::Start(0)).map_err(write_error)?;
+        file.write_all(&header).map_err(write_error)?;
+        file.sync_all().map_err(write_error)?;
         Ok(self.header)
     }
 }

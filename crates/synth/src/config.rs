@@ -211,15 +211,15 @@ impl SynthConfig {
     }
 
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let f = |field: &str, msg: String| Err(SynthError::field(path, field, msg));
+        let invalid = |field: &str, msg: String| Err(SynthError::field(path, field, msg));
         if self.generator.batch_size == 0 || self.generator.batch_size > 1024 {
-            return f(
+            return invalid(
                 "generator.batch_size",
                 format!("{} is outside 1..=1024", self.generator.batch_size),
             );
         }
         if !matches!(self.generator.device.as_str(), "cpu" | "cuda") {
-            return f(
+            return invalid(
                 "generator.device",
                 format!(
                     "{:?} is neither \"cpu\" nor \"cuda\"",
@@ -231,13 +231,13 @@ impl SynthConfig {
         if g.kind == GeneratorKind::Openai {
             match &g.base_url {
                 None => {
-                    return f(
+                    return invalid(
                         "generator.base_url",
                         "kind = \"openai\" needs the server's API root, e.g. \"http://127.0.0.1:8000/v1\"".into(),
                     )
                 }
                 Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                    return f(
+                    return invalid(
                         "generator.base_url",
                         format!("{u:?} is not an http:// or https:// URL"),
                     )
@@ -245,13 +245,13 @@ impl SynthConfig {
                 _ => {}
             }
             if g.max_concurrency == 0 || g.max_concurrency > 4096 {
-                return f(
+                return invalid(
                     "generator.max_concurrency",
                     format!("{} is outside 1..=4096", g.max_concurrency),
                 );
             }
             if !(g.request_timeout_s > 0.0 && g.request_timeout_s.is_finite()) {
-                return f(
+                return invalid(
                     "generator.request_timeout_s",
                     format!(
                         "{} must be a positive number of seconds",
@@ -260,13 +260,13 @@ impl SynthConfig {
                 );
             }
             if !(0.0..=60.0).contains(&g.retry_base_s) {
-                return f(
+                return invalid(
                     "generator.retry_base_s",
                     format!("{} is outside [0, 60]", g.retry_base_s),
                 );
             }
             if g.max_retries > 100 {
-                return f(
+                return invalid(
                     "generator.max_retries",
                     format!("{} is above 100", g.max_retries),
                 );
@@ -277,7 +277,7 @@ impl SynthConfig {
                 ("api_key_env", g.api_key_env.is_some()),
             ] {
                 if set {
-                    return f(
+                    return invalid(
                         &format!("generator.{field}"),
                         "is for kind = \"openai\"; this generator is local".into(),
                     );
@@ -286,20 +286,20 @@ impl SynthConfig {
         }
         let s = &self.sampling;
         if !(0.0..=5.0).contains(&s.temperature) {
-            return f(
+            return invalid(
                 "sampling.temperature",
                 format!("{} is outside [0, 5]", s.temperature),
             );
         }
         if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-            return f("sampling.top_p", format!("{} is outside (0, 1]", s.top_p));
+            return invalid("sampling.top_p", format!("{} is outside (0, 1]", s.top_p));
         }
         if s.max_new_tokens == 0 {
-            return f("sampling.max_new_tokens", "must be at least 1".into());
+            return invalid("sampling.max_new_tokens", "must be at least 1".into());
         }
         let c = &self.chunking;
         if c.min_tokens == 0 || c.min_tokens > c.max_tokens {
-            return f(
+            return invalid(
                 "chunking.min_tokens",
                 format!(
                     "{} must be in 1..=max_tokens ({})",
@@ -309,47 +309,47 @@ impl SynthConfig {
         }
         self.filter.validate(path)?;
         if self.sources.is_empty() {
-            return f("sources", "at least one [[sources]] entry is needed".into());
+            return invalid("sources", "at least one [[sources]] entry is needed".into());
         }
         for (i, src) in self.sources.iter().enumerate() {
             if !is_file_name(&src.name) {
-                return f(
+                return invalid(
                     &format!("sources[{i}].name"),
                     format!("{:?} must be non-empty [A-Za-z0-9._-]", src.name),
                 );
             }
             if src.max_passages == Some(0) {
-                return f(
+                return invalid(
                     &format!("sources[{i}].max_passages"),
                     "must be at least 1".into(),
                 );
             }
         }
         if self.tasks.is_empty() {
-            return f("tasks", "at least one [[tasks]] entry is needed".into());
+            return invalid("tasks", "at least one [[tasks]] entry is needed".into());
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.tasks.iter().enumerate() {
             if !names.insert(&t.name) || !is_file_name(&t.name) {
-                return f(
+                return invalid(
                     &format!("tasks[{i}].name"),
                     format!("{:?} must be unique, non-empty [A-Za-z0-9._-]", t.name),
                 );
             }
             if t.kind != "rephrased" && t.kind != "textbook" {
-                return f(
+                return invalid(
                     &format!("tasks[{i}].kind"),
                     format!("{:?} must be `rephrased` or `textbook`", t.kind),
                 );
             }
             if t.method != Method::Passage && t.extract_template.is_none() {
-                return f(
+                return invalid(
                     &format!("tasks[{i}].extract_template"),
                     "levels 2 and 3 need an extraction template".into(),
                 );
             }
             if t.max_records == Some(0) {
-                return f(
+                return invalid(
                     &format!("tasks[{i}].max_records"),
                     "must be at least 1".into(),
                 );

@@ -313,14 +313,14 @@ impl Llama {
     /// Stores every projection as a contiguous (in, out) matrix, so each step's matmuls
     /// read the weights in gemm's preferred layout.
     fn transposed(mut self) -> Result<Llama> {
-        let t = |w: &Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
+        let in_out = |w: &Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
         for l in self.layers.iter_mut() {
-            l.wqkv = t(&l.wqkv)?;
-            l.wo = t(&l.wo)?;
-            l.w_gate_up = t(&l.w_gate_up)?;
-            l.w_down = t(&l.w_down)?;
+            l.wqkv = in_out(&l.wqkv)?;
+            l.wo = in_out(&l.wo)?;
+            l.w_gate_up = in_out(&l.w_gate_up)?;
+            l.w_down = in_out(&l.w_down)?;
         }
-        self.lm_head = t(&self.lm_head)?;
+        self.lm_head = in_out(&self.lm_head)?;
         Ok(self)
     }
 
