@@ -1,6 +1,7 @@
 //! Small helpers of the binary: exit codes, number parsing, progress display.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,15 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
     }
     1
+}
+
+/// Exit code 0 when a check passed, 1 when it did not.
+pub fn success_if(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The error and its causes on one line, `a: b: c`, each said once: a cause whose text
