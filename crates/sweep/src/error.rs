@@ -53,6 +53,18 @@ impl SweepError {
         let path = path.into();
         move |source| SweepError::Io { path, source }
     }
+
+    pub(crate) fn field(
+        file: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        SweepError::Field {
+            file: file.into(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, SweepError>;
