@@ -151,12 +151,12 @@ impl SweepConfig {
             }
         }
         let r = &self.run_rule;
-        let f = |n: &str| format!("sweep.run_rule.{n}");
+        let rule_field = |n: &str| format!("sweep.run_rule.{n}");
         if let Some(lr) = r.lr {
             if !(lr.is_finite() && lr > 0.0 && lr < 10.0) {
                 return Err(SweepError::field(
                     file,
-                    f("lr"),
+                    rule_field("lr"),
                     format!("{lr} is outside (0, 10)"),
                 ));
             }
@@ -166,7 +166,11 @@ impl SweepConfig {
             ("batch_coefficient", r.batch_coefficient),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(SweepError::field(file, f(n), format!("{v} must be > 0")));
+                return Err(SweepError::field(
+                    file,
+                    rule_field(n),
+                    format!("{v} must be > 0"),
+                ));
             }
         }
         for (n, v) in [
@@ -176,7 +180,7 @@ impl SweepConfig {
             if !(v.is_finite() && v.abs() <= 2.0) {
                 return Err(SweepError::field(
                     file,
-                    f(n),
+                    rule_field(n),
                     format!("{v} is outside [-2, 2]"),
                 ));
             }
@@ -184,7 +188,7 @@ impl SweepConfig {
         if r.batch_tokens == Some(0) {
             return Err(SweepError::field(
                 file,
-                f("batch_tokens"),
+                rule_field("batch_tokens"),
                 "must be at least 1",
             ));
         }
@@ -202,20 +206,20 @@ impl SweepConfig {
             ("checkpoints_per_run", r.checkpoints_per_run),
         ] {
             if v == 0 {
-                return Err(SweepError::field(file, f(n), "must be at least 1"));
+                return Err(SweepError::field(file, rule_field(n), "must be at least 1"));
             }
         }
         if !(0.0..1.0).contains(&r.warmup_fraction) {
             return Err(SweepError::field(
                 file,
-                f("warmup_fraction"),
+                rule_field("warmup_fraction"),
                 format!("{} is outside [0, 1)", r.warmup_fraction),
             ));
         }
         if !(r.decay_fraction > 0.0 && r.decay_fraction < 1.0) {
             return Err(SweepError::field(
                 file,
-                f("decay_fraction"),
+                rule_field("decay_fraction"),
                 format!("{} is outside (0, 1)", r.decay_fraction),
             ));
         }
