@@ -1,10 +1,6 @@
 //! The `synthscale` binary: argument parsing and glue between the stage crates.
 
 mod bench;
-mod bench_fit;
-mod bench_kernels;
-mod bench_memory;
-mod bench_synth;
 mod data_cmd;
 mod fit_cmd;
 mod heap;

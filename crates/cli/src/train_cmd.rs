@@ -413,18 +413,9 @@ fn mpirun_ranks(a: &TrainArgs) -> anyhow::Result<ExitCode> {
             "cannot start mpirun for --nproc {n}: {e} (is OpenMPI's openmpi-bin installed?)"
         ),
     })?;
-    let mut signalled = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for mpirun")? {
-            break status;
-        }
-        if !signalled && stop.load(std::sync::atomic::Ordering::SeqCst) {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
-            signalled = true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status =
+        synthscale_sweep::child::wait_forwarding_stop(&mut child, Some(&*stop), libc::SIGUSR1)
+            .context("waiting for mpirun")?;
     Ok(ExitCode::from(
         status.code().map_or(1, |c| c.clamp(0, 255) as u8),
     ))

@@ -1,6 +1,7 @@
 //! Small helpers of the binary: exit codes, number parsing, progress display.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,11 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use synthscale_data::DataError;
 use synthscale_fit::FitError;
+use synthscale_model::ModelError;
+use synthscale_report::ReportError;
+use synthscale_sweep::SweepError;
+use synthscale_synth::SynthError;
+use synthscale_train::TrainError;
 
 /// A usage error found by the binary itself (exit code 2).
 #[derive(Debug)]
@@ -24,38 +30,47 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 /// 2 for bad input anywhere in the error's chain, `EXIT_LOCKED` (73) for a run directory
-/// another process holds, else 1.
+/// another process holds, else 1. The first cause in the chain that is one of the stage
+/// crates' errors, or [`BadInput`], decides.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if let Some(t) = cause.downcast_ref::<synthscale_train::TrainError>() {
-            if matches!(t, synthscale_train::TrainError::Locked { .. }) {
-                return synthscale_train::EXIT_LOCKED;
-            }
-            return if t.is_bad_input() { 2 } else { 1 };
+        if let Some(TrainError::Locked { .. }) = cause.downcast_ref::<TrainError>() {
+            return synthscale_train::EXIT_LOCKED;
         }
-        if let Some(m) = cause.downcast_ref::<synthscale_model::ModelError>() {
-            return if m.is_bad_input() { 2 } else { 1 };
-        }
-        if let Some(d) = cause.downcast_ref::<DataError>() {
-            return if d.is_bad_input() { 2 } else { 1 };
-        }
-        if let Some(s) = cause.downcast_ref::<synthscale_sweep::SweepError>() {
-            return if s.is_bad_input() { 2 } else { 1 };
-        }
-        if let Some(s) = cause.downcast_ref::<synthscale_synth::SynthError>() {
-            return if s.is_bad_input() { 2 } else { 1 };
-        }
-        if let Some(f) = cause.downcast_ref::<FitError>() {
-            return if f.is_bad_input() { 2 } else { 1 };
-        }
-        if let Some(r) = cause.downcast_ref::<synthscale_report::ReportError>() {
-            return if r.is_bad_input() { 2 } else { 1 };
-        }
-        if cause.downcast_ref::<BadInput>().is_some() {
-            return 2;
+        if let Some(bad) = bad_input(cause) {
+            return if bad { 2 } else { 1 };
         }
     }
     1
+}
+
+/// Whether `cause` is bad input, when it is an error type that knows: each stage crate's
+/// error (through its `is_bad_input`) and the binary's own [`BadInput`]; `None` for any
+/// other error.
+fn bad_input(cause: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    fn check<E: std::error::Error + 'static>(
+        cause: &(dyn std::error::Error + 'static),
+        is_bad_input: fn(&E) -> bool,
+    ) -> Option<bool> {
+        cause.downcast_ref::<E>().map(is_bad_input)
+    }
+    check(cause, TrainError::is_bad_input)
+        .or_else(|| check(cause, ModelError::is_bad_input))
+        .or_else(|| check(cause, DataError::is_bad_input))
+        .or_else(|| check(cause, SweepError::is_bad_input))
+        .or_else(|| check(cause, SynthError::is_bad_input))
+        .or_else(|| check(cause, FitError::is_bad_input))
+        .or_else(|| check(cause, ReportError::is_bad_input))
+        .or_else(|| check(cause, |_: &BadInput| true))
+}
+
+/// Exit code 0 when a check passed, 1 when it did not.
+pub fn success_if(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The error and its causes on one line, `a: b: c`, each said once: a cause whose text

@@ -1,28 +1,14 @@
 //! The binary's contract: exit codes 0 / 2, one clear message naming file and field, and
 //! no half-written output.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_synthscale"))
-}
+use std::path::{Path, PathBuf};
+
+use common::{bin, code_and_output as run};
 
 fn gpt2() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/tokenizers/gpt2.json")
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().unwrap();
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
 }
 
 fn doc(i: usize) -> String {

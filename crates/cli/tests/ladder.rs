@@ -20,18 +20,7 @@ use serde_json::Value;
 /// The Markov-chain corpus of tests/sweep.rs, prepared into `<dir>/data`, and a manifest
 /// `<dir>/lad.toml` with the given `[sweep]` section.
 fn setup(dir: &Path, sweep: &str) -> PathBuf {
-    let lines = common::markov_jsonl(common::WORDS, 300);
-    std::fs::write(dir.join("c.jsonl"), lines).unwrap();
-    let manifest = dir.join("lad.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[data]\ntokenizer = {{ kind = \"bpe\", vocab_size = 512 }}\nvalidation_fraction = 0.1\n\
-             seq_len = 32\nout_dir = \"data\"\n[[data.sources]]\nname = \"c\"\nkind = \"natural\"\n\
-             domain = \"web\"\npath = \"c.jsonl\"\n\n{sweep}"
-        ),
-    )
-    .unwrap();
+    let manifest = common::markov_sweep_manifest(dir, "lad.toml", sweep);
     ok(run(dir, &["data", "prepare", "lad.toml"]));
     manifest
 }
@@ -252,16 +241,7 @@ fn two_launches_of_a_ladder_at_once_train_each_trunk_and_branch_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d, &LADDER.replace("seeds = [0]", "seeds = [0, 1]"));
-    let spawn = || {
-        bin()
-            .current_dir(d)
-            .args(["sweep", "launch", "lad.toml", "--jobs", "2"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (a, b) = common::two_launches_at_once(d, "lad.toml");
     assert!(a.status.success(), "{}", stdout(&a));
     assert!(b.status.success(), "{}", stdout(&b));
     let logs = d.join("sweep/logs");

@@ -3,22 +3,18 @@
 //! the report and every figure exist and decode, that the numbers the report prints are the
 //! fit JSON's, and that a second run does nothing.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use synthscale_report::format::{key_num, num};
 
+use common::run_in as run;
+
 fn corpora() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/corpora")
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synthscale"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
 }
 
 fn text(o: &Output) -> String {

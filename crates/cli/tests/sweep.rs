@@ -18,18 +18,7 @@ use serde_json::Value;
 /// A manifest over a Markov-chain corpus (as in tests/train.rs) with a `[sweep]` section;
 /// the data is prepared into `<dir>/data`.
 fn setup(dir: &Path, sweep: &str) -> PathBuf {
-    let lines = common::markov_jsonl(common::WORDS, 300);
-    std::fs::write(dir.join("c.jsonl"), lines).unwrap();
-    let manifest = dir.join("tiny.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "[data]\ntokenizer = {{ kind = \"bpe\", vocab_size = 512 }}\nvalidation_fraction = 0.1\n\
-             seq_len = 32\nout_dir = \"data\"\n[[data.sources]]\nname = \"c\"\nkind = \"natural\"\n\
-             domain = \"web\"\npath = \"c.jsonl\"\n\n{sweep}"
-        ),
-    )
-    .unwrap();
+    let manifest = common::markov_sweep_manifest(dir, "tiny.toml", sweep);
     let out = run(dir, &["data", "prepare", "tiny.toml"]);
     assert!(
         out.status.success(),
@@ -143,16 +132,7 @@ fn two_launches_at_once_train_each_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d, &TINY.replace("seeds = [0]", "seeds = [0, 1]"));
-    let spawn = || {
-        bin()
-            .current_dir(d)
-            .args(["sweep", "launch", "tiny.toml", "--jobs", "2"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (a, b) = common::two_launches_at_once(d, "tiny.toml");
     assert!(a.status.success() && b.status.success());
     let ids = run_ids(d);
     assert_eq!(ids.len(), 8);

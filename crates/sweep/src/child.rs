@@ -36,14 +36,14 @@ pub struct Child<'a> {
 /// a stop request is forwarded as SIGTERM. Returns the exit code (None: killed).
 pub fn run_child(c: &Child) -> Result<Option<i32>> {
     if let Some(dir) = c.log.parent() {
-        std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
+        std::fs::create_dir_all(dir).map_err(|e| SweepError::write(dir, e))?;
     }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(c.log)
-        .map_err(SweepError::io(c.log))?;
-    let err = log.try_clone().map_err(SweepError::io(c.log))?;
+        .map_err(|e| SweepError::write(c.log, e))?;
+    let err = log.try_clone().map_err(|e| SweepError::write(c.log, e))?;
     let ranks = c.ranks.max(1);
     let mut cmd = if ranks > 1 && c.srun {
         // One task per rank of the allocation's tasks; a rank that dies ends the step.
@@ -75,15 +75,28 @@ pub fn run_child(c: &Child) -> Result<Option<i32>> {
         cmd.env("CUDA_VISIBLE_DEVICES", g);
     }
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(SweepError::io(c.binary))?;
+    let mut child = cmd.spawn().map_err(|e| SweepError::read(c.binary, e))?;
+    let status = wait_forwarding_stop(&mut child, c.stop, libc::SIGTERM)
+        .map_err(|e| SweepError::read(c.binary, e))?;
+    Ok(status.code())
+}
+
+/// Waits for `child`, sending it `signal` once when `stop` is set (a launcher's stop flag,
+/// set by SIGTERM, SIGUSR1 or SIGINT), so that it checkpoints and exits; returns its exit
+/// status. The one place a launcher passes a stop on to the process it started.
+pub fn wait_forwarding_stop(
+    child: &mut std::process::Child,
+    stop: Option<&AtomicBool>,
+    signal: libc::c_int,
+) -> std::io::Result<std::process::ExitStatus> {
     let mut signalled = false;
     loop {
-        if let Some(st) = child.try_wait().map_err(SweepError::io(c.binary))? {
-            return Ok(st.code());
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
         }
-        if !signalled && c.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        if !signalled && stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
             // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
             signalled = true;
         }
         std::thread::sleep(Duration::from_millis(50));

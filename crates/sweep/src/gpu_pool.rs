@@ -138,38 +138,27 @@ mod tests {
 
     #[test]
     fn runs_pack_by_the_memory_model_up_to_the_cap() {
-        // 80 GiB: 7 GiB + 1 GiB overhead → 10 fit, capped at 4.
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cuda, 80.0 * GIB, 7.0 * GIB, 1, 4),
-            4
-        );
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cuda, 80.0 * GIB, 7.0 * GIB, 1, 64),
-            10
-        );
-        // 30 GiB + 1: two fit in 80 GiB, not three.
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cuda, 80.0 * GIB, 30.0 * GIB, 1, 8),
-            2
-        );
-        // Too big to share, or bigger than the GPU (the plan refuses that): one.
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cuda, 80.0 * GIB, 60.0 * GIB, 1, 8),
-            1
-        );
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cuda, 80.0 * GIB, 90.0 * GIB, 1, 8),
-            1
-        );
-        // Data-parallel runs and the CPU never pack.
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cuda, 80.0 * GIB, 1.0 * GIB, 2, 8),
-            1
-        );
-        assert_eq!(
-            runs_per_gpu(DeviceSpec::Cpu, 80.0 * GIB, 1.0 * GIB, 1, 8),
-            1
-        );
+        // (device, GiB per run, ranks, cap, runs per GPU) on an 80 GiB GPU.
+        let cases = [
+            // 7 GiB + 1 GiB overhead → 10 fit, capped at 4.
+            (DeviceSpec::Cuda, 7.0, 1, 4, 4),
+            (DeviceSpec::Cuda, 7.0, 1, 64, 10),
+            // 30 GiB + 1: two fit in 80 GiB, not three.
+            (DeviceSpec::Cuda, 30.0, 1, 8, 2),
+            // Too big to share, or bigger than the GPU (the plan refuses that): one.
+            (DeviceSpec::Cuda, 60.0, 1, 8, 1),
+            (DeviceSpec::Cuda, 90.0, 1, 8, 1),
+            // Data-parallel runs and the CPU never pack.
+            (DeviceSpec::Cuda, 1.0, 2, 8, 1),
+            (DeviceSpec::Cpu, 1.0, 1, 8, 1),
+        ];
+        for (device, run_gib, ranks, cap, want) in cases {
+            assert_eq!(
+                runs_per_gpu(device, 80.0 * GIB, run_gib * GIB, ranks, cap),
+                want,
+                "{device:?}, {run_gib} GiB, {ranks} ranks, cap {cap}"
+            );
+        }
     }
 
     #[test]

@@ -143,15 +143,13 @@ pub(crate) fn size_model(
 ) -> Result<ModelConfig> {
     // The trainer's shape resolution (`RunConfig::resolve` checks that both agree).
     let vocab = meta.tokenizer.vocab_size as usize;
-    let f = |m: String| SweepError::Field {
-        file: file.to_path_buf(),
-        field: format!("sweep.sizes[{i}]"),
-        message: m,
+    let size_error = |e: synthscale_model::ModelError| {
+        SweepError::field(file, format!("sweep.sizes[{i}]"), e.to_string())
     };
     let mut c = if let Some(p) = &size.preset {
-        ModelConfig::preset(p, vocab).map_err(|e| f(e.to_string()))?
+        ModelConfig::preset(p, vocab).map_err(size_error)?
     } else if let Some(n) = size.params {
-        ModelConfig::for_params(n, vocab).map_err(|e| f(e.to_string()))?
+        ModelConfig::for_params(n, vocab).map_err(size_error)?
     } else {
         ModelConfig::from_shape(
             size.d_model.unwrap_or(0),
@@ -167,7 +165,7 @@ pub(crate) fn size_model(
         c.d_ff = v;
     }
     c.max_seq_len = meta.seq_len;
-    c.validate().map_err(|e| f(e.to_string()))?;
+    c.validate().map_err(size_error)?;
     Ok(c)
 }
 

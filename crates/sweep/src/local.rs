@@ -433,8 +433,8 @@ fn one_run(
         }
         let text = serde_json::json!({ "attempts": attempts, "exit_code": code }).to_string();
         let dir = marker.parent().expect("logs dir");
-        std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
-        std::fs::write(&marker, text).map_err(SweepError::io(&marker))?;
+        std::fs::create_dir_all(dir).map_err(|e| SweepError::write(dir, e))?;
+        std::fs::write(&marker, text).map_err(|e| SweepError::write(&marker, e))?;
         return Ok(RunOutcome::Failed { attempts, code });
     }
 }

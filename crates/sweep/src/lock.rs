@@ -160,18 +160,15 @@ pub fn read(path: &Path) -> Result<Option<Owner>> {
                 message: format!("unreadable lock ({e}); remove it if no run is using it"),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SweepError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(e) => Err(SweepError::read(path, e)),
     }
 }
 
 fn write_atomic(path: &Path, owner: &Owner) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, serde_json::to_string(owner).expect("serializes"))
-        .map_err(SweepError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(SweepError::io(path))
+        .map_err(|e| SweepError::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| SweepError::write(path, e))
 }
 
 /// Publishes `owner` at `path` only if nothing is there. The lock is written whole to a
@@ -200,12 +197,12 @@ fn create_exclusive(path: &Path, owner: &Owner) -> std::io::Result<()> {
 pub fn acquire(out_dir: &Path, id: &str, owner: Owner, adopt: Option<&str>) -> Result<Acquire> {
     let path = lock_path(out_dir, id);
     let dir = path.parent().expect("locks dir");
-    std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
+    std::fs::create_dir_all(dir).map_err(|e| SweepError::write(dir, e))?;
     for _ in 0..20 {
         match create_exclusive(&path, &owner) {
             Ok(()) => return Ok(Acquire::Acquired(RunLock { path, owner })),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(SweepError::Io { path, source: e }),
+            Err(e) => return Err(SweepError::write(path, e)),
         }
         let Some(held) = read(&path)? else { continue };
         let adoptable = adopt.is_some() && held.slurm_job.as_deref() == adopt;

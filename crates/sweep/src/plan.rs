@@ -217,7 +217,7 @@ impl Sweep {
     /// Writes every run's config to `configs/<id>.toml` (unchanged files are left alone).
     pub fn write_configs(&self) -> Result<()> {
         let dir = self.out_dir.join("configs");
-        std::fs::create_dir_all(&dir).map_err(SweepError::io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(|e| SweepError::write(&dir, e))?;
         for r in &self.runs {
             let path = self.config_path(&r.id);
             let text = toml::to_string(&r.run).map_err(|e| SweepError::State {
@@ -228,13 +228,13 @@ impl Sweep {
                 continue;
             }
             let tmp = path.with_extension(format!("toml.tmp{}", std::process::id()));
-            std::fs::write(&tmp, &text).map_err(SweepError::io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(SweepError::io(&path))?;
+            std::fs::write(&tmp, &text).map_err(|e| SweepError::write(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| SweepError::write(&path, e))?;
         }
         Ok(())
     }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    std::path::absolute(p).map_err(SweepError::io(p))
+    std::path::absolute(p).map_err(|e| SweepError::read(p, e))
 }

@@ -176,7 +176,7 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| sweep.results_path());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(SweepError::io(dir))?;
+        std::fs::create_dir_all(dir).map_err(|e| SweepError::write(dir, e))?;
     }
     let tmp = path.with_extension(format!("csv.tmp{}", std::process::id()));
     let csv_err = |e: csv::Error| SweepError::State {
@@ -224,9 +224,9 @@ pub fn collect(sweep: &Sweep, path: Option<&Path>) -> Result<(PathBuf, usize)> {
             rows += 1;
         }
     }
-    w.flush().map_err(SweepError::io(&tmp))?;
+    w.flush().map_err(|e| SweepError::write(&tmp, e))?;
     drop(w);
-    std::fs::rename(&tmp, &path).map_err(SweepError::io(&path))?;
+    std::fs::rename(&tmp, &path).map_err(|e| SweepError::write(&path, e))?;
     Ok((path, rows))
 }
 

@@ -220,7 +220,7 @@ fn job_name(name: &str) -> String {
 pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmLaunch> {
     sweep.write_configs()?;
     let dir = sweep.out_dir.join("slurm");
-    std::fs::create_dir_all(&dir).map_err(SweepError::io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(|e| SweepError::write(&dir, e))?;
     let mut launch = SlurmLaunch {
         arrays: Vec::new(),
         already_done: Vec::new(),
@@ -262,7 +262,7 @@ pub fn launch_slurm(sweep: &Sweep, binary: &Path, submit: bool) -> Result<SlurmL
         }
     }
     let logs = sweep.out_dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(SweepError::io(&logs))?;
+    std::fs::create_dir_all(&logs).map_err(|e| SweepError::write(&logs, e))?;
     let chunk = if submit { max_array_size() } else { 1001 };
     let mut first_wave_jobs: Vec<String> = Vec::new();
     for (w, (mut wave, mut dry)) in waves.into_iter().zip(dry).enumerate() {
@@ -334,10 +334,10 @@ fn submit_array(
     };
     let runs_file = dir.join(format!("runs-{tag}.json"));
     let script_path = dir.join(format!("array-{tag}.sbatch"));
-    std::fs::write(&runs_file, &json).map_err(SweepError::io(&runs_file))?;
+    std::fs::write(&runs_file, &json).map_err(|e| SweepError::write(&runs_file, e))?;
     let ranks = part.first().map_or(1, |t| t.ranks);
     let text = script(sweep, binary, &runs_file, runs.tasks(), ranks, after);
-    std::fs::write(&script_path, text).map_err(SweepError::io(&script_path))?;
+    std::fs::write(&script_path, text).map_err(|e| SweepError::write(&script_path, e))?;
     let mut array = SlurmArray {
         script: script_path,
         runs_file,

@@ -23,7 +23,7 @@ pub fn run_task(
     stop: &AtomicBool,
     on_event: &(dyn Fn(TaskEvent) + Sync),
 ) -> Result<i32> {
-    let text = std::fs::read_to_string(runs_file).map_err(SweepError::io(runs_file))?;
+    let text = std::fs::read_to_string(runs_file).map_err(|e| SweepError::read(runs_file, e))?;
     let runs: RunsFile = serde_json::from_str(&text).map_err(|e| SweepError::State {
         path: runs_file.to_path_buf(),
         message: e.to_string(),

@@ -3,7 +3,7 @@
 // Each test binary uses its own subset of these.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -181,4 +181,48 @@ pub fn run_ids(sweep_dir: &Path) -> Vec<String> {
         .collect();
     ids.sort();
     ids
+}
+
+/// `dir/c.jsonl` (300 Markov documents over [`WORDS`]) and the manifest `dir/<name>`: that
+/// corpus as its `[data]` (prepared into `dir/data`), then `sweep`. Returns the manifest.
+pub fn markov_sweep_manifest(dir: &Path, name: &str, sweep: &str) -> PathBuf {
+    let lines = markov_jsonl(WORDS, 300);
+    std::fs::write(dir.join("c.jsonl"), lines).unwrap();
+    let manifest = dir.join(name);
+    std::fs::write(
+        &manifest,
+        format!(
+            "[data]\ntokenizer = {{ kind = \"bpe\", vocab_size = 512 }}\nvalidation_fraction = 0.1\n\
+             seq_len = 32\nout_dir = \"data\"\n[[data.sources]]\nname = \"c\"\nkind = \"natural\"\n\
+             domain = \"web\"\npath = \"c.jsonl\"\n\n{sweep}"
+        ),
+    )
+    .unwrap();
+    manifest
+}
+
+/// Two `synthscale sweep launch <manifest> --jobs 2` started at once in `dir`, their
+/// standard output captured; both outputs once both have ended.
+pub fn two_launches_at_once(dir: &Path, manifest: &str) -> (Output, Output) {
+    let spawn = || {
+        bin()
+            .current_dir(dir)
+            .args(["sweep", "launch", manifest, "--jobs", "2"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+}
+
+/// Runs `cmd` to its end: its exit code (-1 when killed by a signal), standard output and
+/// standard error.
+pub fn code_and_output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        stdout(&out),
+        stderr_of(&out),
+    )
 }

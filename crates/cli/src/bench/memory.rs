@@ -11,8 +11,9 @@ use synthscale_train::config::{DeviceSpec, OptimConfig};
 use synthscale_train::memory::{memory_model, Graph, MemoryModel};
 use synthscale_train::optim::AdamW;
 
+use super::shape::ShapeReport;
 use crate::heap;
-use crate::util::BadInput;
+use crate::util::{success_if, BadInput};
 
 #[derive(Args, Debug)]
 pub struct BenchMemoryArgs {
@@ -31,12 +32,8 @@ const DEFAULT_SHAPES: &str = "128:2:4:4096:128:8,256:4:4:512:256:4,256:4:4:8192:
 struct Case {
     bench: &'static str,
     graph: Graph,
-    d_model: usize,
-    layers: usize,
-    heads: usize,
-    vocab: usize,
-    seq_len: usize,
-    batch: usize,
+    #[serde(flatten)]
+    shape: ShapeReport,
     params: u64,
     /// The heap's peak over two training steps, counted allocations only (≥ 64 KiB).
     measured_mb: f64,
@@ -116,12 +113,7 @@ pub fn run(a: &BenchMemoryArgs) -> anyhow::Result<ExitCode> {
             let c = Case {
                 bench: "memory",
                 graph,
-                d_model: cfg.d_model,
-                layers: cfg.n_layers,
-                heads: cfg.n_heads,
-                vocab: cfg.vocab_size,
-                seq_len: t,
-                batch: b,
+                shape: ShapeReport::new(&cfg, t, b),
                 params: cfg.params(),
                 measured_mb: measured / 1e6,
                 estimated_mb: model.total / 1e6,
@@ -134,9 +126,5 @@ pub fn run(a: &BenchMemoryArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&c)?);
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(success_if(ok))
 }

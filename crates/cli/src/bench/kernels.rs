@@ -15,8 +15,8 @@ use clap::Args;
 use serde::Serialize;
 use synthscale_model::ops;
 
-use crate::bench::DeviceArgs;
-use crate::util::BadInput;
+use super::device_args::{dtype_name, DeviceArgs};
+use crate::util::{success_if, BadInput};
 
 #[derive(Args, Debug)]
 pub struct BenchKernelsArgs {
@@ -281,9 +281,9 @@ pub fn run_cmd(a: &BenchKernelsArgs) -> anyhow::Result<ExitCode> {
     if dtype != want {
         return Err(BadInput(format!(
             "--dtype: the fused ops run in {} on {} (they have no {} form there)",
-            crate::bench::dtype_name(want),
+            dtype_name(want),
             if dev.is_cuda() { "cuda" } else { "cpu" },
-            crate::bench::dtype_name(dtype),
+            dtype_name(dtype),
         ))
         .into());
     }
@@ -338,7 +338,7 @@ pub fn run_cmd(a: &BenchKernelsArgs) -> anyhow::Result<ExitCode> {
             bench: "kernels",
             op: case.op,
             device: name.clone(),
-            dtype: crate::bench::dtype_name(dtype),
+            dtype: dtype_name(dtype),
             shapes: case.inputs.iter().map(|(_, t)| t.dims().to_vec()).collect(),
             value_err,
             grad_err,
@@ -348,9 +348,5 @@ pub fn run_cmd(a: &BenchKernelsArgs) -> anyhow::Result<ExitCode> {
         };
         println!("{}", serde_json::to_string(&r)?);
     }
-    Ok(if all_ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(success_if(all_ok))
 }
