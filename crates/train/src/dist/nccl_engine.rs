@@ -77,6 +77,15 @@ impl Nccl {
         stream.synchronize().map_err(|e| err("synchronize", e))?;
         Ok(())
     }
+
+    /// A copy of `buf` as a tensor on this rank's GPU.
+    fn tensor_of(&self, buf: &[f32]) -> Result<Tensor> {
+        Ok(Tensor::from_slice(
+            buf,
+            buf.len(),
+            &Device::Cuda(self.cuda.clone()),
+        )?)
+    }
 }
 
 impl Collective for Nccl {
@@ -93,11 +102,7 @@ impl Collective for Nccl {
         self.sum_on_host(&mut [0f32])
     }
     fn reduce_sum(&self, buf: &mut [f32], root: usize) -> Result<()> {
-        let mut t = [Tensor::from_slice(
-            &buf[..],
-            buf.len(),
-            &Device::Cuda(self.cuda.clone()),
-        )?];
+        let mut t = [self.tensor_of(buf)?];
         self.reduce_tensors(&mut t, root)?;
         if self.world.rank == root {
             buf.copy_from_slice(&t[0].to_vec1::<f32>()?);
@@ -105,11 +110,7 @@ impl Collective for Nccl {
         Ok(())
     }
     fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
-        let mut t = [Tensor::from_slice(
-            &buf[..],
-            buf.len(),
-            &Device::Cuda(self.cuda.clone()),
-        )?];
+        let mut t = [self.tensor_of(buf)?];
         self.broadcast_tensors(&mut t, root)?;
         buf.copy_from_slice(&t[0].to_vec1::<f32>()?);
         Ok(())
