@@ -35,7 +35,8 @@ pub struct Decoder {
     cfg: ModelConfig,
     device: Device,
     params: Vec<(String, Var)>,
-    index: HashMap<String, usize>,
+    /// Where each weight the forward pass reads stands in `params`, found once by name.
+    at: ParamIndex,
     /// Rotary tables, `[max_seq_len, head_dim / 2]`.
     cos: Tensor,
     sin: Tensor,
@@ -46,38 +47,124 @@ pub struct Decoder {
     composed: bool,
 }
 
+const EMBED: &str = "model.embed_tokens.weight";
+const FINAL_NORM: &str = "model.norm.weight";
+const LM_HEAD: &str = "lm_head.weight";
+
+/// The weights of one layer, named after `model.layers.{i}.` as in Hugging Face's Llama, in
+/// the decoder's order.
+const LAYER_WEIGHTS: [&str; 9] = [
+    "input_layernorm.weight",
+    "self_attn.q_proj.weight",
+    "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight",
+    "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",
+];
+
+/// The full name of layer `layer`'s weight `weight` (one of [`LAYER_WEIGHTS`]).
+fn layer_weight(layer: usize, weight: &str) -> String {
+    format!("model.layers.{layer}.{weight}")
+}
+
 /// Names and shapes of every parameter, in the decoder's order.
 pub fn param_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (d, f, v) = (cfg.d_model, cfg.d_ff, cfg.vocab_size);
     let kv = cfg.n_kv_heads * cfg.head_dim();
-    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
+    let layer_shapes = [
+        vec![d],
+        vec![d, d],
+        vec![kv, d],
+        vec![kv, d],
+        vec![d, d],
+        vec![d],
+        vec![f, d],
+        vec![f, d],
+        vec![d, f],
+    ];
+    let mut out = vec![(EMBED.to_string(), vec![v, d])];
     for i in 0..cfg.n_layers {
-        let p = format!("model.layers.{i}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        out.push((format!("{p}.self_attn.q_proj.weight"), vec![d, d]));
-        out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, d]));
-        out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, d]));
-        out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, d]));
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        out.push((format!("{p}.mlp.gate_proj.weight"), vec![f, d]));
-        out.push((format!("{p}.mlp.up_proj.weight"), vec![f, d]));
-        out.push((format!("{p}.mlp.down_proj.weight"), vec![d, f]));
+        for (weight, shape) in LAYER_WEIGHTS.iter().zip(&layer_shapes) {
+            out.push((layer_weight(i, weight), shape.clone()));
+        }
     }
-    out.push(("model.norm.weight".to_string(), vec![d]));
+    out.push((FINAL_NORM.to_string(), vec![d]));
     if !cfg.tie_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![v, d]));
+        out.push((LM_HEAD.to_string(), vec![v, d]));
     }
     out
 }
 
+/// One layer's weights: their positions in [`Decoder::params`], in [`LAYER_WEIGHTS`]' order.
+#[derive(Debug, Clone, Copy)]
+struct LayerParams {
+    input_norm: usize,
+    q_proj: usize,
+    k_proj: usize,
+    v_proj: usize,
+    o_proj: usize,
+    post_attention_norm: usize,
+    gate_proj: usize,
+    up_proj: usize,
+    down_proj: usize,
+}
+
+/// The positions in [`Decoder::params`] of every weight the forward pass reads.
+#[derive(Debug, Clone)]
+struct ParamIndex {
+    embed: usize,
+    layers: Vec<LayerParams>,
+    final_norm: usize,
+    /// `None` with tied embeddings: the head is the embedding.
+    lm_head: Option<usize>,
+}
+
+impl ParamIndex {
+    /// Looks every name up once in `params` (which holds [`param_shapes`]' names).
+    fn new(cfg: &ModelConfig, params: &[(String, Var)]) -> Self {
+        let by_name: HashMap<&str, usize> = params
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.as_str(), i))
+            .collect();
+        let at = |name: &str| by_name[name];
+        let layers = (0..cfg.n_layers)
+            .map(|i| {
+                let [input_norm, q_proj, k_proj, v_proj, o_proj, post_attention_norm, gate_proj, up_proj, down_proj] =
+                    LAYER_WEIGHTS.map(|weight| at(&layer_weight(i, weight)));
+                LayerParams {
+                    input_norm,
+                    q_proj,
+                    k_proj,
+                    v_proj,
+                    o_proj,
+                    post_attention_norm,
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                }
+            })
+            .collect();
+        ParamIndex {
+            embed: at(EMBED),
+            layers,
+            final_norm: at(FINAL_NORM),
+            lm_head: (!cfg.tie_embeddings).then(|| at(LM_HEAD)),
+        }
+    }
+}
+
 /// Whether a parameter is a norm gain (1-D), which weight decay usually skips.
 pub fn is_norm(name: &str) -> bool {
-    name.ends_with("layernorm.weight") || name == "model.norm.weight"
+    name.ends_with("layernorm.weight") || name == FINAL_NORM
 }
 
 /// Whether a parameter is a vocabulary matrix (embedding or output head).
 pub fn is_embedding(name: &str) -> bool {
-    name == "model.embed_tokens.weight" || name == "lm_head.weight"
+    name == EMBED || name == LM_HEAD
 }
 
 impl Decoder {
@@ -122,7 +209,6 @@ impl Decoder {
             .map(|t| t.device().clone())
             .unwrap_or(Device::Cpu);
         let mut params = Vec::new();
-        let mut index = HashMap::new();
         for (name, shape) in param_shapes(cfg) {
             let t = tensors.remove(&name).ok_or_else(|| ModelError::Weights {
                 path: origin.to_path_buf(),
@@ -137,7 +223,6 @@ impl Decoder {
                     ),
                 });
             }
-            index.insert(name.clone(), params.len());
             params.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?)?));
         }
         if let Some(extra) = tensors.keys().next() {
@@ -147,11 +232,12 @@ impl Decoder {
             });
         }
         let (cos, sin) = rope_tables(cfg, &device)?;
+        let at = ParamIndex::new(cfg, &params);
         Ok(Decoder {
             cfg: cfg.clone(),
             device,
             params,
-            index,
+            at,
             cos,
             sin,
             compute_dtype: DType::F32,
@@ -230,8 +316,8 @@ impl Decoder {
 
     /// A weight in the compute dtype; the cast is differentiable, so gradients reach the
     /// f32 master `Var`.
-    fn w(&self, name: &str, mode: Mode) -> Result<Tensor> {
-        let t = self.params[self.index[name]].1.as_tensor();
+    fn w(&self, at: usize, mode: Mode) -> Result<Tensor> {
+        let t = self.params[at].1.as_tensor();
         let t = match mode {
             Mode::Train => t.clone(),
             Mode::Eval => t.detach(),
@@ -250,7 +336,7 @@ impl Decoder {
             )));
         }
         let d = self.cfg.d_model;
-        let emb = self.w("model.embed_tokens.weight", mode)?;
+        let emb = self.w(self.at.embed, mode)?;
         let fused = self.fused_ops();
         let mut x = if fused.embedding {
             ops::embedding(&emb, &ids.flatten_all()?)?
@@ -270,30 +356,25 @@ impl Decoder {
         } else {
             Some(causal_mask(t, &self.device)?)
         };
-        for i in 0..self.cfg.n_layers {
-            let p = format!("model.layers.{i}");
-            let h = self.norm(&x, &self.w(&format!("{p}.input_layernorm.weight"), mode)?)?;
-            let a = self.attention(&h, &p, mode, fused, (&cos, &sin), mask.as_ref())?;
+        for layer in &self.at.layers {
+            let h = self.norm(&x, &self.w(layer.input_norm, mode)?)?;
+            let a = self.attention(&h, layer, mode, fused, (&cos, &sin), mask.as_ref())?;
             x = (x + a)?;
-            let h = self.norm(
-                &x,
-                &self.w(&format!("{p}.post_attention_layernorm.weight"), mode)?,
-            )?;
-            let gate = linear(&h, &self.w(&format!("{p}.mlp.gate_proj.weight"), mode)?)?;
-            let up = linear(&h, &self.w(&format!("{p}.mlp.up_proj.weight"), mode)?)?;
+            let h = self.norm(&x, &self.w(layer.post_attention_norm, mode)?)?;
+            let gate = linear(&h, &self.w(layer.gate_proj, mode)?)?;
+            let up = linear(&h, &self.w(layer.up_proj, mode)?)?;
             let act = if fused.swiglu {
                 ops::swiglu(&gate, &up)?
             } else {
                 (gate.silu()? * up)?
             };
-            let m = linear(&act, &self.w(&format!("{p}.mlp.down_proj.weight"), mode)?)?;
+            let m = linear(&act, &self.w(layer.down_proj, mode)?)?;
             x = (x + m)?;
         }
-        let x = self.norm(&x, &self.w("model.norm.weight", mode)?)?;
-        let head = if self.cfg.tie_embeddings {
-            emb
-        } else {
-            self.w("lm_head.weight", mode)?
+        let x = self.norm(&x, &self.w(self.at.final_norm, mode)?)?;
+        let head = match self.at.lm_head {
+            None => emb,
+            Some(lm_head) => self.w(lm_head, mode)?,
         };
         Ok((x, head))
     }
@@ -308,7 +389,7 @@ impl Decoder {
     fn attention(
         &self,
         h: &Tensor,
-        p: &str,
+        layer: &LayerParams,
         mode: Mode,
         fused: FusedOps,
         (cos, sin): (&Tensor, &Tensor),
@@ -319,9 +400,9 @@ impl Decoder {
         let heads = |x: Tensor, n: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = linear(h, &self.w(&format!("{p}.self_attn.q_proj.weight"), mode)?)?;
-        let k = linear(h, &self.w(&format!("{p}.self_attn.k_proj.weight"), mode)?)?;
-        let v = linear(h, &self.w(&format!("{p}.self_attn.v_proj.weight"), mode)?)?;
+        let q = linear(h, &self.w(layer.q_proj, mode)?)?;
+        let k = linear(h, &self.w(layer.k_proj, mode)?)?;
+        let v = linear(h, &self.w(layer.v_proj, mode)?)?;
         let v = heads(v, nkv)?;
         let (q, k) = if fused.rope {
             (
@@ -339,7 +420,7 @@ impl Decoder {
         let scale = 1.0 / (hd as f64).sqrt();
         if fused.attention {
             let y = ops::causal_attention(&q, &k, &v, scale)?;
-            return linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?);
+            return linear(&y, &self.w(layer.o_proj, mode)?);
         }
         let Some(mask) = mask else {
             return Err(ModelError::Config(
@@ -351,7 +432,7 @@ impl Decoder {
         let z = (scores.to_dtype(DType::F32)? * scale)?.broadcast_add(mask)?;
         let att = softmax_last(&z)?.to_dtype(q.dtype())?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        linear(&y, &self.w(&format!("{p}.self_attn.o_proj.weight"), mode)?)
+        linear(&y, &self.w(layer.o_proj, mode)?)
     }
 
     /// Mean cross-entropy of predicting `targets` `[batch, seq]` from `ids`.

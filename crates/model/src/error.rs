@@ -8,9 +8,17 @@ pub enum ModelError {
     #[error("model config: {0}")]
     Config(String),
 
-    /// A file could not be read or written.
+    /// A file or directory that could not be read.
     #[error("{}: {source}", path.display())]
-    Io {
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file or directory that could not be written (or created, removed, renamed).
+    #[error("{}: {source}", path.display())]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -32,6 +40,14 @@ pub enum ModelError {
     )]
     NotExportDir { path: PathBuf, reason: String },
 
+    /// `device = "cuda"` in a binary built without the `cuda` feature.
+    #[error("\"cuda\" needs a binary built with --features cuda")]
+    CudaNotBuilt,
+
+    /// A CUDA device that cannot be opened or does not run this binary's kernels.
+    #[error("{message}")]
+    Device { message: String },
+
     /// A failure inside candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -45,7 +61,26 @@ impl ModelError {
             | ModelError::Weights { .. }
             | ModelError::Tokenizer { .. }
             | ModelError::NotExportDir { .. } => true,
-            ModelError::Io { .. } | ModelError::Candle(_) => false,
+            // The device the user asked for: a setting to change (as the trainer's `device`
+            // field reports it).
+            ModelError::CudaNotBuilt | ModelError::Device { .. } => true,
+            ModelError::Read { .. } | ModelError::Write { .. } | ModelError::Candle(_) => false,
+        }
+    }
+
+    /// [`ModelError::Read`] of `path`: `.map_err(|e| ModelError::read(&path, e))`.
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Read {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// [`ModelError::Write`] of `path`: `.map_err(|e| ModelError::write(&path, e))`.
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Write {
+            path: path.into(),
+            source,
         }
     }
 }

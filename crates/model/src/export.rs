@@ -116,19 +116,14 @@ pub fn with_document_start(
 /// 0600).
 fn readable_by_all(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let p = e.map_err(io(dir))?.path();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(io(&p))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ModelError::write(dir, e))?;
+    for e in std::fs::read_dir(dir).map_err(|e| ModelError::read(dir, e))? {
+        let p = e.map_err(|e| ModelError::read(dir, e))?.path();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ModelError::write(&p, e))?;
     }
     Ok(())
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// The files [`export_hf`] writes.
@@ -198,9 +193,9 @@ pub fn export_hf(model: &Decoder, dir: &Path, files: &ExportFiles) -> Result<()>
     let tmp = PathBuf::from(format!("{}.tmp-{}", dir.display(), std::process::id()));
     let aside = PathBuf::from(format!("{}.old-{}", dir.display(), std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| ModelError::write(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::write(&tmp, e))?;
     let result = (|| -> Result<()> {
         let weights = tmp.join("model.safetensors");
         candle_core::safetensors::save(&model.tensors(), &weights)?;
@@ -209,16 +204,18 @@ pub fn export_hf(model: &Decoder, dir: &Path, files: &ExportFiles) -> Result<()>
             config[TOKENIZER_SHA256_KEY] = json!(h);
         }
         let config = serde_json::to_string_pretty(&config).expect("serializable");
-        std::fs::write(tmp.join("config.json"), config).map_err(io(&tmp))?;
+        std::fs::write(tmp.join("config.json"), config).map_err(|e| ModelError::write(&tmp, e))?;
         let json = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("serializable");
         if let Some((id, text)) = files.eot {
             let g = generation_config(model.config(), id);
-            std::fs::write(tmp.join("generation_config.json"), json(&g)).map_err(io(&tmp))?;
+            std::fs::write(tmp.join("generation_config.json"), json(&g))
+                .map_err(|e| ModelError::write(&tmp, e))?;
             let t = tokenizer_config(model.config(), text);
-            std::fs::write(tmp.join("tokenizer_config.json"), json(&t)).map_err(io(&tmp))?;
+            std::fs::write(tmp.join("tokenizer_config.json"), json(&t))
+                .map_err(|e| ModelError::write(&tmp, e))?;
         }
         if let Some(t) = files.tokenizer {
-            let text = std::fs::read_to_string(t).map_err(io(t))?;
+            let text = std::fs::read_to_string(t).map_err(|e| ModelError::read(t, e))?;
             let mut tok: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| ModelError::Tokenizer {
                     path: t.to_path_buf(),
@@ -227,10 +224,11 @@ pub fn export_hf(model: &Decoder, dir: &Path, files: &ExportFiles) -> Result<()>
             if let Some(eot) = files.eot {
                 tok = with_document_start(tok, eot);
             }
-            std::fs::write(tmp.join("tokenizer.json"), json(&tok)).map_err(io(&tmp))?;
+            std::fs::write(tmp.join("tokenizer.json"), json(&tok))
+                .map_err(|e| ModelError::write(&tmp, e))?;
         }
         if let Some(card) = files.model_card {
-            std::fs::write(tmp.join("README.md"), card).map_err(io(&tmp))?;
+            std::fs::write(tmp.join("README.md"), card).map_err(|e| ModelError::write(&tmp, e))?;
         }
         readable_by_all(&tmp)?;
         // Checked again just before the earlier export is moved aside.
@@ -239,11 +237,11 @@ pub fn export_hf(model: &Decoder, dir: &Path, files: &ExportFiles) -> Result<()>
             if let Some(reason) = not_an_export_dir(dir) {
                 return Err(refuse(reason));
             }
-            std::fs::rename(dir, &aside).map_err(io(dir))?;
+            std::fs::rename(dir, &aside).map_err(|e| ModelError::write(dir, e))?;
         }
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        std::fs::rename(&tmp, dir).map_err(|e| ModelError::write(dir, e))?;
         if replaced {
-            std::fs::remove_dir_all(&aside).map_err(io(&aside))?;
+            std::fs::remove_dir_all(&aside).map_err(|e| ModelError::write(&aside, e))?;
         }
         Ok(())
     })();

@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use synthscale_model::Decoder;
 
 use crate::config::ResolvedConfig;
 use crate::error::{Result, TrainError};
-use crate::init::InitRecord;
+use crate::files::{sync, write_synced};
 use crate::optim::AdamW;
+pub use crate::state::{TrainState, FORMAT};
 
 pub const DIR: &str = "checkpoint";
 /// The checkpoint before the latest: what a damaged `checkpoint/` falls back to.
@@ -32,72 +32,14 @@ const MODEL: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
 /// The files [`SUMS`] covers.
 const FILES: [&str; 3] = [MODEL, OPTIMIZER, STATE];
-/// `TrainState::format` of checkpoints with [`SUMS`].
-pub const FORMAT: u32 = 1;
-
-/// What `state.json` records besides the tensors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Optimizer steps completed; also the data position, since the mixture stream resumes
-    /// exactly from a step index.
-    pub step: u64,
-    pub tokens: u64,
-    /// The run's seed. The trainer draws no random numbers after initialisation (no
-    /// dropout), and the data order is a pure function of seed and step, so seed and step
-    /// are the whole random state.
-    pub seed: u64,
-    /// AdamW's update count.
-    pub optimizer_t: u64,
-    /// [`FORMAT`]: the directory holds [`SUMS`]. 0 (absent from the file): written by a
-    /// synthscale before checkpoints carried checksums; such a checkpoint still loads, with
-    /// its `state.json` checked against the config but its tensors unverified.
-    #[serde(default)]
-    pub format: u32,
-    /// The weights a continued pre-training run started from (`init_from`), carried by
-    /// every checkpoint of the run; absent for a run from a random init.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init_from: Option<InitRecord>,
-    /// The processes of a data-parallel run ([`crate::dist`]); 1 (and absent from the file,
-    /// as in checkpoints from before data parallelism) for a single process. A run resumes
-    /// only with the same number.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
-    pub world_size: u64,
-}
-
-fn one() -> u64 {
-    1
-}
-
-fn is_one(n: &u64) -> bool {
-    *n == 1
-}
-
-impl TrainState {
-    /// The state of a run that has not taken a step.
-    pub fn start(seed: u64) -> Self {
-        TrainState {
-            step: 0,
-            tokens: 0,
-            seed,
-            optimizer_t: 0,
-            format: FORMAT,
-            init_from: None,
-            world_size: 1,
-        }
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    TrainError::io(path)
-}
 
 /// sha256 of a file as lower-case hex, read in blocks (optimizer state runs to gigabytes).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let mut f = std::fs::File::open(path).map_err(|e| TrainError::read(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
+        let n = f.read(&mut buf).map_err(|e| TrainError::read(path, e))?;
         if n == 0 {
             break;
         }
@@ -123,9 +65,9 @@ pub fn save_with_state(
     let final_dir = run_dir.join(DIR);
     let tmp = run_dir.join(synthscale_data::tempname::owned_name(DIR, "tmp"));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::write(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::write(&tmp, e))?;
     candle_core::safetensors::save(&model.tensors(), tmp.join(MODEL))?;
     candle_core::safetensors::save(opt_state, tmp.join(OPTIMIZER))?;
     let state = TrainState {
@@ -147,15 +89,15 @@ pub fn save_with_state(
     let prev = run_dir.join(PREV);
     if final_dir.exists() {
         if prev.exists() {
-            std::fs::remove_dir_all(&prev).map_err(io(&prev))?;
+            std::fs::remove_dir_all(&prev).map_err(|e| TrainError::write(&prev, e))?;
         }
-        std::fs::rename(&final_dir, &prev).map_err(io(&final_dir))?;
+        std::fs::rename(&final_dir, &prev).map_err(|e| TrainError::write(&final_dir, e))?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    std::fs::rename(&tmp, &final_dir).map_err(|e| TrainError::write(&final_dir, e))?;
     sync(run_dir)?;
     let old = run_dir.join(OLD);
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        std::fs::remove_dir_all(&old).map_err(|e| TrainError::write(&old, e))?;
     }
     Ok(())
 }
@@ -402,18 +344,4 @@ pub fn load(
         invalid(&op, "", m)
     })?;
     Ok((model, opt, state))
-}
-
-/// Writes a file and flushes it to disk.
-pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
-}
-
-fn sync(path: &Path) -> Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(io(path))
 }

@@ -21,7 +21,7 @@ pub enum TrainError {
     RunDir { path: PathBuf, message: String },
 
     /// Another live process holds the run directory's lock (`run.lock`); exit code
-    /// [`crate::trainer::EXIT_LOCKED`].
+    /// `EXIT_LOCKED` (73).
     #[error(
         "{}: run directory in use by {holder}; a run directory is trained by one process at a \
          time (wait for it to finish, or stop it first)",
@@ -49,11 +49,12 @@ pub enum TrainError {
     )]
     TrunkNotReady { path: PathBuf, step: u64 },
 
-    /// A checkpoint that cannot be read back.
     /// A data-parallel launch that cannot run: the environment's ranks, the engine, or a
     /// world size that does not fit the run.
     #[error("data-parallel run: {message}")]
     World { message: String },
+
+    /// A checkpoint that cannot be read back.
     #[error("{}: corrupt checkpoint: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
 
@@ -70,12 +71,25 @@ pub enum TrainError {
         recovery: String,
     },
 
+    /// A file or directory that could not be read (or opened, or listed).
     #[error("{}: {source}", path.display())]
-    Io {
+    Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+
+    /// A file or directory that could not be written (or created, renamed, removed, synced).
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A value that cannot be written as the text of a file (TOML), named by the file.
+    #[error("{}: cannot be written as TOML: {message}", path.display())]
+    Serialize { path: PathBuf, message: String },
 
     #[error(transparent)]
     Data(#[from] synthscale_data::DataError),
@@ -106,14 +120,27 @@ impl TrainError {
             | TrainError::TrunkNotReady { .. }
             | TrainError::Checkpoint { .. }
             | TrainError::CheckpointInvalid { .. }
-            | TrainError::Io { .. }
+            | TrainError::Read { .. }
+            | TrainError::Write { .. }
+            | TrainError::Serialize { .. }
             | TrainError::Candle(_) => false,
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
-        let path = path.into();
-        move |source| TrainError::Io { path, source }
+    /// [`TrainError::Read`] of `path`: `.map_err(|e| TrainError::read(&path, e))`.
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Read {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// [`TrainError::Write`] of `path`: `.map_err(|e| TrainError::write(&path, e))`.
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        TrainError::Write {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -8,38 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use serde::{Deserialize, Serialize};
 use synthscale_model::{Decoder, ModelConfig};
 
 use crate::checkpoint::{self, sha256_file};
 use crate::config::ResolvedConfig;
 use crate::error::{Result, TrainError};
-
-/// What kind of directory an `init_from` source is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitKind {
-    /// A synthscale run directory (`config.toml`, `checkpoint/`).
-    Run,
-    /// A `synthscale export` directory (`model.safetensors`, `config.json` in Hugging
-    /// Face's Llama layout, `tokenizer.json`).
-    Export,
-}
-
-/// Where a run's initial weights came from, as `state.json` records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InitRecord {
-    /// The `init_from` directory.
-    pub path: PathBuf,
-    pub kind: InitKind,
-    /// The weights file read.
-    pub weights: PathBuf,
-    /// sha256 of that file, lower-case hex.
-    pub sha256: String,
-    /// A run source: the step of the checkpoint taken.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<u64>,
-}
+use crate::files::CONFIG as RUN_CONFIG;
+pub use crate::state::{InitKind, InitRecord};
 
 /// A source whose model shape and tokenizer agree with the run's ([`check`]).
 #[derive(Debug, Clone)]
@@ -60,7 +35,6 @@ impl InitSource {
     }
 }
 
-const RUN_CONFIG: &str = crate::trainer::CONFIG;
 const HF_CONFIG: &str = "config.json";
 const HF_WEIGHTS: &str = "model.safetensors";
 const HF_TOKENIZER: &str = "tokenizer.json";
@@ -94,7 +68,7 @@ pub fn check(
     }
     let run_cfg = src.join(RUN_CONFIG);
     if run_cfg.is_file() {
-        let text = std::fs::read_to_string(&run_cfg).map_err(TrainError::io(&run_cfg))?;
+        let text = std::fs::read_to_string(&run_cfg).map_err(|e| TrainError::read(&run_cfg, e))?;
         let theirs: ResolvedConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
             file: run_cfg.clone(),
             message: format!(
@@ -140,7 +114,7 @@ pub fn check(
             ),
         ));
     }
-    let text = std::fs::read_to_string(&hf).map_err(TrainError::io(&hf))?;
+    let text = std::fs::read_to_string(&hf).map_err(|e| TrainError::read(&hf, e))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| TrainError::Config {
         file: hf.clone(),
         message: format!("not JSON: {e}"),

@@ -6,10 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{self, write_synced};
-use crate::config::BranchSpec;
+use synthscale_model::Decoder;
+
+use crate::checkpoint::{self, TrainState};
+use crate::config::{BranchSpec, DecayShape, ResolvedConfig, Schedule};
 use crate::error::{Result, TrainError};
+use crate::files::{sync, write_synced, CONFIG};
 use crate::metrics::{Metric, FILE as METRICS};
+use crate::optim::AdamW;
 
 /// The kept checkpoint of `run_dir` at `step`.
 pub fn kept_dir(run_dir: &Path, step: u64) -> PathBuf {
@@ -36,28 +40,24 @@ pub(crate) fn keep(run_dir: &Path, step: u64) -> Result<()> {
         checkpoint::DIR,
         std::process::id()
     ));
-    let io = |p: &Path| TrainError::io(p.to_path_buf());
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::write(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    for entry in std::fs::read_dir(&src).map_err(io(&src))? {
-        let entry = entry.map_err(io(&src))?;
-        if entry.file_type().map_err(io(&src))?.is_file() {
+    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::write(&tmp, e))?;
+    for entry in std::fs::read_dir(&src).map_err(|e| TrainError::read(&src, e))? {
+        let entry = entry.map_err(|e| TrainError::read(&src, e))?;
+        let file_type = entry.file_type().map_err(|e| TrainError::read(&src, e))?;
+        if file_type.is_file() {
             let to = tmp.join(entry.file_name());
-            std::fs::copy(entry.path(), &to).map_err(io(&to))?;
-            std::fs::File::open(&to)
-                .and_then(|f| f.sync_all())
-                .map_err(io(&to))?;
+            std::fs::copy(entry.path(), &to).map_err(|e| TrainError::write(&to, e))?;
+            sync(&to)?;
         }
     }
     if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
+        std::fs::remove_dir_all(&dest).map_err(|e| TrainError::write(&dest, e))?;
     }
-    std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    std::fs::File::open(run_dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io(run_dir))
+    std::fs::rename(&tmp, &dest).map_err(|e| TrainError::write(&dest, e))?;
+    sync(run_dir)
 }
 
 /// Writes the branch's `metrics.jsonl` from its trunk's: every training line up to the
@@ -65,7 +65,7 @@ pub(crate) fn keep(run_dir: &Path, step: u64) -> Result<()> {
 /// `eval_interval`; the trunk also evaluates at its own end, which a branch does not).
 pub(crate) fn copy_trunk_metrics(b: &BranchSpec, run_dir: &Path, eval_interval: u64) -> Result<()> {
     let src = b.trunk.join(METRICS);
-    let text = std::fs::read_to_string(&src).map_err(TrainError::io(&src))?;
+    let text = std::fs::read_to_string(&src).map_err(|e| TrainError::read(&src, e))?;
     let mut out = String::new();
     let mut last = 0;
     for line in text.lines() {
@@ -97,7 +97,7 @@ pub(crate) fn copy_trunk_metrics(b: &BranchSpec, run_dir: &Path, eval_interval: 
     let path = run_dir.join(METRICS);
     let tmp = run_dir.join(format!("{METRICS}.tmp"));
     write_synced(&tmp, out.as_bytes())?;
-    std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))
+    std::fs::rename(&tmp, &path).map_err(|e| TrainError::write(&path, e))
 }
 
 /// The marker a finished branch leaves beside the kept checkpoint it removed, so that a
@@ -122,10 +122,7 @@ pub(crate) fn release(b: &BranchSpec) -> Result<()> {
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(TrainError::Io {
-            path: dir,
-            source: e,
-        }),
+        Err(e) => Err(TrainError::write(dir, e)),
     }
 }
 
@@ -135,14 +132,10 @@ pub(crate) fn release(b: &BranchSpec) -> Result<()> {
 pub(crate) fn start_branch(
     b: &BranchSpec,
     run_dir: &Path,
-    cfg: &crate::config::ResolvedConfig,
+    cfg: &ResolvedConfig,
     dev: &candle_core::Device,
     write: bool,
-) -> Result<(
-    synthscale_model::Decoder,
-    crate::optim::AdamW,
-    checkpoint::TrainState,
-)> {
+) -> Result<(Decoder, AdamW, TrainState)> {
     let dir = kept_dir(&b.trunk, b.step);
     if !branch_ready(b) {
         return Err(TrainError::TrunkNotReady {
@@ -169,10 +162,9 @@ pub(crate) fn start_branch(
 
 /// The trunk must be this run before its cooldown: same model, data, mixture, seed, batch,
 /// optimizer, warm-up and evaluation points; only the schedule's tail and budget differ.
-fn check_trunk(b: &BranchSpec, cfg: &crate::config::ResolvedConfig) -> Result<()> {
-    use crate::config::ResolvedConfig;
-    let path = b.trunk.join(crate::trainer::CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+fn check_trunk(b: &BranchSpec, cfg: &ResolvedConfig) -> Result<()> {
+    let path = b.trunk.join(CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::read(&path, e))?;
     let trunk: ResolvedConfig = toml::from_str(&text).map_err(|e| TrainError::Checkpoint {
         path: path.clone(),
         message: e.to_string(),
@@ -180,9 +172,9 @@ fn check_trunk(b: &BranchSpec, cfg: &crate::config::ResolvedConfig) -> Result<()
     let same_optim = {
         let (mut a, mut t) = (cfg.optim.clone(), trunk.optim.clone());
         for o in [&mut a, &mut t] {
-            o.schedule = crate::config::Schedule::Constant;
+            o.schedule = Schedule::Constant;
             o.decay_fraction = 0.0;
-            o.decay_shape = crate::config::DecayShape::Linear;
+            o.decay_shape = DecayShape::Linear;
             o.min_lr_ratio = 0.0;
             o.warmup_steps = 0;
             o.warmup_fraction = 0.0;

@@ -99,7 +99,7 @@ pub struct MemoryModel {
 }
 
 impl MemoryModel {
-    /// The model for one of `ranks` data-parallel ranks under ZeRO-1 ([`crate::zero`]):
+    /// The model for one of `ranks` data-parallel ranks under ZeRO-1 (the `zero` module):
     /// the optimizer's moments divided among them (whole tensors are owned, so a rank's
     /// share is about 1/ranks of them), everything else whole on every rank.
     pub fn sharded(mut self, ranks: usize) -> MemoryModel {

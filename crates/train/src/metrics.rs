@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{Result, TrainError};
 
@@ -12,8 +13,9 @@ pub const FILE: &str = "metrics.jsonl";
 
 /// One line. Training lines fill `lr, train_loss, grad_norm, tokens_per_s, mfu` (and
 /// `comm_s` in a data-parallel run);
-/// evaluation lines fill `eval_domain, val_loss`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// evaluation lines fill `eval_domain, val_loss`. A field that is `None` is left out of
+/// the line ([`Metric::serialize`]), and one left out reads back as `None`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Metric {
     /// Optimizer steps completed.
     pub step: u64,
@@ -21,24 +23,46 @@ pub struct Metric {
     pub tokens: u64,
     /// Training FLOPs spent (tokens × FLOPs per token).
     pub flops: f64,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub lr: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub train_loss: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grad_norm: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tokens_per_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mfu: Option<f64>,
     /// Seconds of the step rank 0 spent in the data-parallel all-reduces (waiting for the
     /// slowest rank included); absent for a single process.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub comm_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub eval_domain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
+}
+
+impl Serialize for Metric {
+    /// The fields in their order, those that are `None` left out.
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut line = serializer.serialize_map(None)?;
+        line.serialize_entry("step", &self.step)?;
+        line.serialize_entry("tokens", &self.tokens)?;
+        line.serialize_entry("flops", &self.flops)?;
+        let scalars = [
+            ("lr", self.lr),
+            ("train_loss", self.train_loss),
+            ("grad_norm", self.grad_norm),
+            ("tokens_per_s", self.tokens_per_s),
+            ("mfu", self.mfu),
+            ("comm_s", self.comm_s),
+        ];
+        for (key, value) in scalars {
+            if let Some(value) = value {
+                line.serialize_entry(key, &value)?;
+            }
+        }
+        if let Some(domain) = &self.eval_domain {
+            line.serialize_entry("eval_domain", domain)?;
+        }
+        if let Some(loss) = self.val_loss {
+            line.serialize_entry("val_loss", &loss)?;
+        }
+        line.end()
+    }
 }
 
 /// Appends lines, flushed as they are written.
@@ -54,7 +78,7 @@ impl MetricsLog {
     pub fn open(run_dir: &Path, step: u64) -> Result<Self> {
         let path = run_dir.join(FILE);
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| TrainError::read(&path, e))?;
             let mut kept = String::new();
             for line in text.lines() {
                 let Ok(m) = serde_json::from_str::<Metric>(line) else {
@@ -68,15 +92,15 @@ impl MetricsLog {
             }
             if kept.len() != text.len() {
                 let tmp = path.with_extension("jsonl.tmp");
-                crate::checkpoint::write_synced(&tmp, kept.as_bytes())?;
-                std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))?;
+                crate::files::write_synced(&tmp, kept.as_bytes())?;
+                std::fs::rename(&tmp, &path).map_err(|e| TrainError::write(&path, e))?;
             }
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(TrainError::io(&path))?;
+            .map_err(|e| TrainError::write(&path, e))?;
         Ok(MetricsLog { file, path })
     }
 
@@ -85,14 +109,14 @@ impl MetricsLog {
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .map_err(TrainError::io(&self.path))
+            .map_err(|e| TrainError::write(&self.path, e))
     }
 }
 
 /// Reads a run's metrics.
 pub fn read(run_dir: &Path) -> Result<Vec<Metric>> {
     let path = run_dir.join(FILE);
-    let text = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::read(&path, e))?;
     text.lines()
         .map(|l| {
             serde_json::from_str(l).map_err(|e| TrainError::Checkpoint {

@@ -69,7 +69,7 @@ impl AdamW {
 
     /// Keeps the moments of the parameters this rank owns (`owned[i]`) and frees the rest:
     /// ZeRO-1, where [`AdamW::step`] updates only those and their owners share the new
-    /// values ([`crate::zero`]).
+    /// values (the `zero` module).
     pub fn shard(&mut self, owned: &[bool]) -> Result<()> {
         for (i, &own) in owned.iter().enumerate() {
             if !own {
@@ -149,7 +149,7 @@ impl AdamW {
     ) -> Result<f64> {
         #[cfg(feature = "cuda")]
         if self.fused && on_cuda_f32(params) && self.owned.iter().all(|&o| o) {
-            return self.clip_and_step_cuda(params, grads, lr, max_norm, check);
+            return self.clip_and_step_cuda(params, grads, (lr, max_norm), check);
         }
         let norm = global_norm(grads)?;
         check(norm)?;
@@ -166,8 +166,7 @@ impl AdamW {
         &mut self,
         params: &[(String, Var)],
         grads: &mut [Tensor],
-        lr: f64,
-        max_norm: f64,
+        (lr, max_norm): (f64, f64),
         check: impl FnOnce(f64) -> Result<()>,
     ) -> Result<f64> {
         use candle_core::cuda::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};

@@ -88,7 +88,9 @@ impl RunDirLock {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name as the kernel reports it (`$HOSTNAME`, else `localhost`, where
+/// it cannot be read): what a lock's record names its holder by.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
@@ -125,7 +127,7 @@ pub fn acquire(run_dir: &Path) -> Result<RunDirLock> {
         message: format!("cannot create the run directory: {e}"),
     })?;
     let path = run_dir.join(LOCK_FILE);
-    let mut file = open(&path).map_err(TrainError::io(&path))?;
+    let mut file = open(&path).map_err(|e| TrainError::write(&path, e))?;
     let started = Instant::now();
     loop {
         match try_flock(&file, false) {
@@ -145,7 +147,7 @@ pub fn acquire(run_dir: &Path) -> Result<RunDirLock> {
                     holder: LockState::Held(holder).describe(),
                 });
             }
-            Err(e) => return Err(TrainError::Io { path, source: e }),
+            Err(e) => return Err(TrainError::write(path, e)),
         }
     }
     let me = Holder {
@@ -162,7 +164,7 @@ pub fn acquire(run_dir: &Path) -> Result<RunDirLock> {
         file.write_all(text.as_bytes())?;
         file.flush()
     })()
-    .map_err(TrainError::io(&path))?;
+    .map_err(|e| TrainError::write(&path, e))?;
     Ok(RunDirLock { _file: file, path })
 }
 
@@ -193,7 +195,7 @@ pub fn probe(run_dir: &Path) -> Result<LockState> {
     let mut file = match OpenOptions::new().read(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Free),
-        Err(e) => return Err(TrainError::Io { path, source: e }),
+        Err(e) => return Err(TrainError::read(path, e)),
     };
     match try_flock(&file, true) {
         Ok(true) => {
@@ -201,7 +203,7 @@ pub fn probe(run_dir: &Path) -> Result<LockState> {
             Ok(LockState::Free)
         }
         Ok(false) => Ok(LockState::Held(read_holder(&mut file))),
-        Err(e) => Err(TrainError::Io { path, source: e }),
+        Err(e) => Err(TrainError::read(path, e)),
     }
 }
 

@@ -107,7 +107,7 @@ impl EventWriter {
     /// A new event file in `dir` (created if missing) for a run resuming after step
     /// `resumed_at` (0: a fresh start).
     pub fn create(dir: &Path, resumed_at: u64) -> Result<EventWriter> {
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::write(dir, e))?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "host".into());
@@ -116,7 +116,7 @@ impl EventWriter {
             now() as u64,
             std::process::id()
         ));
-        let file = File::create(&path).map_err(TrainError::io(&path))?;
+        let file = File::create(&path).map_err(|e| TrainError::write(&path, e))?;
         let mut w = EventWriter {
             path,
             out: BufWriter::new(file),
@@ -143,7 +143,7 @@ impl EventWriter {
         self.out
             .write_all(&record(&bytes))
             .and_then(|_| self.out.flush())
-            .map_err(TrainError::io(&self.path))
+            .map_err(|e| TrainError::write(&self.path, e))
     }
 
     /// Scalars `(tag, value)` at `step`, in one event, flushed (TensorBoard reads the file

@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use synthscale_data::{eval_batches, DataDir, Mixture, MixtureSampler, SamplerConfig};
 use synthscale_model::{Decoder, Mode};
 
 use crate::checkpoint::{self, TrainState};
-use crate::config::{DeviceSpec, ResolvedConfig, RunConfig};
+use crate::config::{ResolvedConfig, RunConfig};
+use crate::device::open_for_run;
 use crate::dist::{self, Collective, Single};
 use crate::error::{Result, TrainError};
+use crate::files::write_synced;
 use crate::init::{self, InitRecord};
 use crate::ladder;
 use crate::metrics::{Metric, MetricsLog};
@@ -21,10 +23,11 @@ use crate::optim::AdamW;
 use crate::tensorboard::EventWriter;
 use crate::zero::Zero;
 
-/// The file that marks a finished run.
-pub const DONE: &str = "DONE";
-/// The resolved config, written first into the run directory.
-pub const CONFIG: &str = "config.toml";
+pub use crate::device::{
+    compute_dtype, cpu_flops_per_cycle, device_peak, gpu_ordinal, gpu_peak_flops, open_device,
+    open_device_for_rank, peak_flops,
+};
+pub use crate::files::{CONFIG, DONE};
 /// Exit code after a requested stop (SIGTERM, SIGUSR1, SIGINT) has checkpointed: sysexits'
 /// EX_TEMPFAIL, "try again later" — a scheduler requeues on it.
 pub const EXIT_REQUEUE: u8 = 75;
@@ -76,188 +79,6 @@ pub struct TrainOptions<'a> {
     pub tensorboard: Option<&'a Path>,
 }
 
-/// Nominal peak FLOP/s of the device MFU is measured against.
-///
-/// CPU: cores × 2.5 GHz × FP32 FLOP per cycle — 64 where the CPU has AVX-512F (two 16-lane
-/// FMA units; the matmuls then run gemm's AVX-512 kernels), else 32 (two 8-lane FMA units,
-/// AVX2). A nominal figure for the x86 cores this runs on, stated so MFU numbers can be
-/// compared; a core that splits 512-bit FMAs into two 256-bit halves reads low against it.
-pub fn peak_flops(device: DeviceSpec) -> f64 {
-    match device {
-        DeviceSpec::Cpu => {
-            let cores = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
-            cores as f64 * 2.5e9 * cpu_flops_per_cycle()
-        }
-        // H100/H200 SXM dense BF16 (NVIDIA datasheets), assumed when the GPU is not named.
-        DeviceSpec::Cuda => 989e12,
-    }
-}
-
-/// FP32 FLOP per cycle and core of [`peak_flops`]'s CPU yardstick.
-pub fn cpu_flops_per_cycle() -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return 64.0;
-        }
-    }
-    32.0
-}
-
-/// Dense peak FLOP/s in the compute dtype for a GPU, looked up by its name (as the driver
-/// reports it, e.g. "NVIDIA H100 80GB HBM3"); `None` for a GPU not in the table.
-/// NVIDIA datasheet figures without sparsity: BF16 tensor cores for the data-centre parts.
-pub fn gpu_peak_flops(name: &str) -> Option<f64> {
-    let n = name.to_ascii_uppercase();
-    let table: &[(&str, f64)] = &[
-        ("H100 PCIE", 756e12),
-        ("H100 NVL", 835e12),
-        ("H800 PCIE", 756e12),
-        ("H200", 989e12), // also GH200
-        ("H100", 989e12), // SXM
-        ("H800", 989e12),
-        ("H20", 148e12),
-        ("B200", 2250e12),
-        ("A100", 312e12),
-        ("A800", 312e12),
-        ("A10G", 70e12),
-        ("L40S", 362e12),
-        ("L40", 181e12),
-        ("L4", 121e12),
-    ];
-    table
-        .iter()
-        .find(|(k, _)| n.contains(k))
-        .map(|&(_, peak)| peak)
-}
-
-/// The name of the device and the peak FLOP/s MFU is measured against: for a CUDA device
-/// the GPU's table entry ([`gpu_peak_flops`]), else the H100/H200 figure of [`peak_flops`].
-pub fn device_peak(device: &Device) -> (String, f64) {
-    match device {
-        #[cfg(feature = "cuda")]
-        Device::Cuda(d) => {
-            let name = d
-                .cuda_stream()
-                .context()
-                .name()
-                .unwrap_or_else(|_| "unknown GPU".into());
-            let peak = gpu_peak_flops(&name).unwrap_or_else(|| peak_flops(DeviceSpec::Cuda));
-            (name, peak)
-        }
-        Device::Cpu => ("cpu".into(), peak_flops(DeviceSpec::Cpu)),
-        _ => ("gpu".into(), peak_flops(DeviceSpec::Cuda)),
-    }
-}
-
-/// Refuses a GPU the binary's kernels were not compiled for. The PTX is built for the
-/// compute capability in `CUDA_COMPUTE_CAP` at build time; from 9.0 up it is the
-/// arch-specific variant (sm_90a), which runs on that capability only, and below it runs on
-/// that capability and newer ones. Without the variable at build time nothing is checked.
-#[cfg(feature = "cuda")]
-fn check_compute_capability(dev: &Device) -> std::result::Result<(), String> {
-    let (Device::Cuda(d), Some(built)) = (dev, option_env!("CUDA_COMPUTE_CAP")) else {
-        return Ok(());
-    };
-    let Ok(built) = built.parse::<i32>() else {
-        return Ok(());
-    };
-    let (major, minor) = d
-        .cuda_stream()
-        .context()
-        .compute_capability()
-        .map_err(|e| format!("cannot read the CUDA device's compute capability: {e}"))?;
-    let have = major * 10 + minor;
-    let fits = if built >= 90 {
-        have == built
-    } else {
-        have >= built
-    };
-    if fits {
-        return Ok(());
-    }
-    Err(format!(
-        "the CUDA device has compute capability {major}.{minor}, but this binary's kernels are \
-         compiled for {}.{}{} (CUDA_COMPUTE_CAP={built} at build time); rebuild it with \
-         CUDA_COMPUTE_CAP={have} (scripts/setup-cuda.sh)",
-        built / 10,
-        built % 10,
-        if built >= 90 { " only" } else { " and newer" }
-    ))
-}
-
-/// The dtype the forward pass computes in: f32 on CPU (exact, resumable, the reference),
-/// bf16 on CUDA (tensor cores), where the parameters and AdamW state stay f32.
-pub fn compute_dtype(spec: DeviceSpec) -> DType {
-    match spec {
-        DeviceSpec::Cpu => DType::F32,
-        DeviceSpec::Cuda => DType::BF16,
-    }
-}
-
-/// Opens the device a run computes on. CUDA is GPU 0 of those visible
-/// (`CUDA_VISIBLE_DEVICES` selects which, as the driver reads it); it needs a binary built
-/// with `--features cuda`.
-pub fn open_device(spec: DeviceSpec) -> std::result::Result<Device, String> {
-    open_device_for_rank(spec, 0)
-}
-
-/// The GPU a data-parallel rank takes among the `visible` ones: its local rank, or the one
-/// GPU it sees when the launcher gave each rank its own (Slurm's `--gpus-per-task`).
-pub fn gpu_ordinal(local_rank: usize, visible: usize) -> std::result::Result<usize, String> {
-    match visible {
-        0 => Err("no CUDA device is visible".into()),
-        1 => Ok(0),
-        n if local_rank < n => Ok(local_rank),
-        n => Err(format!(
-            "local rank {local_rank} but only {n} CUDA devices are visible: start at most \
-             {n} ranks per machine, or give each rank its own GPU"
-        )),
-    }
-}
-
-/// [`open_device`] for the rank of a data-parallel run with this local rank
-/// ([`gpu_ordinal`]).
-pub fn open_device_for_rank(
-    spec: DeviceSpec,
-    local_rank: usize,
-) -> std::result::Result<Device, String> {
-    match spec {
-        DeviceSpec::Cpu => {
-            let _ = local_rank;
-            Ok(Device::Cpu)
-        }
-        #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda => {
-            let fail = |e: String| {
-                format!(
-                    "cannot open a CUDA device: {e} (this binary's CUDA 13 libraries need \
-                     NVIDIA driver 580 or newer; `nvidia-smi` shows the driver's version)"
-                )
-            };
-            let visible = candle_core::cuda::cudarc::driver::CudaContext::device_count()
-                .map_err(|e| fail(e.to_string()))?;
-            let ordinal = gpu_ordinal(local_rank, visible.max(0) as usize)?;
-            let dev =
-                Device::new_cuda(ordinal).map_err(|e| fail(format!("device {ordinal}: {e}")))?;
-            check_compute_capability(&dev)?;
-            Ok(dev)
-        }
-        #[cfg(not(feature = "cuda"))]
-        DeviceSpec::Cuda => Err("\"cuda\" needs a binary built with --features cuda".into()),
-    }
-}
-
-fn device(spec: DeviceSpec, local_rank: usize, file: &Path) -> Result<Device> {
-    open_device_for_rank(spec, local_rank).map_err(|message| TrainError::Field {
-        file: file.to_path_buf(),
-        field: "device".into(),
-        message,
-    })
-}
-
 /// Trains the run described by `config_path` in `run_dir`, resuming if it has a checkpoint.
 ///
 /// In a data-parallel run ([`TrainOptions::dist`]) every rank calls this with the same
@@ -285,7 +106,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
     // An engine bound to a GPU (NCCL) trains on that GPU: its collectives run on its stream.
     let dev = match comm.device() {
         Some(d) => d,
-        None => device(cfg.device, world.local_rank, config_path)?,
+        None => open_for_run(cfg.device, world.local_rank, config_path)?,
     };
     // Held until this returns (or the process dies): one trainer per run directory (rank 0
     // for all ranks of a data-parallel run).
@@ -593,7 +414,7 @@ pub fn train(config_path: &Path, run_dir: &Path, opts: &TrainOptions) -> Result<
         }
     }
     if root {
-        checkpoint::write_synced(&run_dir.join(DONE), format!("{}\n", state.step).as_bytes())?;
+        write_synced(&run_dir.join(DONE), format!("{}\n", state.step).as_bytes())?;
         if let Some(b) = &cfg.branch {
             ladder::release(b)?;
         }
@@ -647,12 +468,12 @@ fn prepare_run_dir(run_dir: &Path, cfg: &ResolvedConfig) -> Result<()> {
         message: format!("cannot create the run directory: {e}"),
     })?;
     let path = run_dir.join(CONFIG);
-    let text = toml::to_string(cfg).map_err(|e| TrainError::Checkpoint {
+    let text = toml::to_string(cfg).map_err(|e| TrainError::Serialize {
         path: path.clone(),
         message: e.to_string(),
     })?;
     if path.exists() {
-        let old = std::fs::read_to_string(&path).map_err(TrainError::io(&path))?;
+        let old = std::fs::read_to_string(&path).map_err(|e| TrainError::read(&path, e))?;
         let same = toml::from_str::<ResolvedConfig>(&old).is_ok_and(|o| &o == cfg);
         if !same {
             return Err(TrainError::RunDir {
@@ -666,9 +487,9 @@ fn prepare_run_dir(run_dir: &Path, cfg: &ResolvedConfig) -> Result<()> {
         return Ok(());
     }
     let tmp: PathBuf = run_dir.join(format!("{CONFIG}.tmp"));
-    checkpoint::write_synced(&tmp, text.as_bytes()).map_err(|e| TrainError::RunDir {
+    write_synced(&tmp, text.as_bytes()).map_err(|e| TrainError::RunDir {
         path: run_dir.to_path_buf(),
         message: format!("the run directory is not writable: {e}"),
     })?;
-    std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))
+    std::fs::rename(&tmp, &path).map_err(|e| TrainError::write(&path, e))
 }

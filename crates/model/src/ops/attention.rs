@@ -39,7 +39,20 @@ struct CausalAttention {
     lse: Mutex<Option<candle_core::cuda::cudarc::driver::CudaSlice<f32>>>,
 }
 
-/// `dst[m × n] = lhs[m × k] · rhs[k × n]` with explicit row and column strides, single-threaded
+/// `[b, h, t, hd]` of `q`, whose shape `k` and `v` must share.
+fn qkv_dims(q: &Layout, k: &Layout, v: &Layout) -> Result<(usize, usize, usize, usize)> {
+    let dims = q.shape().dims4()?;
+    if k.shape() != q.shape() || v.shape() != q.shape() {
+        candle_core::bail!(
+            "causal_attention: q {:?}, k {:?}, v {:?} must have one shape",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        );
+    }
+    Ok(dims)
+}
+
 impl CustomOp3 for CausalAttention {
     fn name(&self) -> &'static str {
         "synthscale-causal-attention"
@@ -54,15 +67,7 @@ impl CustomOp3 for CausalAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, h, t, hd) = l1.shape().dims4()?;
-        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
-            candle_core::bail!(
-                "causal_attention: q {:?}, k {:?}, v {:?} must have one shape",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
-        }
+        let (b, h, t, hd) = qkv_dims(l1, l2, l3)?;
         let q = f32_slice(s1, l1, "causal_attention")?;
         let k = f32_slice(s2, l2, "causal_attention")?;
         let v = f32_slice(s3, l3, "causal_attention")?;
@@ -124,15 +129,7 @@ impl CustomOp3 for CausalAttention {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         use super::cuda::{aligned_bf16_view, launch, storage};
-        let (b, h, t, hd) = l1.shape().dims4()?;
-        if l2.shape() != l1.shape() || l3.shape() != l1.shape() {
-            candle_core::bail!(
-                "causal_attention: q {:?}, k {:?}, v {:?} must have one shape",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
-        }
+        let (b, h, t, hd) = qkv_dims(l1, l2, l3)?;
         let plan = super::dispatch::attention(b, h, t, hd)?;
         let dev = &s1.device;
         let q = aligned_bf16_view(s1, l1, "causal_attention")?;

@@ -5,23 +5,27 @@ use candle_core::{CpuStorage, Layout, Result};
 /// Rows per rayon task: large enough to amortise scheduling, fixed for determinism.
 pub(super) const ROWS_PER_TASK: usize = 64;
 
+/// The f32 values of a contiguous storage; `what` names the op in errors.
 pub(super) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         candle_core::bail!("{what}: expected f32 input")
     };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
+    contiguous(v, l, what, "input")
 }
 
+/// The u32 values (token ids) of a contiguous storage; `what` names the op in errors.
 pub(super) fn u32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [u32]> {
     let CpuStorage::U32(v) = s else {
         candle_core::bail!("{what}: expected u32 targets")
     };
+    contiguous(v, l, what, "targets")
+}
+
+/// The part of `values` that `l` lays out, which must be contiguous.
+fn contiguous<'a, T>(values: &'a [T], l: &Layout, what: &str, operand: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: targets must be contiguous"),
+        Some((a, b)) => Ok(&values[a..b]),
+        None => candle_core::bail!("{what}: {operand} must be contiguous"),
     }
 }
 
@@ -29,6 +33,7 @@ pub(super) fn all_threads() -> gemm::Parallelism {
     gemm::Parallelism::Rayon(rayon::current_num_threads())
 }
 
+/// `dst[m × n] = lhs[m × k] · rhs[k × n]` with explicit row and column strides, single-threaded
 /// (the caller parallelises over heads).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn small_gemm(
