@@ -6,25 +6,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use synthscale_sweep::results::CONTRACT_COLUMNS;
+
 use crate::error::{ReportError, Result};
 
 /// The name of the mean-over-domains "domain".
 pub const MEAN: &str = "mean";
 
-/// The contract columns read (DESIGN.md); other columns are ignored.
-const COLUMNS: [&str; 11] = [
-    "run_id",
-    "params",
-    "non_embedding_params",
-    "tokens",
-    "flops",
-    "mixture",
-    "natural_ratio",
-    "rephrased_ratio",
-    "textbook_ratio",
-    "eval_domain",
-    "loss",
-];
+/// The contract columns read besides `final` (sweep's list less `step` and `final`, in its
+/// order); other columns are ignored.
+fn read_columns() -> impl Iterator<Item = &'static str> {
+    CONTRACT_COLUMNS
+        .into_iter()
+        .filter(|c| !matches!(*c, "step" | "final"))
+}
 
 /// A mixture and its shares.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,7 +219,7 @@ pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
                 available: header.join(", "),
             })
     };
-    let idx: Vec<usize> = COLUMNS.iter().map(|c| col(c)).collect::<Result<_>>()?;
+    let idx: Vec<usize> = read_columns().map(col).collect::<Result<_>>()?;
     let final_idx = col("final")?;
     // Optional: written by `sweep collect` since the unigram baseline was added.
     let unigram_idx = header.iter().position(|h| h == "unigram_loss");

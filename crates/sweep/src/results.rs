@@ -143,8 +143,10 @@ pub fn status(sweep: &Sweep) -> Result<Vec<RunStatus>> {
     Ok(rows)
 }
 
-/// The columns of the results table: DESIGN.md's contract, then extras.
-pub const COLUMNS: &[&str] = &[
+/// The columns DESIGN.md's results contract names, in the order `collect` writes them first.
+/// The report reads its columns from this list (`synthscale_report::results`), so the
+/// writer and the reader of `results.csv` cannot drift apart.
+pub const CONTRACT_COLUMNS: [&str; 13] = [
     "run_id",
     "params",
     "non_embedding_params",
@@ -158,6 +160,10 @@ pub const COLUMNS: &[&str] = &[
     "step",
     "loss",
     "final",
+];
+
+/// The columns `collect` writes after the contract's.
+const EXTRA_COLUMNS: [&str; 7] = [
     "size",
     "budget",
     "seed",
@@ -166,6 +172,21 @@ pub const COLUMNS: &[&str] = &[
     "batch_tokens",
     "unigram_loss",
 ];
+
+/// The columns of the results table: the contract's, then the extras.
+pub const COLUMNS: [&str; CONTRACT_COLUMNS.len() + EXTRA_COLUMNS.len()] = {
+    let mut all = [""; CONTRACT_COLUMNS.len() + EXTRA_COLUMNS.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < CONTRACT_COLUMNS.len() {
+            CONTRACT_COLUMNS[i]
+        } else {
+            EXTRA_COLUMNS[i - CONTRACT_COLUMNS.len()]
+        };
+        i += 1;
+    }
+    all
+};
 
 /// Writes one row per (run, validation domain, evaluation step) to `path` (default
 /// `results.csv` in the sweep's folder), through a temporary file renamed into place.
