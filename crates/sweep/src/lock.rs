@@ -95,15 +95,8 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// This machine's host name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into())
-}
+/// This machine's name, as the trainer's run lock records it.
+pub use synthscale_train::run_lock::hostname;
 
 /// A held lock; released (removed if still ours) on drop.
 #[derive(Debug)]

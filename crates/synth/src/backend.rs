@@ -11,6 +11,7 @@ use crate::record::GeneratorId;
 use crate::server::ServerClient;
 use crate::sha256_hex;
 use crate::tokenizer::{ChatFormat, ChatTokenizer};
+use synthscale_model::ModelError;
 
 /// Where generations come from.
 pub enum Backend {
@@ -189,20 +190,16 @@ fn load_local(cfg: &GeneratorConfig, sampling: Sampling) -> Result<LoadedGenerat
     })
 }
 
-/// GPU 0 of those visible, for `device = "cuda"`.
+/// GPU 0 of those visible, for `device = "cuda"`, opened as the trainer opens its devices.
 fn open_cuda(model: &Path) -> Result<candle_core::Device> {
-    #[cfg(feature = "cuda")]
-    {
-        candle_core::Device::new_cuda(0).map_err(|e| SynthError::Weights {
+    synthscale_model::device::open_cuda(0).map_err(|e| match e {
+        ModelError::CudaNotBuilt => SynthError::Unsupported {
             path: model.to_path_buf(),
-            message: format!("generator.device = \"cuda\": cannot open CUDA device 0: {e}"),
-        })
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        Err(SynthError::Unsupported {
+            message: format!("generator.device = {e}"),
+        },
+        e => SynthError::Weights {
             path: model.to_path_buf(),
-            message: "generator.device = \"cuda\" needs a binary built with --features cuda".into(),
-        })
-    }
+            message: format!("generator.device = \"cuda\": {e}"),
+        },
+    })
 }
