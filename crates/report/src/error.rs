@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use plotters::drawing::DrawingAreaErrorKind;
+
 /// Errors of the report stage. All but [`ReportError::Write`], [`ReportError::Plot`] and
 /// [`ReportError::Internal`] are bad input (exit code 2 in the CLI).
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +59,12 @@ pub enum ReportError {
     Fit(#[from] synthscale_fit::FitError),
 
     /// A figure could not be drawn or encoded.
-    #[error("figure {figure}: {message}")]
-    Plot { figure: String, message: String },
+    #[error("figure {figure}: {source}")]
+    Plot {
+        figure: String,
+        #[source]
+        source: PlotError,
+    },
 
     /// A bug or an unexpected library failure.
     #[error("internal error: {0}")]
@@ -76,6 +82,29 @@ impl ReportError {
             ReportError::Fit(f) => f.is_bad_input(),
             _ => true,
         }
+    }
+}
+
+/// Why a figure could not be drawn; [`ReportError::Plot`] adds which figure.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// `plotters` failed to draw or to encode the image (its error as it prints it).
+    #[error("{0}")]
+    Backend(String),
+    /// The bundled font does not parse.
+    #[error("the bundled font does not parse")]
+    Font,
+    /// A figure with nothing to put on its axes.
+    #[error("no {0}")]
+    Nothing(&'static str),
+    /// A one-variable fit whose key has no model size.
+    #[error("a one-variable fit without its model size")]
+    NoModelSize,
+}
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for PlotError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        PlotError::Backend(format!("{e:?}"))
     }
 }
 
