@@ -76,11 +76,32 @@ impl ReportError {
     /// being a failure of the machine or of synthscale (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
+            ReportError::Read { .. }
+            | ReportError::MissingColumn { .. }
+            | ReportError::Cell { .. }
+            | ReportError::Empty { .. }
+            | ReportError::Output { .. }
+            | ReportError::Config { .. } => true,
+            ReportError::Fit(f) => f.is_bad_input(),
             ReportError::Write { .. } | ReportError::Plot { .. } | ReportError::Internal(_) => {
                 false
             }
-            ReportError::Fit(f) => f.is_bad_input(),
-            _ => true,
+        }
+    }
+
+    /// A file or folder at `path` that could not be read.
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ReportError::Read {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Output at `path` that could not be written.
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ReportError::Write {
+            path: path.into(),
+            source,
         }
     }
 }

@@ -96,10 +96,7 @@ pub fn check_out_dir(out: &Path) -> Result<()> {
     if !meta.is_dir() {
         return refuse("exists and is not a folder; choose another output folder (-o)");
     }
-    let mut entries = std::fs::read_dir(out).map_err(|source| ReportError::Read {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    let mut entries = std::fs::read_dir(out).map_err(|e| ReportError::read(out, e))?;
     if entries.next().is_none() {
         return Ok(());
     }
@@ -132,12 +129,7 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
         .unwrap_or_else(|| input.results_dir.clone());
     input.config.validate(&file)?;
     let manifest_text = match &input.manifest {
-        Some(p) => Some(
-            std::fs::read_to_string(p).map_err(|source| ReportError::Read {
-                path: p.clone(),
-                source,
-            })?,
-        ),
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| ReportError::read(p, e))?),
         None => None,
     };
     let cfg = &input.config;
@@ -168,15 +160,11 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ReportError::Write { path, source }
-    };
-    std::fs::create_dir_all(&parent).map_err(write_err(&parent))?;
+    std::fs::create_dir_all(&parent).map_err(|e| ReportError::write(&parent, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".report-")
         .tempdir_in(&parent)
-        .map_err(write_err(&parent))?;
+        .map_err(|e| ReportError::write(&parent, e))?;
     let data = PlotData {
         results: &results,
         analysis: &analysis,
@@ -216,15 +204,15 @@ pub fn build_report(input: &ReportInput) -> Result<ReportOutput> {
     ];
     for (name, text) in &files {
         let p = tmp.path().join(name);
-        std::fs::write(&p, text).map_err(write_err(&p))?;
+        std::fs::write(&p, text).map_err(|e| ReportError::write(&p, e))?;
     }
     // Everything exists: move it into place.
-    std::fs::create_dir_all(&out).map_err(write_err(&out))?;
-    let entries = std::fs::read_dir(tmp.path()).map_err(write_err(tmp.path()))?;
+    std::fs::create_dir_all(&out).map_err(|e| ReportError::write(&out, e))?;
+    let entries = std::fs::read_dir(tmp.path()).map_err(|e| ReportError::write(tmp.path(), e))?;
     for e in entries {
-        let e = e.map_err(write_err(tmp.path()))?;
+        let e = e.map_err(|e| ReportError::write(tmp.path(), e))?;
         let dest = out.join(e.file_name());
-        std::fs::rename(e.path(), &dest).map_err(write_err(&dest))?;
+        std::fs::rename(e.path(), &dest).map_err(|e| ReportError::write(&dest, e))?;
     }
     let figures = figures
         .into_iter()
@@ -990,10 +978,7 @@ impl Doc<'_> {
         }
         s.push_str("</ul>\n<h2>Figures</h2>\n");
         for (i, f) in self.figures.iter().enumerate() {
-            let bytes = std::fs::read(&f.png).map_err(|source| ReportError::Read {
-                path: f.png.clone(),
-                source,
-            })?;
+            let bytes = std::fs::read(&f.png).map_err(|e| ReportError::read(&f.png, e))?;
             s.push_str(&format!(
                 "<figure id=\"{}\"><img alt=\"{}\" src=\"data:image/png;base64,{}\">\n<figcaption><b>Figure {}.</b> {}</figcaption></figure>\n",
                 f.fig.stem(),
