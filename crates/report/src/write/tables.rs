@@ -1,7 +1,7 @@
 //! The tables of the report, one method each: parameters, held-out checks, plateaus,
 //! speed-ups, multipliers, optimal shares, compute-optimal splits and the runs.
 
-use crate::analysis::Fits;
+use crate::analysis::{Fits, Key};
 use crate::format::{fmt_params, num, si};
 
 use super::cells::{plateau_cell, Cell, Reach, Table};
@@ -90,11 +90,9 @@ impl Doc<'_> {
 
     /// How well each law predicts the budget (or size) it was fitted without.
     pub(super) fn holdout_table(&self) -> Table {
-        let mut tb = Table::new(
-            format!(
-                "Held-out check — {}: fit without the largest budget (joint law: largest size), predict it",
-                self.headline()
-            ),
+        let mut tb = self.headline_table(
+            "Held-out check",
+            "fit without the largest budget (joint law: largest size), predict it",
             &[
                 "law",
                 "mixture",
@@ -185,11 +183,9 @@ impl Doc<'_> {
     /// Speed-ups at the target loss read off the fitted curves.
     pub(super) fn speedup_table(&self) -> Table {
         let base = &self.analysis.config.baseline;
-        let mut tb = Table::new(
-            format!(
-                "Speed-ups over {base} — {}: D_{base}(L*) / D_mixture(L*) read off the fitted curves",
-                self.headline()
-            ),
+        let mut tb = self.headline_table(
+            &format!("Speed-ups over {base}"),
+            &format!("D_{base}(L*) / D_mixture(L*) read off the fitted curves"),
             &[
                 "law",
                 "mixture",
@@ -201,12 +197,7 @@ impl Doc<'_> {
             ],
         );
         for r in self.with_baseline() {
-            for s in r
-                .speedups
-                .iter()
-                .filter(|s| r.key(s.mixture_group).domain == self.headline())
-            {
-                let key = r.key(s.mixture_group);
+            for (s, key) in self.on_headline(r, &r.speedups, |s| s.mixture_group) {
                 let size = s.params.or(key.params).map_or("—".into(), fmt_params);
                 tb.rows.push(vec![
                     Cell::text(r.law.name()),
@@ -226,6 +217,11 @@ impl Doc<'_> {
         tb
     }
 
+    /// An empty table titled "{what} — {the headline domain}: {detail}".
+    fn headline_table(&self, what: &str, detail: &str, head: &[&str]) -> Table {
+        Table::new(format!("{what} — {}: {detail}", self.headline()), head)
+    }
+
     /// The fits that read speed-ups and multipliers over the baseline: rectified and joint.
     fn with_baseline(&self) -> impl Iterator<Item = &Fits> {
         [&self.analysis.rectified, &self.analysis.chinchilla]
@@ -233,28 +229,37 @@ impl Doc<'_> {
             .flatten()
     }
 
+    /// The items of `r` (speed-ups, multipliers) whose group lies on the headline domain,
+    /// each with its group's key.
+    fn on_headline<'a, T>(
+        &'a self,
+        r: &'a Fits,
+        items: &'a [T],
+        group: fn(&T) -> usize,
+    ) -> impl Iterator<Item = (&'a T, &'a Key)> + 'a {
+        let headline = self.headline();
+        items
+            .iter()
+            .map(move |x| (x, r.key(group(x))))
+            .filter(move |(_, k)| k.domain == headline)
+    }
+
     /// Effective-data multipliers k of each mixture over the baseline.
     pub(super) fn multiplier_table(&self) -> Table {
         let base = &self.analysis.config.baseline;
-        let mut tb = Table::new(
-            format!(
-                "Effective-data multipliers over {base} — {}: k with L_mixture(D) = L_{base}(k·D), the {base} law shared, fitted to every point of both curves (Hernandez et al. 2021); k > 1: a mixture token is worth k {base} tokens",
-                self.headline()
+        let mut tb = self.headline_table(
+            &format!("Effective-data multipliers over {base}"),
+            &format!(
+                "k with L_mixture(D) = L_{base}(k·D), the {base} law shared, fitted to every point of both curves (Hernandez et al. 2021); k > 1: a mixture token is worth k {base} tokens"
             ),
             &["law", "mixture", "model size", "k", "RMSD ln L", "points", "resamples fitted"],
         );
         for r in self.with_baseline() {
-            for m in r
-                .multipliers
-                .iter()
-                .filter(|m| r.key(m.mixture_group).domain == self.headline())
-            {
-                let key = r.key(m.mixture_group);
-                let size = key.params.map_or("all sizes".into(), fmt_params);
+            for (m, key) in self.on_headline(r, &r.multipliers, |m| m.mixture_group) {
                 tb.rows.push(vec![
                     Cell::text(r.law.name()),
                     Cell::text(key.mixture()),
-                    Cell::text(size),
+                    Cell::text(key.params.map_or("all sizes".into(), fmt_params)),
                     match m.k {
                         Some(k) => Cell::Est(
                             Some(k),
@@ -274,12 +279,17 @@ impl Doc<'_> {
 
     /// The optimal synthetic share at each (N, D).
     pub(super) fn share_table(&self) -> Table {
-        let mut tb = Table::new(
-            format!(
-                "Optimal synthetic share — {}: argmin over share of a quadratic in share of the fitted ln L, within the shares run",
-                self.headline()
-            ),
-            &["kind", "law", "model size", "D", "shares run", "optimal share"],
+        let mut tb = self.headline_table(
+            "Optimal synthetic share",
+            "argmin over share of a quadratic in share of the fitted ln L, within the shares run",
+            &[
+                "kind",
+                "law",
+                "model size",
+                "D",
+                "shares run",
+                "optimal share",
+            ],
         );
         for s in &self.analysis.optimal_share {
             for x in s.report.optimal_ratios.iter() {
@@ -320,11 +330,9 @@ impl Doc<'_> {
 
     /// Compute-optimal N* and D* of the joint law.
     pub(super) fn compute_table(&self) -> Table {
-        let mut tb = Table::new(
-            format!(
-                "Compute-optimal splits (joint law) — {}: N* and D* minimizing L at C = 6ND",
-                self.headline()
-            ),
+        let mut tb = self.headline_table(
+            "Compute-optimal splits (joint law)",
+            "N* and D* minimizing L at C = 6ND",
             &["mixture", "FLOPs C", "N*", "D*", "D*/N*", "L(N*, D*)"],
         );
         if let Some(r) = &self.analysis.chinchilla {
