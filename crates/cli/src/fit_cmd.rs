@@ -18,6 +18,8 @@ use synthscale_fit::{
     StudyOptions, StudyReport,
 };
 
+use synthscale_report::format::four_decimals as num;
+
 use crate::util::{plain_logs, spinner};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -306,19 +308,6 @@ fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 4 significant digits, plain or scientific by size.
-fn num(v: f64) -> String {
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        format!("{}", (v * 1e4).round() / 1e4)
-            .chars()
-            .take(8)
-            .collect()
-    }
-}
-
 fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), num)
 }
@@ -338,6 +327,11 @@ fn extrap(extrapolated: bool, beyond: Option<f64>) -> String {
         }
         (true, _) => " (extrapolated)".into(),
     }
+}
+
+/// A speed-up with its interval, marked where it reads a curve past its data.
+fn speedup(v: Option<f64>, ci95: Option<[f64; 2]>, past: bool, beyond: Option<f64>) -> String {
+    format!("{}{}{}", opt(v), ci(ci95.as_ref()), extrap(past, beyond))
 }
 
 /// A plateau: its tokens, or "beyond" the search limit, marked when past the data.
@@ -368,6 +362,23 @@ macro_rules! say {
     }};
 }
 
+/// `title` and one line a speed-up (mixture, baseline, where it was read, the speed-up);
+/// nothing when there are none.
+fn speedup_section<'a>(
+    out: &mut String,
+    title: &str,
+    reads: impl ExactSizeIterator<Item = (&'a String, &'a String, String, String)>,
+) {
+    if reads.len() == 0 {
+        return;
+    }
+    say!(out, "{title}");
+    for (mixture, baseline, read, sp) in reads {
+        say!(out, "  {mixture} vs {baseline}{read}: {sp}");
+    }
+    say!(out);
+}
+
 /// The human-readable report of a fit.
 fn report_text(r: &StudyReport, secs: f64) -> String {
     let mut out = String::new();
@@ -395,26 +406,19 @@ fn report_text(r: &StudyReport, secs: f64) -> String {
     for g in &r.groups {
         print_group(&mut out, r, g);
     }
-    if !r.speedups.is_empty() {
-        say!(out, "speed-ups D_baseline(L*) / D_mixture(L*):");
-        for s in &r.speedups {
-            let at = s
-                .params
-                .map_or(String::new(), |n| format!(" at N={}", num(n)));
-            say!(
-                out,
-                "  {} vs {}{} at L*={}: {}{}{}",
-                s.mixture,
-                s.baseline,
-                at,
-                num(s.target_loss),
-                opt(s.speedup),
-                ci(s.speedup_ci95.as_ref()),
-                extrap(s.extrapolated, s.beyond_data)
-            );
-        }
-        say!(out);
-    }
+    let reads = r.speedups.iter().map(|s| {
+        let at = s
+            .params
+            .map_or(String::new(), |n| format!(" at N={}", num(n)));
+        let sp = speedup(s.speedup, s.speedup_ci95, s.extrapolated, s.beyond_data);
+        (
+            &s.mixture,
+            &s.baseline,
+            format!("{at} at L*={}", num(s.target_loss)),
+            sp,
+        )
+    });
+    speedup_section(&mut out, "speed-ups D_baseline(L*) / D_mixture(L*):", reads);
     if !r.multipliers.is_empty() {
         say!(
             out,
@@ -425,43 +429,23 @@ fn report_text(r: &StudyReport, secs: f64) -> String {
                 Some(k) => format!("{}{}", num(k), ci(m.ci95.as_ref())),
                 None => "not identified (k at the edge of [1e-3, 1e3])".into(),
             };
-            say!(
-                out,
-                "  {} vs {}: k = {}{}; rmsd_log {:.5} over {} points, {} of {} resamples fitted",
-                m.mixture,
-                m.baseline,
-                k,
-                extrap(m.extrapolated, Some(m.beyond_data)),
-                m.rmsd_log,
-                m.n_points,
-                m.resamples[1],
-                m.resamples[0]
+            let reach = extrap(m.extrapolated, Some(m.beyond_data));
+            let [drawn, fitted] = m.resamples;
+            say!(out,
+                "  {} vs {}: k = {k}{reach}; rmsd_log {:.5} over {} points, {fitted} of {drawn} resamples fitted",
+                m.mixture, m.baseline, m.rmsd_log, m.n_points
             );
         }
         say!(out);
     }
-    if !r.budget_speedups.is_empty() {
-        say!(
-            out,
-            "speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:"
-        );
-        for s in &r.budget_speedups {
-            let at = s.params.map_or(String::new(), |n| format!(" N={}", num(n)));
-            say!(
-                out,
-                "  {} vs {}{} D={} (loss {}): {}{}{}",
-                s.mixture,
-                s.baseline,
-                at,
-                num(s.tokens),
-                num(s.loss),
-                opt(s.speedup),
-                ci(s.speedup_ci95.as_ref()),
-                extrap(s.extrapolated, s.beyond_data)
-            );
-        }
-        say!(out);
-    }
+    let reads = r.budget_speedups.iter().map(|s| {
+        let at = s.params.map_or(String::new(), |n| format!(" N={}", num(n)));
+        let read = format!("{at} D={} (loss {})", num(s.tokens), num(s.loss));
+        let sp = speedup(s.speedup, s.speedup_ci95, s.extrapolated, s.beyond_data);
+        (&s.mixture, &s.baseline, read, sp)
+    });
+    let title = "speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:";
+    speedup_section(&mut out, title, reads);
     if !r.optimal_ratios.is_empty() {
         say!(
             out,
@@ -469,20 +453,13 @@ fn report_text(r: &StudyReport, secs: f64) -> String {
         );
         for x in &r.optimal_ratios {
             let at = x.params.map_or(String::new(), |n| format!("N={} ", num(n)));
-            say!(
-                out,
-                "  {} {}D={}: {}{}{}",
-                x.family,
-                at,
-                num(x.tokens),
-                opt(x.optimal_ratio),
-                ci(x.optimal_ratio_ci95.as_ref()),
-                if x.grid_determined {
-                    " (fewer than 4 ratios: the grid, not the data, sets it)"
-                } else {
-                    ""
-                }
-            );
+            let grid = if x.grid_determined {
+                " (fewer than 4 ratios: the grid, not the data, sets it)"
+            } else {
+                ""
+            };
+            let ratio = opt(x.optimal_ratio) + &ci(x.optimal_ratio_ci95.as_ref());
+            say!(out, "  {} {at}D={}: {ratio}{grid}", x.family, num(x.tokens));
         }
         say!(out);
     }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use plotters::drawing::DrawingAreaErrorKind;
+
 /// Errors of the report stage. All but [`ReportError::Write`], [`ReportError::Plot`] and
 /// [`ReportError::Internal`] are bad input (exit code 2 in the CLI).
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +59,12 @@ pub enum ReportError {
     Fit(#[from] synthscale_fit::FitError),
 
     /// A figure could not be drawn or encoded.
-    #[error("figure {figure}: {message}")]
-    Plot { figure: String, message: String },
+    #[error("figure {figure}: {source}")]
+    Plot {
+        figure: String,
+        #[source]
+        source: PlotError,
+    },
 
     /// A bug or an unexpected library failure.
     #[error("internal error: {0}")]
@@ -70,12 +76,56 @@ impl ReportError {
     /// being a failure of the machine or of synthscale (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
+            ReportError::Read { .. }
+            | ReportError::MissingColumn { .. }
+            | ReportError::Cell { .. }
+            | ReportError::Empty { .. }
+            | ReportError::Output { .. }
+            | ReportError::Config { .. } => true,
+            ReportError::Fit(f) => f.is_bad_input(),
             ReportError::Write { .. } | ReportError::Plot { .. } | ReportError::Internal(_) => {
                 false
             }
-            ReportError::Fit(f) => f.is_bad_input(),
-            _ => true,
         }
+    }
+
+    /// A file or folder at `path` that could not be read.
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ReportError::Read {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Output at `path` that could not be written.
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ReportError::Write {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Why a figure could not be drawn; [`ReportError::Plot`] adds which figure.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// `plotters` failed to draw or to encode the image (its error as it prints it).
+    #[error("{0}")]
+    Backend(String),
+    /// The bundled font does not parse.
+    #[error("the bundled font does not parse")]
+    Font,
+    /// A figure with nothing to put on its axes.
+    #[error("no {0}")]
+    Nothing(&'static str),
+    /// A one-variable fit whose key has no model size.
+    #[error("a one-variable fit without its model size")]
+    NoModelSize,
+}
+
+impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for PlotError {
+    fn from(e: DrawingAreaErrorKind<E>) -> Self {
+        PlotError::Backend(format!("{e:?}"))
     }
 }
 

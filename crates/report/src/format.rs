@@ -18,6 +18,20 @@ pub fn num(v: f64) -> String {
     }
 }
 
+/// At most 4 decimals and 8 characters, plain between 1e-3 and 1e5, scientific outside:
+/// the numbers `synthscale fit` prints (its output predates [`num`] and is kept as it is).
+pub fn four_decimals(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        format!("{}", (v * 1e4).round() / 1e4)
+            .chars()
+            .take(8)
+            .collect()
+    }
+}
+
 /// `num`, or an em dash for a quantity that does not exist.
 pub fn opt(v: Option<f64>) -> String {
     v.map_or("—".into(), num)

@@ -25,7 +25,19 @@ impl<DB> GlyphFix<DB> {
     }
 }
 
-type Res<E> = Result<(), DrawingErrorKind<E>>;
+/// What a drawing call of the wrapped backend `DB` returns.
+type Drawn<DB> = Result<(), DrawingErrorKind<<DB as DrawingBackend>::ErrorType>>;
+/// A pixel position.
+type Coord = BackendCoord;
+
+/// The calls that take a list of points, passed to the wrapped backend unchanged.
+macro_rules! points_through {
+    ($($name:ident),*) => {$(
+        fn $name<S: BackendStyle, P: IntoIterator<Item = Coord>>(&mut self, p: P, s: &S) -> Drawn<DB> {
+            self.inner.$name(p, s)
+        }
+    )*};
+}
 
 impl<DB: DrawingBackend> DrawingBackend for GlyphFix<DB> {
     type ErrorType = DB::ErrorType;
@@ -33,65 +45,30 @@ impl<DB: DrawingBackend> DrawingBackend for GlyphFix<DB> {
     fn get_size(&self) -> (u32, u32) {
         self.inner.get_size()
     }
-    fn ensure_prepared(&mut self) -> Res<DB::ErrorType> {
+    fn ensure_prepared(&mut self) -> Drawn<DB> {
         self.inner.ensure_prepared()
     }
-    fn present(&mut self) -> Res<DB::ErrorType> {
+    fn present(&mut self) -> Drawn<DB> {
         self.inner.present()
     }
-    fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> Res<DB::ErrorType> {
+    fn draw_pixel(&mut self, p: Coord, c: BackendColor) -> Drawn<DB> {
         self.inner.draw_pixel(p, c)
     }
-    fn draw_line<S: BackendStyle>(
-        &mut self,
-        a: BackendCoord,
-        b: BackendCoord,
-        s: &S,
-    ) -> Res<DB::ErrorType> {
+    fn draw_line<S: BackendStyle>(&mut self, a: Coord, b: Coord, s: &S) -> Drawn<DB> {
         self.inner.draw_line(a, b, s)
     }
-    fn draw_rect<S: BackendStyle>(
-        &mut self,
-        a: BackendCoord,
-        b: BackendCoord,
-        s: &S,
-        fill: bool,
-    ) -> Res<DB::ErrorType> {
+    fn draw_rect<S: BackendStyle>(&mut self, a: Coord, b: Coord, s: &S, fill: bool) -> Drawn<DB> {
         self.inner.draw_rect(a, b, s, fill)
     }
-    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        path: I,
-        s: &S,
-    ) -> Res<DB::ErrorType> {
-        self.inner.draw_path(path, s)
-    }
-    fn draw_circle<S: BackendStyle>(
-        &mut self,
-        c: BackendCoord,
-        r: u32,
-        s: &S,
-        fill: bool,
-    ) -> Res<DB::ErrorType> {
+    fn draw_circle<S: BackendStyle>(&mut self, c: Coord, r: u32, s: &S, fill: bool) -> Drawn<DB> {
         self.inner.draw_circle(c, r, s, fill)
     }
-    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
-        &mut self,
-        vert: I,
-        s: &S,
-    ) -> Res<DB::ErrorType> {
-        self.inner.fill_polygon(vert, s)
-    }
-    fn blit_bitmap(&mut self, pos: BackendCoord, wh: (u32, u32), src: &[u8]) -> Res<DB::ErrorType> {
+    points_through!(draw_path, fill_polygon);
+    fn blit_bitmap(&mut self, pos: Coord, wh: (u32, u32), src: &[u8]) -> Drawn<DB> {
         self.inner.blit_bitmap(pos, wh, src)
     }
 
-    fn draw_text<T: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &T,
-        pos: BackendCoord,
-    ) -> Res<DB::ErrorType> {
+    fn draw_text<T: BackendTextStyle>(&mut self, text: &str, style: &T, pos: Coord) -> Drawn<DB> {
         let color = style.color();
         if color.alpha == 0.0 {
             return Ok(());

@@ -192,10 +192,7 @@ fn distinct(mut v: Vec<f64>) -> Vec<f64> {
 /// Reads `path`: the `final` rows, one per run and domain.
 /// `mean_domains` names the domains averaged into [`MEAN`]; empty: every domain.
 pub fn read_results(path: &Path, mean_domains: &[String]) -> Result<Results> {
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| ReportError::read(path, e))?;
     let mut rdr = csv::ReaderBuilder::new().from_reader(bytes.as_slice());
     let cell_err = |line: u64, column: &str, message: String| ReportError::Cell {
         path: path.to_path_buf(),
