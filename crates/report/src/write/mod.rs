@@ -1,6 +1,13 @@
 //! The report's files: the fit JSON, a self-contained HTML page (figures inlined, no
 //! network, no script) and a Markdown summary, all printed from the same structs, written
 //! into a temporary folder and moved into place only when everything succeeded.
+//!
+//! - `doc`: the document both pages print, and the parts they share;
+//! - `findings`: the findings in sentences;
+//! - `tables`: the tables, one method each;
+//! - `cells`: a table's cells and their printing as HTML and Markdown;
+//! - `html`: the self-contained HTML page;
+//! - `markdown`: the Markdown summary.
 
 mod cells;
 mod doc;
