@@ -2,10 +2,10 @@
 //! gradient, L-BFGS from `argmin` started from every point of a grid in parallel, the best
 //! in-bounds fit kept.
 //!
-//! - [`options`]: the threshold rule and optimizer settings;
-//! - [`objective`]: the Huber objective, its gradient and the noise-scaled threshold;
-//! - [`lbfgs`]: one L-BFGS run from one start;
-//! - [`checks`]: the checks on data and end points.
+//! - `options`: the threshold rule and optimizer settings;
+//! - `objective`: the Huber objective, its gradient and the noise-scaled threshold;
+//! - `lbfgs`: one L-BFGS run from one start;
+//! - `checks`: the checks on data and end points.
 
 mod checks;
 mod lbfgs;

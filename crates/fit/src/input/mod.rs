@@ -25,6 +25,13 @@
 //!   skipped.
 //!
 //! Every table also has a `file` column (the file's stem, or the run's name).
+//!
+//! - `options`: how columns are found and rows chosen;
+//! - `records`: a header and string records from CSV (separator sniffed) or JSON lines;
+//! - `read`: one input per format (long table, wide log, run directories);
+//! - `source`: each input's format, path and sha256;
+//! - `table`: the merged table of every input;
+//! - `groups`: columns checked, cells validated, filters, groups of points.
 
 mod groups;
 mod options;

@@ -1,4 +1,4 @@
-//! One input into a [`Part`]: long tables (CSV or JSON lines, with tokens counted from steps
+//! One input into a `Part`: long tables (CSV or JSON lines, with tokens counted from steps
 //! on request), wide per-step logs (one curve per loss column), and run directories.
 
 use std::path::{Path, PathBuf};

@@ -34,47 +34,44 @@ pub struct ComputeOptimal {
 /// The compute-optimal splits of one group's budgets (none for one-variable laws), with
 /// intervals from its resamples.
 pub(super) fn compute_optimal_splits(group: &GroupFit, opts: &StudyOptions) -> Vec<ComputeOptimal> {
-    let GroupFit {
-        law,
-        theta,
-        resamples,
-        points,
-    } = *group;
+    if !group.law.uses_params() {
+        return Vec::new();
+    }
+    let (theta, points) = (group.theta, group.points);
     let level = opts.bootstrap.level;
+    let ns = effective::d_range(
+        &points
+            .iter()
+            .map(|p| Point { d: p.n, ..*p })
+            .collect::<Vec<_>>(),
+    );
+    let ds = effective::d_range(points);
+    let budgets = if opts.flops_budgets.is_empty() {
+        let cmax = points.iter().map(|p| 6.0 * p.n * p.d).fold(0.0, f64::max);
+        vec![cmax, 10.0 * cmax, 100.0 * cmax]
+    } else {
+        opts.flops_budgets.clone()
+    };
     let mut compute_optimal = Vec::new();
-    if law.uses_params() {
-        let ns = effective::d_range(
-            &points
+    for c in budgets {
+        if let Some((n, d, l)) = derived::compute_optimal(theta, c) {
+            let rs: Vec<(f64, f64, f64)> = group
+                .resamples
                 .iter()
-                .map(|p| Point { d: p.n, ..*p })
-                .collect::<Vec<_>>(),
-        );
-        let ds = effective::d_range(points);
-        let budgets = if opts.flops_budgets.is_empty() {
-            let cmax = points.iter().map(|p| 6.0 * p.n * p.d).fold(0.0, f64::max);
-            vec![cmax, 10.0 * cmax, 100.0 * cmax]
-        } else {
-            opts.flops_budgets.clone()
-        };
-        for c in budgets {
-            if let Some((n, d, l)) = derived::compute_optimal(theta, c) {
-                let rs: Vec<(f64, f64, f64)> = resamples
-                    .iter()
-                    .filter_map(|t| derived::compute_optimal(t, c))
-                    .collect();
-                compute_optimal.push(ComputeOptimal {
-                    flops: c,
-                    params: n,
-                    params_ci95: interval(rs.iter().map(|r| r.0).collect(), level),
-                    tokens: d,
-                    tokens_ci95: interval(rs.iter().map(|r| r.1).collect(), level),
-                    tokens_per_param: d / n,
-                    loss: l,
-                    loss_ci95: interval(rs.iter().map(|r| r.2).collect(), level),
-                    extrapolated: effective::beyond(n, ns) > 1.0 + 1e-9
-                        || effective::beyond(d, ds) > 1.0 + 1e-9,
-                });
-            }
+                .filter_map(|t| derived::compute_optimal(t, c))
+                .collect();
+            compute_optimal.push(ComputeOptimal {
+                flops: c,
+                params: n,
+                params_ci95: interval(rs.iter().map(|r| r.0).collect(), level),
+                tokens: d,
+                tokens_ci95: interval(rs.iter().map(|r| r.1).collect(), level),
+                tokens_per_param: d / n,
+                loss: l,
+                loss_ci95: interval(rs.iter().map(|r| r.2).collect(), level),
+                extrapolated: effective::beyond(n, ns) > 1.0 + 1e-9
+                    || effective::beyond(d, ds) > 1.0 + 1e-9,
+            });
         }
     }
     compute_optimal

@@ -14,7 +14,13 @@ pub(super) fn distinct(mut v: Vec<f64>) -> Vec<f64> {
 
 /// Model sizes within this relative distance are one size (sizes read off plots, like
 /// Epoch AI's, differ in their last digits).
-pub(super) const SAME_SIZE: f64 = 1e-3;
+const SAME_SIZE: f64 = 1e-3;
+
+/// Whether `p` is of model size `n` (within [`SAME_SIZE`]); every point is of size `None`.
+pub(super) fn at_size(p: &Point, n: Option<f64>) -> bool {
+    n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE)
+}
+
 /// More distinct sizes than this, and curves are read at three sizes only.
 pub(super) const MAX_SIZES: usize = 6;
 

@@ -1,10 +1,10 @@
 //! A whole fit job: every group fitted from the grid, bootstrap intervals, the held-out
 //! check, and the derived answers, gathered into one serializable report.
 //!
-//! - [`options`]: the job's options and their bounds;
-//! - [`holdout`]: the held-out check;
-//! - [`plateau`], [`compute_optimal`]: each group's derived answers;
-//! - [`speedup`], [`ratio`], [`multiplier`]: answers that compare groups (speed-ups at target
+//! - `options`: the job's options and their bounds;
+//! - `holdout`: the held-out check;
+//! - `plateau`, `compute_optimal`: each group's derived answers;
+//! - `speedup`, `ratio`, `multiplier`: answers that compare groups (speed-ups at target
 //!   losses, optimal ratios, effective-data multipliers);
 //! - `fitted`, `curves`: a group's fit with its resamples, families and the sizes curves are
 //!   read at.

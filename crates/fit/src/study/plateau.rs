@@ -3,11 +3,10 @@
 
 use serde::Serialize;
 
-use super::curves::{curve_sizes, SAME_SIZE};
+use super::curves::{at_size, curve_sizes};
 use super::fitted::{interval, GroupFit};
 use super::options::StudyOptions;
 use crate::derived;
-use crate::law::Point;
 
 /// Plateau of one curve (one model size for the joint law).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,13 +53,13 @@ pub(super) fn plateaus(group: &GroupFit, opts: &StudyOptions) -> Vec<Plateau> {
             let nn = n.unwrap_or(1.0);
             // The largest budget at this size; a size read between the data's sizes (the
             // geometric middle of many) takes the largest budget of any size.
-            let at_size = points
+            let largest_at_size = points
                 .iter()
-                .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
+                .filter(|p| at_size(p, n))
                 .map(|p| p.d)
                 .fold(0.0, f64::max);
-            let largest = if at_size > 0.0 {
-                at_size
+            let largest = if largest_at_size > 0.0 {
+                largest_at_size
             } else {
                 points.iter().map(|p| p.d).fold(0.0, f64::max)
             };

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::curves::{curve_sizes, families, SAME_SIZE};
+use super::curves::{at_size, curve_sizes, families};
 use super::fitted::{interval, Fitted};
 use super::options::StudyOptions;
 use crate::error::Result;
@@ -65,7 +65,7 @@ pub(super) fn speedups(
                 let dmax = groups[bi]
                     .points
                     .iter()
-                    .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
+                    .filter(|p| at_size(p, n))
                     .map(|p| p.d)
                     .fold(0.0, f64::max);
                 vec![law.predict(&base.fit.theta, nn, dmax)]
@@ -84,12 +84,8 @@ pub(super) fn speedups(
                         })
                         .collect();
                     let at = |g: &Group| {
-                        let pts: Vec<Point> = g
-                            .points
-                            .iter()
-                            .copied()
-                            .filter(|p| n.is_none_or(|n| (p.n / n - 1.0).abs() < SAME_SIZE))
-                            .collect();
+                        let pts: Vec<Point> =
+                            g.points.iter().copied().filter(|p| at_size(p, n)).collect();
                         effective::d_range(if pts.is_empty() { &g.points } else { &pts })
                     };
                     let tb = derived::tokens_for_loss(law, &base.fit.theta, nn, target);
@@ -108,8 +104,8 @@ pub(super) fn speedups(
                         mixture_group: mi,
                         params: n,
                         target_loss: target,
-                        tokens_baseline: derived::tokens_for_loss(law, &base.fit.theta, nn, target),
-                        tokens_mixture: derived::tokens_for_loss(law, &mix.fit.theta, nn, target),
+                        tokens_baseline: tb,
+                        tokens_mixture: tm,
                         speedup: derived::speedup(law, &base.fit.theta, &mix.fit.theta, nn, target),
                         speedup_ci95: interval(paired, level),
                     });
