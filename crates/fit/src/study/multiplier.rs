@@ -19,23 +19,24 @@ pub(super) fn effective_answers(
     let mut mults = Vec::new();
     let mut budgets = Vec::new();
     for (family, members) in families(groups, col)? {
-        let Some(&(bi, _)) = members.iter().find(|(_, v)| v == base_value) else {
+        let Some(&(base_index, _)) = members.iter().find(|(_, v)| v == base_value) else {
             continue;
         };
-        let base = &groups[bi];
-        let base_resamples: Vec<&Vec<f64>> = fitted[bi].resamples.iter().flatten().collect();
-        for &(mi, _) in members.iter().filter(|(i, _)| *i != bi) {
-            let mix = &groups[mi];
+        let base = &groups[base_index];
+        let base_resamples: Vec<&Vec<f64>> =
+            fitted[base_index].resamples.iter().flatten().collect();
+        for &(mix_index, _) in members.iter().filter(|(i, _)| *i != base_index) {
+            let mix = &groups[mix_index];
             let (bname, mname) = (base.name(), mix.name());
             let names = effective::Pair {
                 family: &family,
                 baseline: &bname,
                 mixture: &mname,
-                baseline_group: bi,
-                mixture_group: mi,
+                baseline_group: base_index,
+                mixture_group: mix_index,
             };
-            let mut starts = fitted[bi].fit.optima.clone();
-            starts.extend(fitted[mi].fit.optima.iter().cloned());
+            let mut starts = fitted[base_index].fit.optima.clone();
+            starts.extend(fitted[mix_index].fit.optima.iter().cloned());
             // The joint fit uses the baseline's threshold: the baseline's law is the one read.
             mults.push(effective::multiplier(
                 law,
@@ -43,14 +44,14 @@ pub(super) fn effective_answers(
                 &base.points,
                 &mix.points,
                 &starts,
-                &opts.fit.fixed(fitted[bi].fit.huber_delta),
+                &opts.fit.fixed(fitted[base_index].fit.huber_delta),
                 &opts.bootstrap,
             )?);
             budgets.extend(effective::budget_speedups(
                 law,
                 names,
                 &base.points,
-                &fitted[bi].fit.theta,
+                &fitted[base_index].fit.theta,
                 &base_resamples,
                 &mix.points,
                 opts.bootstrap.level,

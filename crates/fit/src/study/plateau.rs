@@ -50,7 +50,7 @@ pub(super) fn plateaus(group: &GroupFit, opts: &StudyOptions) -> Vec<Plateau> {
     curve_sizes(law, points)
         .into_iter()
         .map(|n| {
-            let nn = n.unwrap_or(1.0);
+            let size = n.unwrap_or(1.0);
             // The largest budget at this size; a size read between the data's sizes (the
             // geometric middle of many) takes the largest budget of any size.
             let largest_at_size = points
@@ -64,28 +64,29 @@ pub(super) fn plateaus(group: &GroupFit, opts: &StudyOptions) -> Vec<Plateau> {
                 points.iter().map(|p| p.d).fold(0.0, f64::max)
             };
             let limit = opts.plateau_search * largest;
-            let dbl = |t: &[f64]| derived::plateau_doubling(law, t, nn, opts.plateau_eps, limit);
-            let mrg = |t: &[f64]| {
-                derived::plateau_margin(law, t, nn, opts.plateau_margin).filter(|&d| d <= limit)
+            let doubling =
+                |t: &[f64]| derived::plateau_doubling(law, t, size, opts.plateau_eps, limit);
+            let margin = |t: &[f64]| {
+                derived::plateau_margin(law, t, size, opts.plateau_margin).filter(|&d| d <= limit)
             };
             let past = |d: Option<f64>| d.is_none_or(|d| d > largest);
             Plateau {
                 params: n,
-                asymptote: derived::asymptote_in_d(law, theta, nn),
-                doubling_tokens: dbl(theta),
+                asymptote: derived::asymptote_in_d(law, theta, size),
+                doubling_tokens: doubling(theta),
                 doubling_tokens_ci95: interval(
-                    resamples.iter().filter_map(|t| dbl(t)).collect(),
+                    resamples.iter().filter_map(|t| doubling(t)).collect(),
                     level,
                 ),
-                margin_tokens: mrg(theta),
+                margin_tokens: margin(theta),
                 margin_tokens_ci95: interval(
-                    resamples.iter().filter_map(|t| mrg(t)).collect(),
+                    resamples.iter().filter_map(|t| margin(t)).collect(),
                     level,
                 ),
                 largest_tokens: largest,
                 search_limit: limit,
-                doubling_extrapolated: past(dbl(theta)),
-                margin_extrapolated: past(mrg(theta)),
+                doubling_extrapolated: past(doubling(theta)),
+                margin_extrapolated: past(margin(theta)),
             }
         })
         .collect()

@@ -55,32 +55,32 @@ pub(super) fn speedups(
     let level = opts.bootstrap.level;
     let mut out = Vec::new();
     for (family, members) in families(groups, col)? {
-        let Some(&(bi, _)) = members.iter().find(|(_, v)| v == base_value) else {
+        let Some(&(base_index, _)) = members.iter().find(|(_, v)| v == base_value) else {
             continue;
         };
-        let base = &fitted[bi];
-        for n in curve_sizes(law, &groups[bi].points) {
-            let nn = n.unwrap_or(1.0);
+        let base = &fitted[base_index];
+        for n in curve_sizes(law, &groups[base_index].points) {
+            let size = n.unwrap_or(1.0);
             let targets = if opts.target_losses.is_empty() {
-                let dmax = groups[bi]
+                let dmax = groups[base_index]
                     .points
                     .iter()
                     .filter(|p| at_size(p, n))
                     .map(|p| p.d)
                     .fold(0.0, f64::max);
-                vec![law.predict(&base.fit.theta, nn, dmax)]
+                vec![law.predict(&base.fit.theta, size, dmax)]
             } else {
                 opts.target_losses.clone()
             };
             for &target in &targets {
-                for &(mi, _) in members.iter().filter(|(i, _)| *i != bi) {
-                    let mix = &fitted[mi];
+                for &(mix_index, _) in members.iter().filter(|(i, _)| *i != base_index) {
+                    let mix = &fitted[mix_index];
                     let paired: Vec<f64> = base
                         .resamples
                         .iter()
                         .zip(&mix.resamples)
                         .filter_map(|(b, m)| {
-                            derived::speedup(law, b.as_ref()?, m.as_ref()?, nn, target)
+                            derived::speedup(law, b.as_ref()?, m.as_ref()?, size, target)
                         })
                         .collect();
                     let at = |g: &Group| {
@@ -88,25 +88,35 @@ pub(super) fn speedups(
                             g.points.iter().copied().filter(|p| at_size(p, n)).collect();
                         effective::d_range(if pts.is_empty() { &g.points } else { &pts })
                     };
-                    let tb = derived::tokens_for_loss(law, &base.fit.theta, nn, target);
-                    let tm = derived::tokens_for_loss(law, &mix.fit.theta, nn, target);
-                    let far = tb.zip(tm).map(|(tb, tm)| {
-                        effective::beyond(tb, at(&groups[bi]))
-                            .max(effective::beyond(tm, at(&groups[mi])))
-                    });
+                    let tokens_baseline =
+                        derived::tokens_for_loss(law, &base.fit.theta, size, target);
+                    let tokens_mixture =
+                        derived::tokens_for_loss(law, &mix.fit.theta, size, target);
+                    let far = tokens_baseline.zip(tokens_mixture).map(
+                        |(tokens_baseline, tokens_mixture)| {
+                            effective::beyond(tokens_baseline, at(&groups[base_index]))
+                                .max(effective::beyond(tokens_mixture, at(&groups[mix_index])))
+                        },
+                    );
                     out.push(Speedup {
                         extrapolated: far.is_none_or(|f| f > 1.0 + 1e-9),
                         beyond_data: far,
                         family: family.clone(),
-                        baseline: groups[bi].name(),
-                        mixture: groups[mi].name(),
-                        baseline_group: bi,
-                        mixture_group: mi,
+                        baseline: groups[base_index].name(),
+                        mixture: groups[mix_index].name(),
+                        baseline_group: base_index,
+                        mixture_group: mix_index,
                         params: n,
                         target_loss: target,
-                        tokens_baseline: tb,
-                        tokens_mixture: tm,
-                        speedup: derived::speedup(law, &base.fit.theta, &mix.fit.theta, nn, target),
+                        tokens_baseline,
+                        tokens_mixture,
+                        speedup: derived::speedup(
+                            law,
+                            &base.fit.theta,
+                            &mix.fit.theta,
+                            size,
+                            target,
+                        ),
                         speedup_ci95: interval(paired, level),
                     });
                 }
