@@ -115,7 +115,36 @@ impl FitError {
     /// Whether the user can fix this by changing their input (exit code 2) rather than it
     /// being a failure of the machine or of synthscale (exit code 1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, FitError::Write { .. } | FitError::Internal(_))
+        match self {
+            FitError::Read { .. }
+            | FitError::MissingColumn { .. }
+            | FitError::Parse { .. }
+            | FitError::NonPositive { .. }
+            | FitError::TooFewPoints { .. }
+            | FitError::TooFewSizes { .. }
+            | FitError::FlatData { .. }
+            | FitError::NotConverged { .. }
+            | FitError::Option { .. }
+            | FitError::Empty { .. } => true,
+            FitError::Write { .. } | FitError::Internal(_) => false,
+        }
+    }
+
+    pub(crate) fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FitError::Read {
+            path: path.into(),
+            source,
+        }
+    }
+
+    // The fit stage writes nothing itself (the CLI writes fit.json); the helper completes
+    // the crate's one error shape.
+    #[allow(dead_code)]
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FitError::Write {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn option(option: impl Into<String>, message: impl Into<String>) -> Self {

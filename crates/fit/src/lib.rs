@@ -2,13 +2,16 @@
 //! answers the studies ask for.
 //!
 //! - [`law`]: the forms (rectified, power, Chinchilla), bounds, start grids, gradients;
-//! - [`fit`]: the Huber objective on log residuals and the multi-start L-BFGS fit;
+//! - [`fit`]: the Huber objective on log residuals and the multi-start L-BFGS fit (options,
+//!   objective, one L-BFGS run, checks on data and end points);
 //! - [`bootstrap`]: resampling points for 95% intervals;
 //! - [`derived`]: plateaus, tokens to a loss, speed-ups, optimal ratio, compute-optimal size;
 //! - [`effective`]: effective-data multipliers and speed-ups at each observed budget, marked
 //!   where they read a curve past its data;
-//! - [`input`]: long CSV tables, run directories and wide per-step logs → grouped points;
-//! - [`study`]: a whole fit job → one serializable report.
+//! - [`input`]: long CSV tables, run directories and wide per-step logs → grouped points
+//!   (options, records, readers, provenance and hashes, the merged table, validated groups);
+//! - [`study`]: a whole fit job → one serializable report (options, held-out check, one
+//!   module per derived answer).
 
 pub mod bootstrap;
 pub mod derived;

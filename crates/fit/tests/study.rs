@@ -1,6 +1,8 @@
 //! Whole fit jobs: inputs in each format, grouping and filters, the held-out check, derived
 //! answers against curves built to have known answers, and every bad-input error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use synthscale_fit::input::Group;
@@ -160,23 +162,11 @@ fn holdout_predicts_a_clean_curve_and_output_has_no_nan() {
 /// The joint law: one held-out largest model size, compute-optimal sizes with intervals.
 #[test]
 fn chinchilla_holdout_and_compute_optimal() {
-    let truth = [
-        477.84f64.ln(),
-        2143.86f64.ln(),
-        1.8172f64.ln(),
-        0.3473,
-        0.3672,
-    ];
-    let mut pts = Vec::new();
-    for n in [1e8, 3e8, 1e9, 3e9] {
-        for d in [2e9, 6e9, 2e10, 6e10, 2e11] {
-            pts.push(Point {
-                d,
-                n,
-                loss: Law::Chinchilla.predict(&truth, n, d),
-            });
-        }
-    }
+    let pts = common::chinchilla_points(
+        &common::epoch_chinchilla_theta(),
+        &[1e8, 3e8, 1e9, 3e9],
+        &[2e9, 6e9, 2e10, 6e10, 2e11],
+    );
     let opts = StudyOptions {
         holdout: Holdout::Largest,
         flops_budgets: vec![1e21],
@@ -496,23 +486,11 @@ fn a_collapsed_asymptote_is_labelled_at_its_bound() {
 /// middle one took 0 tokens as its largest budget, and printed "beyond NaN× the data").
 #[test]
 fn plateaus_between_the_data_sizes_search_from_the_largest_budget() {
-    let truth = [
-        477.84f64.ln(),
-        2143.86f64.ln(),
-        1.8172f64.ln(),
-        0.3473,
-        0.3672,
-    ];
-    let mut pts = Vec::new();
-    for n in [1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9] {
-        for d in [2e9, 6e9, 2e10, 6e10, 2e11] {
-            pts.push(Point {
-                d,
-                n,
-                loss: Law::Chinchilla.predict(&truth, n, d),
-            });
-        }
-    }
+    let pts = common::chinchilla_points(
+        &common::epoch_chinchilla_theta(),
+        &[1e8, 2e8, 4e8, 8e8, 1.6e9, 3.2e9, 6.4e9],
+        &[2e9, 6e9, 2e10, 6e10, 2e11],
+    );
     let opts = StudyOptions {
         bootstrap: BootstrapOptions {
             resamples: 0,

@@ -1,6 +1,8 @@
 //! Curves drawn from known parameters with noise: the fitter must recover them, and its
 //! 95% bootstrap intervals must cover the truth at close to the stated rate.
 
+mod common;
+
 use synthscale_fit::bootstrap::{percentile_interval, resample_fits, SplitMix64};
 use synthscale_fit::{fit, BootstrapOptions, FitOptions, Law, Point};
 
@@ -127,13 +129,7 @@ fn rectified_law_intervals_cover_the_truth() {
 /// 15.8%), so one draw alone says little.
 #[test]
 fn chinchilla_parameters_are_recovered() {
-    let truth = [
-        477.84f64.ln(),
-        2143.86f64.ln(),
-        1.8172f64.ln(),
-        0.3473,
-        0.3672,
-    ];
+    let truth = common::epoch_chinchilla_theta();
     let ns = log_spaced(7e7, 1.6e10, 5);
     let ds = log_spaced(5e9, 5e11, 8);
     let want = Law::Chinchilla.params(&truth);
