@@ -412,8 +412,8 @@ fn report_text(r: &StudyReport, secs: f64) -> String {
             .map_or(String::new(), |n| format!(" at N={}", num(n)));
         let sp = speedup(s.speedup, s.speedup_ci95, s.extrapolated, s.beyond_data);
         (
-            &s.mixture,
-            &s.baseline,
+            &s.pair.mixture,
+            &s.pair.baseline,
             format!("{at} at L*={}", num(s.target_loss)),
             sp,
         )
@@ -433,7 +433,7 @@ fn report_text(r: &StudyReport, secs: f64) -> String {
             let [drawn, fitted] = m.resamples;
             say!(out,
                 "  {} vs {}: k = {k}{reach}; rmsd_log {:.5} over {} points, {fitted} of {drawn} resamples fitted",
-                m.mixture, m.baseline, m.rmsd_log, m.n_points
+                m.pair.mixture, m.pair.baseline, m.rmsd_log, m.n_points
             );
         }
         say!(out);
@@ -442,7 +442,7 @@ fn report_text(r: &StudyReport, secs: f64) -> String {
         let at = s.params.map_or(String::new(), |n| format!(" N={}", num(n)));
         let read = format!("{at} D={} (loss {})", num(s.tokens), num(s.loss));
         let sp = speedup(s.speedup, s.speedup_ci95, s.extrapolated, s.beyond_data);
-        (&s.mixture, &s.baseline, read, sp)
+        (&s.pair.mixture, &s.pair.baseline, read, sp)
     });
     let title = "speed-ups at each observed mixture budget, D_baseline(L_mixture(D)) / D:";
     speedup_section(&mut out, title, reads);

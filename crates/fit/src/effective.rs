@@ -26,24 +26,10 @@ pub const LN_K_MAX: f64 = 6.907_755_278_982_137;
 const GRID: usize = 31;
 
 /// Which two groups a comparison reads: their names, for people, and their indices in the
-/// study's `groups` (and its input), for programs, which need not parse names back.
-#[derive(Debug, Clone, Copy)]
-pub struct Pair<'a> {
-    /// The family (group keys other than the baseline column).
-    pub family: &'a str,
-    /// The baseline group's name.
-    pub baseline: &'a str,
-    /// The mixture group's name.
-    pub mixture: &'a str,
-    /// The baseline group's index.
-    pub baseline_group: usize,
-    /// The mixture group's index.
-    pub mixture_group: usize,
-}
-
-/// One mixture's effective-data multiplier over the baseline.
+/// study's `groups` (and its input), for programs, which need not parse names back. Written
+/// into fit.json as the first fields of each comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Multiplier {
+pub struct Pair {
     /// The family (group keys other than the baseline column).
     pub family: String,
     /// Baseline group.
@@ -54,6 +40,14 @@ pub struct Multiplier {
     pub baseline_group: usize,
     /// Index of the mixture group in the study's `groups`.
     pub mixture_group: usize,
+}
+
+/// One mixture's effective-data multiplier over the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Multiplier {
+    /// The two groups compared.
+    #[serde(flatten)]
+    pub pair: Pair,
     /// `k` in `L_mix(D) = L_base(k·D)`: the mixture's D tokens are worth `k·D` of the
     /// baseline's. `None` when the fit puts `k` at the edge of `[1e-3, 1e3]` (unidentified).
     pub k: Option<f64>,
@@ -76,16 +70,9 @@ pub struct Multiplier {
 /// The speed-up at one observed mixture budget.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BudgetSpeedup {
-    /// The family (group keys other than the baseline column).
-    pub family: String,
-    /// Baseline group.
-    pub baseline: String,
-    /// Mixture group.
-    pub mixture: String,
-    /// Index of the baseline group in the study's `groups`.
-    pub baseline_group: usize,
-    /// Index of the mixture group in the study's `groups`.
-    pub mixture_group: usize,
+    /// The two groups compared.
+    #[serde(flatten)]
+    pub pair: Pair,
     /// Model size (joint law).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<f64>,
@@ -284,7 +271,7 @@ pub fn bootstrap_multiplier(
 #[allow(clippy::too_many_arguments)]
 pub fn multiplier(
     law: Law,
-    pair: Pair,
+    pair: &Pair,
     base: &[Point],
     mix: &[Point],
     starts: &[Vec<f64>],
@@ -306,11 +293,7 @@ pub fn multiplier(
     let (mlo, mhi) = d_range(mix);
     let far = beyond(k * mhi, range).max(beyond(k * mlo, range));
     Ok(Multiplier {
-        family: pair.family.to_string(),
-        baseline: pair.baseline.to_string(),
-        mixture: pair.mixture.to_string(),
-        baseline_group: pair.baseline_group,
-        mixture_group: pair.mixture_group,
+        pair: pair.clone(),
         k: (!edge).then_some(k),
         ci95: percentile_interval(&ks, boot.level),
         extrapolated: far > INSIDE,
@@ -325,7 +308,7 @@ pub fn multiplier(
 /// the baseline's fitted curve `theta` (and its bootstrap resamples for the interval).
 pub fn budget_speedups(
     law: Law,
-    pair: Pair,
+    pair: &Pair,
     base: &[Point],
     theta: &[f64],
     resamples: &[&Vec<f64>],
@@ -368,11 +351,7 @@ pub fn budget_speedups(
                 .collect();
             let far = tb.map(|t| beyond(t, range));
             BudgetSpeedup {
-                family: pair.family.to_string(),
-                baseline: pair.baseline.to_string(),
-                mixture: pair.mixture.to_string(),
-                baseline_group: pair.baseline_group,
-                mixture_group: pair.mixture_group,
+                pair: pair.clone(),
                 params: law.uses_params().then_some(n),
                 tokens: d,
                 loss,

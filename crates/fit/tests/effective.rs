@@ -58,33 +58,33 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
     let r = run_study(&groups, &opts).unwrap();
     assert_eq!(r.multipliers.len(), 6, "two mixtures × three sizes");
     for m in &r.multipliers {
-        let want = if m.mixture.contains("mixture=good") {
+        let want = if m.pair.mixture.contains("mixture=good") {
             3.0
         } else {
             0.5
         };
         let k =
-            m.k.unwrap_or_else(|| panic!("{}: k not identified", m.mixture));
+            m.k.unwrap_or_else(|| panic!("{}: k not identified", m.pair.mixture));
         assert!(
             (k / want - 1.0).abs() < 0.10,
             "{}: k = {k}, want {want}",
-            m.mixture
+            m.pair.mixture
         );
         let [lo, hi] = m.ci95.unwrap();
         assert!(
             lo <= k && k <= hi,
             "{}: {k} outside [{lo}, {hi}]",
-            m.mixture
+            m.pair.mixture
         );
         assert!(m.resamples[1] > 0);
         // Mapped to k·D the mixture's budgets run past the baseline's (k = 3: above its
         // largest budget; k = 0.5: below its smallest), by about k or 1/k.
-        assert!(m.extrapolated, "{}", m.mixture);
+        assert!(m.extrapolated, "{}", m.pair.mixture);
         let far = if want > 1.0 { want } else { 1.0 / want };
         assert!(
             (m.beyond_data / far - 1.0).abs() < 0.15,
             "{}: {}",
-            m.mixture,
+            m.pair.mixture,
             m.beyond_data
         );
     }
@@ -94,7 +94,7 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
     // budget(s) lie below the baseline's best, the poor mixture's first budget above its worst.
     assert_eq!(r.budget_speedups.len(), 6 * 8);
     for s in &r.budget_speedups {
-        let want = if s.mixture.contains("mixture=good") {
+        let want = if s.pair.mixture.contains("mixture=good") {
             3.0
         } else {
             0.5
@@ -106,7 +106,7 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
             assert!(
                 !s.extrapolated,
                 "{} at {}: marked, needs {needs}",
-                s.mixture, s.tokens
+                s.pair.mixture, s.tokens
             );
             // Read inside the data, the speed-up is the construction's k. (Read past it, it
             // is not: the good mixture's last budget reads 4.6 for k = 3 on this draw.)
@@ -114,7 +114,7 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
             assert!(
                 (x / want - 1.0).abs() < 0.15,
                 "{} at {}: {x}",
-                s.mixture,
+                s.pair.mixture,
                 s.tokens
             );
         }
@@ -122,7 +122,7 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
             assert!(
                 s.extrapolated,
                 "{} at {}: unmarked, needs {needs}",
-                s.mixture, s.tokens
+                s.pair.mixture, s.tokens
             );
             assert!(s.beyond_data.unwrap() > 1.0);
         }
@@ -131,11 +131,11 @@ fn a_known_multiplier_is_recovered_and_extrapolation_is_marked() {
     // The target-loss speed-ups at L* = the baseline's loss at its largest budget: the poor
     // mixture needs 2× that budget, past its data: marked; the good one needs a third of it.
     for s in &r.speedups {
-        if s.mixture.contains("mixture=poor") {
-            assert!(s.extrapolated, "{}", s.mixture);
+        if s.pair.mixture.contains("mixture=poor") {
+            assert!(s.extrapolated, "{}", s.pair.mixture);
             assert!(s.beyond_data.unwrap() > 1.5, "{:?}", s.beyond_data);
         } else {
-            assert!(!s.extrapolated, "{}: {:?}", s.mixture, s.beyond_data);
+            assert!(!s.extrapolated, "{}: {:?}", s.pair.mixture, s.beyond_data);
         }
     }
     let json = serde_json::to_value(&r).unwrap();

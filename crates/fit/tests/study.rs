@@ -70,7 +70,7 @@ fn speedup_of_a_stretched_curve_is_the_stretch() {
     let r = run_study(&groups, &opts).unwrap();
     assert_eq!(r.speedups.len(), 2);
     for s in &r.speedups {
-        assert_eq!(s.mixture, "mixture=rephrased");
+        assert_eq!(s.pair.mixture, "mixture=rephrased");
         let x = s.speedup.unwrap();
         assert!(
             (x - 2.5).abs() < 1e-3,

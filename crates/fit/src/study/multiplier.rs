@@ -27,11 +27,10 @@ pub(super) fn effective_answers(
             fitted[base_index].resamples.iter().flatten().collect();
         for &(mix_index, _) in members.iter().filter(|(i, _)| *i != base_index) {
             let mix = &groups[mix_index];
-            let (bname, mname) = (base.name(), mix.name());
             let names = effective::Pair {
-                family: &family,
-                baseline: &bname,
-                mixture: &mname,
+                family: family.clone(),
+                baseline: base.name(),
+                mixture: mix.name(),
                 baseline_group: base_index,
                 mixture_group: mix_index,
             };
@@ -40,7 +39,7 @@ pub(super) fn effective_answers(
             // The joint fit uses the baseline's threshold: the baseline's law is the one read.
             mults.push(effective::multiplier(
                 law,
-                names,
+                &names,
                 &base.points,
                 &mix.points,
                 &starts,
@@ -49,7 +48,7 @@ pub(super) fn effective_answers(
             )?);
             budgets.extend(effective::budget_speedups(
                 law,
-                names,
+                &names,
                 &base.points,
                 &fitted[base_index].fit.theta,
                 &base_resamples,

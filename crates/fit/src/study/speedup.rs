@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::curves::{at_size, curve_sizes, families};
 use super::fitted::{interval, Fitted};
 use super::options::StudyOptions;
+use crate::effective::Pair;
 use crate::error::Result;
 use crate::input::Group;
 use crate::law::Point;
@@ -14,16 +15,9 @@ use crate::{derived, effective};
 /// Speed-up of one mixture over the baseline at one target loss.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Speedup {
-    /// The family (group keys other than the baseline column).
-    pub family: String,
-    /// Baseline group.
-    pub baseline: String,
-    /// Mixture group.
-    pub mixture: String,
-    /// Index of the baseline group in `groups`.
-    pub baseline_group: usize,
-    /// Index of the mixture group in `groups`.
-    pub mixture_group: usize,
+    /// The two groups compared.
+    #[serde(flatten)]
+    pub pair: Pair,
     /// Model size the curves are read at (joint law).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub params: Option<f64>,
@@ -101,11 +95,13 @@ pub(super) fn speedups(
                     out.push(Speedup {
                         extrapolated: far.is_none_or(|f| f > 1.0 + 1e-9),
                         beyond_data: far,
-                        family: family.clone(),
-                        baseline: groups[base_index].name(),
-                        mixture: groups[mix_index].name(),
-                        baseline_group: base_index,
-                        mixture_group: mix_index,
+                        pair: Pair {
+                            family: family.clone(),
+                            baseline: groups[base_index].name(),
+                            mixture: groups[mix_index].name(),
+                            baseline_group: base_index,
+                            mixture_group: mix_index,
+                        },
                         params: n,
                         target_loss: target,
                         tokens_baseline,

@@ -86,7 +86,7 @@ pub fn speedups_at<'a>(a: &'a Analysis, domain: &str, n: f64) -> Vec<Read<'a>> {
         r.speedups
             .iter()
             .filter(|s| {
-                let k = r.key(s.mixture_group);
+                let k = r.key(s.pair.mixture_group);
                 k.domain == domain
                     && if joint {
                         s.params == Some(n)
@@ -96,7 +96,7 @@ pub fn speedups_at<'a>(a: &'a Analysis, domain: &str, n: f64) -> Vec<Read<'a>> {
             })
             .map(|s| Read {
                 speedup: s,
-                mixture: r.key(s.mixture_group).mixture(),
+                mixture: r.key(s.pair.mixture_group).mixture(),
             })
             .collect()
     };

@@ -197,7 +197,7 @@ impl Doc<'_> {
             ],
         );
         for r in self.with_baseline() {
-            for (s, key) in self.on_headline(r, &r.speedups, |s| s.mixture_group) {
+            for (s, key) in self.on_headline(r, &r.speedups, |s| s.pair.mixture_group) {
                 let size = s.params.or(key.params).map_or("—".into(), fmt_params);
                 tb.rows.push(vec![
                     Cell::text(r.law.name()),
@@ -255,7 +255,7 @@ impl Doc<'_> {
             &["law", "mixture", "model size", "k", "RMSD ln L", "points", "resamples fitted"],
         );
         for r in self.with_baseline() {
-            for (m, key) in self.on_headline(r, &r.multipliers, |m| m.mixture_group) {
+            for (m, key) in self.on_headline(r, &r.multipliers, |m| m.pair.mixture_group) {
                 tb.rows.push(vec![
                     Cell::text(r.law.name()),
                     Cell::text(key.mixture()),
