@@ -126,3 +126,46 @@ pub fn read(run_dir: &Path) -> Result<Vec<Metric>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read back, a logged loss is the very f64 written (oracle: the bits themselves), in
+    /// every build: `sweep collect` copies these into results.csv. 3.9240556359291077 is a
+    /// quickstart validation loss that serde_json's default float parser read one ulp off.
+    #[test]
+    fn a_logged_float_reads_back_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsLog::open(dir.path(), 0).unwrap();
+        let losses = [
+            3.9240556359291077,
+            0.1 + 0.2,
+            5.321639010620092,
+            1e-300 / 3.0,
+        ];
+        for (i, loss) in losses.iter().enumerate() {
+            log.write(&Metric {
+                step: i as u64,
+                tokens: 0,
+                flops: 0.0,
+                lr: None,
+                train_loss: None,
+                grad_norm: None,
+                tokens_per_s: None,
+                mfu: None,
+                comm_s: None,
+                eval_domain: Some("web".into()),
+                val_loss: Some(*loss),
+            })
+            .unwrap();
+        }
+        let back: Vec<u64> = read(dir.path())
+            .unwrap()
+            .iter()
+            .map(|m| m.val_loss.unwrap().to_bits())
+            .collect();
+        let want: Vec<u64> = losses.iter().map(|l| l.to_bits()).collect();
+        assert_eq!(back, want);
+    }
+}
